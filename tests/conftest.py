@@ -1,0 +1,9 @@
+"""Test-wide settings.
+
+The kernels are tested with numba's CUDA simulator unless a run asks for the
+real GPU with NUMBA_ENABLE_CUDASIM=0. numba reads the variable when it is first
+imported, so it is set here, before any test module imports numba.
+"""
+import os
+
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
