@@ -1,0 +1,16 @@
+"""Attention kernels (numba CUDA) that the cost model is checked against.
+
+See ``kernels.api`` for the functions and ``kernels/NOTES.md`` for measurements.
+"""
+from .api import (decode_attention, flash_attention, flash_attention_backward, flash_attention_v1,
+                  flash_decoding, poisoned_outputs, standard_attention)
+
+__all__ = [
+    "standard_attention",
+    "flash_attention",
+    "flash_attention_v1",
+    "flash_attention_backward",
+    "decode_attention",
+    "flash_decoding",
+    "poisoned_outputs",
+]

@@ -1,0 +1,106 @@
+"""Timing harness for the kernels: CUDA events, warm-up, medians, L2 rotation.
+
+``time_kernel(fn, *args)`` runs ``fn(*args)`` (any callable that launches device
+work) and brackets it with CUDA events. Several calls may share one bracket
+(``inner``) so that launch gaps of microsecond kernels are amortised; each sample
+is the bracket's time divided by ``inner``. When ``input_sets`` is given the calls
+rotate over those argument tuples, so that inputs smaller than the L2 cache are not
+served from it on every repeat (``rotation_count`` says how many sets to make).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from numba import cuda
+
+from ._cuda import SIMULATOR, compiled_kernels
+
+
+@dataclass
+class Timing:
+    median_s: float
+    samples_s: list[float] = field(default_factory=list)
+    inner: int = 1
+
+    @property
+    def min_s(self) -> float:
+        return min(self.samples_s)
+
+
+def time_kernel(fn, *args, warmup: int = 2, repeats: int = 10, input_sets=None, inner: int | None = None,
+                min_bracket_s: float = 1e-3, budget_s: float | None = None) -> Timing:
+    """Median time of one call of ``fn`` in seconds, from CUDA events.
+
+    ``inner=None`` picks the calls per bracket so a bracket lasts ``min_bracket_s``
+    (from the warm-up time, at most 64). ``budget_s`` caps ``repeats`` so that the
+    samples take about that long (at least 3 samples).
+    """
+    sets = list(input_sets) if input_sets else [args]
+    calls = 0
+
+    def call():
+        nonlocal calls
+        fn(*sets[calls % len(sets)])
+        calls += 1
+
+    start, end = cuda.event(), cuda.event()
+    first_s = None
+    for w in range(max(1, warmup)):
+        start.record()
+        call()
+        end.record()
+        end.synchronize()
+        first_s = start.elapsed_time(end) * 1e-3
+    if SIMULATOR:  # events carry no time there: one call per bracket, no budget
+        inner, first_s = 1, first_s or 1.0
+    if inner is None:
+        inner = int(min(64, max(1, math.ceil(min_bracket_s / max(first_s, 1e-9)))))
+    if budget_s is not None:
+        repeats = int(max(3, min(repeats, budget_s // max(first_s * inner, 1e-9))))
+    samples = []
+    for _ in range(repeats):
+        start.record()
+        for _ in range(inner):
+            call()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) * 1e-3 / inner)
+    return Timing(statistics.median(samples), samples, inner)
+
+
+def rotation_count(bytes_per_set: int, l2_bytes: int, cap: int = 8) -> int:
+    """Input sets to rotate over so that consecutive calls miss the L2: enough sets
+    to cover twice the L2, 1 when a single set already does, at most ``cap``."""
+    if bytes_per_set >= 2 * l2_bytes:
+        return 1
+    return int(min(cap, math.ceil(2 * l2_bytes / max(bytes_per_set, 1))))
+
+
+def l2_bytes() -> int:
+    """L2 cache size of the current device (0 in the simulator)."""
+    if SIMULATOR:
+        return 0
+    return int(cuda.get_current_device().L2_CACHE_SIZE)
+
+
+def kernel_resources(name: str, dispatcher, dynamic_smem_bytes: int | None = None) -> list[dict]:
+    """Registers, shared and local memory of each compiled variant of a kernel.
+
+    numba-cuda 0.30's dispatcher gives ``get_regs_per_thread`` and friends per
+    signature; static shared memory is reported by the driver, the dynamic shared
+    memory the launch asks for is passed in.
+    """
+    out = []
+    for kern in compiled_kernels(dispatcher):
+        out.append(dict(
+            kernel=name,
+            signature=str(kern.argument_types),
+            regs_per_thread=int(kern.regs_per_thread),
+            static_smem_bytes=int(kern.shared_mem_per_block),
+            dynamic_smem_bytes=dynamic_smem_bytes,
+            local_bytes_per_thread=int(kern.local_mem_per_thread),
+            max_threads_per_block=int(kern.max_threads_per_block),
+        ))
+    return out

@@ -1,0 +1,171 @@
+"""Subcommands of ``ioaware`` that measure on a GPU or read what was measured.
+
+- ``calibrate``: measure the roofline's ceilings and write a calibrated spec.
+- ``validate``: run the attention kernels, time them, predict them, write a results file.
+- ``report``: turn a results file into one self-contained HTML page.
+
+Handlers return ``(data, text)`` as every ``ioaware`` subcommand does. Nothing here
+imports numba at registration, so ``ioaware --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from costmodel.cli import CommandError, positive_float, positive_int, si, table
+
+
+def _command_line() -> str:
+    return shlex.join(["ioaware", *sys.argv[1:]])
+
+
+def _log(args):
+    return (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+# ---------------------------------------------------------------- calibrate
+
+
+_UNITS = {"hbm_bandwidth_Bps": "B/s", "l2_bandwidth_Bps": "B/s", "kernel_launch_s": "s",
+          "sfu_exp_per_clk_per_sm": "exp/clk/SM"}
+
+
+def cmd_calibrate(args):
+    from kernels.calibrate import Sizes, calibrate_gpu
+
+    sizes = Sizes.quick() if args.quick else Sizes()
+    if args.repeats:
+        sizes = Sizes(**{**sizes.__dict__, "repeats": args.repeats})
+    data = calibrate_gpu(base=args.base, out=args.out, raw_json=args.raw_json, sizes=sizes,
+                         with_torch=not args.no_torch, command=_command_line(), log=_log(args))
+    rows = []
+    for c in data["ceilings"]:
+        unit = _UNITS.get(c["field"], "FLOP/s")
+        rows.append((c["field"], si(c["measured"], unit), si(c["datasheet"], unit) if c["datasheet"] else "n/a",
+                     "n/a" if c["ratio"] is None else f"{c['ratio']:.2f}"))
+    text = (f"Calibrated {data['gpu']} against {data['base']} in {data['wall_s']:.1f} s\n"
+            + table(rows, ("field", "measured", "datasheet", "measured/datasheet"))
+            + "".join(f"\nnote: {n}" for n in data["notes"])
+            + f"\nwrote {data['out']} (spec {data['spec']}) and {data['raw_json']}")
+    return data, text
+
+
+# ---------------------------------------------------------------- validate
+
+
+def _families(text: str) -> tuple[str, ...]:
+    from costmodel.validation import FAMILIES
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: unknown family {', '.join(unknown) or '(none)'}; "
+                                         f"allowed (comma-separated): {', '.join(FAMILIES)}")
+    return names
+
+
+def cmd_validate(args):
+    import json
+
+    from costmodel.cli import to_jsonable
+    from costmodel.validation import summarize, targets
+    from kernels.validate import run_validation
+
+    results = run_validation(spec_name=args.spec, quick=args.quick, families=args.families,
+                             max_seconds=args.max_seconds, ncu=args.ncu, repeats=args.repeats,
+                             command=_command_line(), ncu_path=args.ncu_path, ncu_families=args.ncu_families,
+                             log=_log(args))
+    if args.out is None:
+        import kernels
+
+        args.out = Path(kernels.__file__).parent / "results" / f"{Path(results.meta.spec).stem}-validation.json"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(to_jsonable(results.model_dump(mode="json")), indent=1, allow_nan=False))
+    summary = summarize(results)
+    data = {"out": str(args.out), "records": len(results.records), "skipped": results.meta.skipped,
+            "summary": {k: v.model_dump() for k, v in summary.items()},
+            "targets": [t.model_dump() for t in targets(summary)]}
+    return data, _summary_text(summary, targets(summary)) + (
+        f"\n{len(results.records)} records, {len(results.meta.skipped)} skipped; wrote {args.out}")
+
+
+def _summary_text(summary, checks) -> str:
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    text = table(
+        [(s.family, str(s.n), pct(s.median_abs_time_error), pct(s.worst_abs_time_error), str(s.n_bytes),
+          pct(s.median_abs_bytes_error), pct(s.worst_abs_bytes_error)) for s in summary.values()],
+        ("family", "n", "median |t err|", "worst |t err|", "n bytes", "median |B err|", "worst |B err|"))
+    verdicts = {True: "PASS", False: "FAIL"}
+    lines = [f"{verdicts[c.passed]:4s}  {c.target}: {c.family} {pct(c.value)}" for c in checks if c.passed is not None]
+    return text + ("\n\n" + "\n".join(lines) if lines else "")
+
+
+# ---------------------------------------------------------------- report
+
+
+def cmd_report(args):
+    from costmodel.report import write_report
+    from costmodel.validation import ResultsError, load_results, summarize, targets
+
+    try:
+        results = load_results(args.results)
+    except ResultsError as exc:
+        raise CommandError(str(exc)) from None
+    written = write_report(results, args.out, gpu=args.gpu, png=not args.no_png)
+    summary = summarize(results)
+    checks = targets(summary)
+    data = {"written": [str(p) for p in written], "summary": {k: v.model_dump() for k, v in summary.items()},
+            "targets": [t.model_dump() for t in checks]}
+    return data, _summary_text(summary, checks) + "\nwrote " + ", ".join(data["written"])
+
+
+def _html_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix != ".html":
+        raise argparse.ArgumentTypeError(f"{text!r}: a path ending in .html is accepted")
+    return path
+
+
+def _json_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix != ".json":
+        raise argparse.ArgumentTypeError(f"{text!r}: a path ending in .json is accepted")
+    return path
+
+
+# ---------------------------------------------------------------- registration
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="measure HBM/L2 bandwidth, FP32/exp/tensor rates and launch cost on this GPU")
+    p.add_argument("--base", help="datasheet spec to calibrate (default: chosen from the GPU's name)")
+    p.add_argument("--out", type=Path, help="calibrated spec YAML (default hardware_specs/calibrated/<base>-measured.yaml)")
+    p.add_argument("--raw-json", type=_json_path, help="every timing sample (default: beside --out, .raw.json)")
+    p.add_argument("--quick", action="store_true", help="smaller sizes (a few seconds; still 20 repeats)")
+    p.add_argument("--repeats", type=positive_int, help="timed runs per measurement (default 20)")
+    p.add_argument("--no-torch", action="store_true", help="skip the tensor-core matmuls even if torch is installed")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("validate", help="time attention kernels on this GPU against the simulator's predictions")
+    p.add_argument("--out", type=_json_path,
+                   help="results JSON (default kernels/results/<spec>-validation.json in the package)")
+    p.add_argument("--spec", help="spec for the predictions (default: <base>-measured if calibrated, else the datasheet)")
+    p.add_argument("--quick", action="store_true", help="a short subset (N 1024 and 4096, d 64)")
+    p.add_argument("--families", type=_families, help="comma-separated families to run (default all)")
+    p.add_argument("--max-seconds", type=positive_float, help="stop starting new configurations after this long")
+    p.add_argument("--repeats", type=positive_int, default=20, help="timed runs per configuration (default 20)")
+    p.add_argument("--ncu", action="store_true", help="also measure DRAM bytes with Nsight Compute")
+    p.add_argument("--ncu-families", type=_families, help="profile only these families (default: all that ran)")
+    p.add_argument("--ncu-path", default="ncu", help="the ncu executable (default: ncu on PATH)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("report", help="HTML report (plots, error table, targets, roofline) from a results file")
+    p.add_argument("results", type=Path, help="results JSON written by `ioaware validate`")
+    p.add_argument("--out", type=_html_path, required=True, help="the HTML page to write (PNGs go beside it)")
+    p.add_argument("--gpu", help="spec for the roofline (default: the results' meta.spec, else its datasheet base)")
+    p.add_argument("--no-png", action="store_true", help="do not try PNG export of the figures")
+    p.set_defaults(func=cmd_report)

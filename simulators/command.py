@@ -1,0 +1,106 @@
+"""``ioaware attention``: simulate one attention call and print its kernels' FLOPs, bytes and time."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from simulators.config import DTYPES, IMPLS, PASSES
+
+DEFAULT_GPU = "a100-sxm4-80gb"
+
+# Field names in messages -> the option that sets them.
+_OPTIONS = {
+    "batch": "--batch", "heads": "--heads", "kv_heads": "--kv-heads", "seq_len": "--seq-len", "kv_len": "--kv-len",
+    "head_dim": "--head-dim", "dtype": "--dtype", "window": "--window", "dropout": "--dropout",
+    "block-r": "--block-r", "block-c": "--block-c", "splits": "--splits", "pattern": "--pattern", "pass": "--pass",
+    "impl": "--impl", "sram-bytes": "--sram-bytes", "page-size": "--page-size", "l2_fraction": "--l2-fraction",
+    "fa1_io": "--fa1-io", "path": "--path", "grid_order": "--grid-order",
+}
+
+
+def register(subparsers) -> None:
+    """Add the ``attention`` subcommand (costmodel/cli.py calls this)."""
+    p = subparsers.add_parser(
+        "attention", help="FLOPs, bytes per memory level (global, DRAM, smem) and time of an attention call",
+        description="Simulate standard attention, FlashAttention-1/2 or Flash-Decoding on a GPU spec.")
+    p.add_argument("--gpu", default=DEFAULT_GPU, help=f"bundled GPU name or spec file (default {DEFAULT_GPU})")
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--heads", type=int, required=True, help="query heads")
+    p.add_argument("--kv-heads", type=int, help="K/V heads (GQA; 1 = MQA; default: heads)")
+    p.add_argument("--seq-len", type=int, required=True, help="query tokens N (decode: new tokens, usually 1)")
+    p.add_argument("--kv-len", type=int, help="key tokens L (default N; decode: the cache length)")
+    p.add_argument("--head-dim", type=int, required=True)
+    p.add_argument("--dtype", default="fp16", help=f"one of {', '.join(DTYPES)} (default fp16)")
+    p.add_argument("--impl", default="flash2", help=f"one of {', '.join(IMPLS)} (default flash2)")
+    p.add_argument("--pass", dest="pass_", default="fwd", help=f"one of {', '.join(PASSES)} (default fwd)")
+    p.add_argument("--block-r", type=int, help="query rows per tile B_r (default: FlashAttention rule)")
+    p.add_argument("--block-c", type=int, help="keys per tile B_c (default: FlashAttention rule)")
+    p.add_argument("--sram-bytes", type=int, help="M of the FlashAttention block rule (default: smem per block)")
+    p.add_argument("--splits", type=int, help="Flash-Decoding splits of the KV cache (default: two waves)")
+    p.add_argument("--page-size", type=int, help="paged KV cache: tokens per page")
+    p.add_argument("--causal", action="store_true")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--window", type=int, help="sliding window W: keys q-W < k <= q (causal) or |k-q| < W")
+    p.add_argument("--pattern", nargs="+", metavar="NAME", help="sparse pattern(s), unioned: dense window local "
+                   "strided dilated global random bigbird blockwise")
+    p.add_argument("--stride", type=int, default=64, help="strided pattern: stride")
+    p.add_argument("--dilation", type=int, default=2, help="dilated pattern: dilation")
+    p.add_argument("--global-tokens", type=int, default=64, help="global / bigbird: global tokens")
+    p.add_argument("--random-blocks", type=int, default=3, help="random / bigbird: key blocks per query block")
+    p.add_argument("--pattern-block", type=int, default=64, help="random / bigbird: block size in tokens")
+    p.add_argument("--blocks", type=int, default=4, help="blockwise: blocks per sequence")
+    p.add_argument("--seed", type=int, default=0, help="random / blockwise: seed")
+    p.add_argument("--fa1-io", default="kernel", help="flash1 forward traffic: kernel (kernels/flash1.py) or paper")
+    p.add_argument("--l2-fraction", type=float, default=1.0, help="share of L2 a wave may use (default 1)")
+    p.add_argument("--grid-order", default="tiles-fastest",
+                   help="tiles-fastest (blockIdx.x = tile, our kernels) or heads-fastest (blockIdx.x = batch*head)")
+    p.add_argument("--no-skip", action="store_true", help="compute masked-out tiles too (no causal block skipping)")
+    p.add_argument("--simt", action="store_true",
+                   help="matmuls on FP32 SIMT lanes (our Numba kernels), not tensor cores")
+    p.add_argument("--path", default="closed", help="closed (closed form) or enumerate (block-by-block walk)")
+    p.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+    p.set_defaults(func=run)
+
+
+def _option_names(message: str) -> str:
+    """'seq_len: ...' -> '--seq-len: ...' so the message names the option the user typed."""
+    m = re.match(r"^([A-Za-z0-9_\-]+):", message)
+    if m and m.group(1) in _OPTIONS:
+        return _OPTIONS[m.group(1)] + message[m.end(1):]
+    return message
+
+
+def run(args: argparse.Namespace) -> tuple[dict, str]:
+    from costmodel.cli import si, table
+    from hardware_specs import load_gpu
+    from simulators.simulate import simulate_attention
+
+    spec = args.gpu if not isinstance(args.gpu, str) else load_gpu(args.gpu)
+    pattern_options = dict(stride=args.stride, dilation=args.dilation, global_tokens=args.global_tokens,
+                           random_blocks=args.random_blocks, block=args.pattern_block, n_blocks=args.blocks,
+                           seed=args.seed)
+    try:
+        result = simulate_attention(
+            spec, args.impl, batch=args.batch, heads=args.heads, kv_heads=args.kv_heads, seq_len=args.seq_len,
+            kv_len=args.kv_len, head_dim=args.head_dim, dtype=args.dtype, pass_=args.pass_, causal=args.causal,
+            window=args.window, dropout=args.dropout, pattern=args.pattern, pattern_options=pattern_options,
+            path=args.path, tensor_cores=not args.simt, block_r=args.block_r, block_c=args.block_c,
+            sram_bytes=args.sram_bytes, splits=args.splits, page_size=args.page_size, fa1_io=args.fa1_io,
+            l2_fraction=args.l2_fraction, skip_masked_tiles=not args.no_skip, grid_order=args.grid_order)
+    except ValueError as exc:
+        raise ValueError(_option_names(str(exc))) from None
+    data = result.to_json()
+    rows = [(k.name, "x".join(str(g) for g in k.grid), si(k.flops, "FLOP"), si(k.global_bytes, "B"),
+             si(k.hbm_bytes, "B"), si(k.smem_bytes, "B"), si(k.time_s, "s"), k.bound) for k in result.kernels]
+    rows.append(("total", "", si(result.flops, "FLOP"), si(result.global_bytes, "B"), si(result.hbm_bytes, "B"),
+                 si(result.smem_bytes, "B"), si(result.time_s, "s"), result.bound))
+    sch = result.schedule
+    head = (f"{result.impl} {result.pass_} on {result.gpu} ({result.path}); B={args.batch} H={args.heads} "
+            f"H_kv={result.config['kv_heads']} N={args.seq_len} L={result.config['kv_len']} d={args.head_dim} "
+            f"{args.dtype}" + (f"; tiles B_r={sch['block_r']} B_c={sch['block_c']}" if "block_r" in sch else "")
+            + (f"; splits={sch['splits']}" if result.impl == "flash-decoding" else ""))
+    grids = "\n".join(f"  {k.name}: {k.schedule}" for k in result.kernels)
+    text = "\n".join([head, table(rows, ("kernel", "grid", "FLOPs", "global", "DRAM", "smem", "time", "bound")),
+                      "grids:", grids])
+    return data, text

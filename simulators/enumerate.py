@@ -1,0 +1,391 @@
+"""The flash kernels' schedules walked block by block, compiled with numba on the CPU.
+
+Each function runs its grid in launch order (blockIdx.x fastest), each block's loops as
+the kernel runs them, and every tile load, store and atomic. A tile is skipped when its
+class (0 empty, 1 partial, 2 full; mask.py) says so: for band masks from
+``band_tile_classes`` (corner tests), for sparse patterns from patterns.py, possibly one
+class array per head. Every access goes through ``_touch``, which keeps, per tile, the
+last wave that read it, wrote it or touched it: a tile counts as distinct in a wave the
+first time the wave meets it. At each wave's end ``_close`` applies l2.wave_dram.
+
+The schedules are those stated in closed.py; this file must not import it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from simulators.flops import (C, COLS, COLS_C, G_READ, G_WRITE, H_READ, H_WRITE, N_MOMENTS, R, RC, RC_PARTIAL, ROWS,
+                              ROWS_R, STAGED, TILES)
+from simulators.l2 import wave_dram
+
+READ, WRITE, ATOMIC = 0, 1, 2
+_RR, _DR, _RW, _DW, _TOUCH = 0, 1, 2, 3, 4
+STAT = 4  # float32 statistics
+
+
+@njit(cache=True, inline="always")
+def _touch(st_r, st_w, st_t, wacc, wave, tile, nbytes, kind):
+    if kind != WRITE:
+        wacc[_RR] += nbytes
+        if st_r[tile] != wave:
+            st_r[tile] = wave
+            wacc[_DR] += nbytes
+    if kind != READ:
+        wacc[_RW] += nbytes
+        if st_w[tile] != wave:
+            st_w[tile] = wave
+            wacc[_DW] += nbytes
+    if st_t[tile] != wave:
+        st_t[tile] = wave
+        wacc[_TOUCH] += nbytes
+
+
+@njit(cache=True)
+def _close(wacc, m, capacity):
+    hr, hw = wave_dram(wacc[_RR], wacc[_DR], wacc[_RW], wacc[_DW], wacc[_TOUCH], capacity)
+    m[G_READ] += wacc[_RR]
+    m[G_WRITE] += wacc[_RW]
+    m[H_READ] += hr
+    m[H_WRITE] += hw
+    wacc[:] = 0
+
+
+@njit(cache=True, inline="always")
+def _visit(m, cls, r, c):
+    m[TILES] += 1
+    m[RC] += r * c
+    if cls == 1:
+        m[RC_PARTIAL] += r * c
+    m[R] += r
+    m[C] += c
+
+
+@njit(cache=True)
+def fa2_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity, tiles_fastest=True):
+    """Grid (T_r, B H). Block (i, bh): Q_i once; K_j, V_j per non-empty tile; O_i, lse_i once."""
+    t_r, t_c = (n_q + br - 1) // br, (n_k + bc - 1) // bc
+    bh = batch * heads
+    q0 = 0
+    k0 = q0 + bh * t_r
+    v0 = k0 + (bh // group) * t_c
+    o0 = v0 + (bh // group) * t_c
+    l0 = o0 + bh * t_r
+    st_r, st_w, st_t = np.full(l0 + bh * t_r, -1, np.int64), np.full(l0 + bh * t_r, -1, np.int64), \
+        np.full(l0 + bh * t_r, -1, np.int64)
+    m = np.zeros(N_MOMENTS, np.int64)
+    wacc = np.zeros(5, np.int64)
+    per_head = tc.shape[0] > 1
+    wave = 0
+    for blk in range(t_r * bh):
+        if blk // slots != wave:
+            _close(wacc, m, capacity)
+            wave = blk // slots
+        # blockIdx.x = query tile, blockIdx.y = batch*head (or the other way round)
+        i, y = (blk % t_r, blk // t_r) if tiles_fastest else (blk // bh, blk % bh)
+        g = y // group
+        hm = y % heads if per_head else 0
+        r = min(n_q, (i + 1) * br) - i * br
+        loaded = False
+        for j in range(t_c):
+            cls = tc[hm, i, j]
+            if cls == 0:
+                continue
+            if not loaded:  # step 4: Q_i once
+                _touch(st_r, st_w, st_t, wacc, wave, q0 + y * t_r + i, r * d * e, READ)
+                m[STAGED] += r * d * s
+                loaded = True
+            c = min(n_k, (j + 1) * bc) - j * bc
+            _touch(st_r, st_w, st_t, wacc, wave, k0 + g * t_c + j, c * d * e, READ)  # step 7
+            _touch(st_r, st_w, st_t, wacc, wave, v0 + g * t_c + j, c * d * e, READ)
+            m[STAGED] += 2 * c * d * s
+            _visit(m, cls, r, c)
+        if loaded:
+            m[ROWS] += 1
+            m[ROWS_R] += r
+        _touch(st_r, st_w, st_t, wacc, wave, o0 + y * t_r + i, r * d * e, WRITE)  # steps 12-15
+        _touch(st_r, st_w, st_t, wacc, wave, l0 + y * t_r + i, r * STAT, WRITE)
+    _close(wacc, m, capacity)
+    return m
+
+
+@njit(cache=True)
+def _row_first_last(tc):
+    hm, t_r, t_c = tc.shape
+    first = np.full((hm, t_r), -1, np.int64)
+    last = np.full((hm, t_r), -1, np.int64)
+    for h in range(hm):
+        for i in range(t_r):
+            for j in range(t_c):
+                if tc[h, i, j] != 0:
+                    if first[h, i] < 0:
+                        first[h, i] = j
+                    last[h, i] = j
+    return first, last
+
+
+@njit(cache=True)
+def fa1_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity, paper):
+    """Grid (B H,). One block per (batch, head): j outer (K_j, V_j once), i inner.
+
+    paper=False (kernels/flash1.py): Q_i every visit; fp32 workspace O_i, l_i, m_i read
+    after the row's first visit and written before its last; the last writes O_i, lse_i.
+    paper=True (Algorithm 1): O, l, m initialised in HBM; every visit reads Q_i, O_i,
+    l_i, m_i and writes O_i, l_i, m_i.
+    """
+    t_r, t_c = (n_q + br - 1) // br, (n_k + bc - 1) // bc
+    bh = batch * heads
+    first, last = _row_first_last(tc)
+    q0 = 0
+    k0 = q0 + bh * t_r
+    v0 = k0 + (bh // group) * t_c
+    o0 = v0 + (bh // group) * t_c  # output O (input dtype)
+    l0 = o0 + bh * t_r  # lse (kernel) or l (paper)
+    m0 = l0 + bh * t_r  # m_ws (kernel) or m (paper)
+    w0 = m0 + bh * t_r  # O_ws (kernel)
+    lw0 = w0 + bh * t_r  # l_ws (kernel)
+    n_tiles = lw0 + bh * t_r
+    st_r, st_w, st_t = np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64)
+    m = np.zeros(N_MOMENTS, np.int64)
+    wacc = np.zeros(5, np.int64)
+    per_head = tc.shape[0] > 1
+    wave = 0
+    for y in range(bh):
+        if y // slots != wave:
+            _close(wacc, m, capacity)
+            wave = y // slots
+        g = y // group
+        hm = y % heads if per_head else 0
+        if paper:  # step 2: O = 0, l = 0, m = -inf in HBM
+            for i in range(t_r):
+                r = min(n_q, (i + 1) * br) - i * br
+                _touch(st_r, st_w, st_t, wacc, wave, o0 + y * t_r + i, r * d * e, WRITE)
+                _touch(st_r, st_w, st_t, wacc, wave, l0 + y * t_r + i, r * STAT, WRITE)
+                _touch(st_r, st_w, st_t, wacc, wave, m0 + y * t_r + i, r * STAT, WRITE)
+        for j in range(t_c):  # step 5
+            c = min(n_k, (j + 1) * bc) - j * bc
+            kv_loaded = False
+            for i in range(t_r):  # step 7
+                cls = tc[hm, i, j]
+                if cls == 0:
+                    continue
+                if not kv_loaded:  # step 6
+                    _touch(st_r, st_w, st_t, wacc, wave, k0 + g * t_c + j, c * d * e, READ)
+                    _touch(st_r, st_w, st_t, wacc, wave, v0 + g * t_c + j, c * d * e, READ)
+                    m[STAGED] += 2 * c * d * s
+                    m[COLS] += 1
+                    m[COLS_C] += c
+                    kv_loaded = True
+                r = min(n_q, (i + 1) * br) - i * br
+                row = y * t_r + i
+                _touch(st_r, st_w, st_t, wacc, wave, q0 + row, r * d * e, READ)  # step 8
+                m[STAGED] += r * d * s
+                if paper:
+                    _touch(st_r, st_w, st_t, wacc, wave, o0 + row, r * d * e, READ)
+                    _touch(st_r, st_w, st_t, wacc, wave, l0 + row, r * STAT, READ)
+                    _touch(st_r, st_w, st_t, wacc, wave, m0 + row, r * STAT, READ)
+                    m[STAGED] += r * d * s
+                    _touch(st_r, st_w, st_t, wacc, wave, o0 + row, r * d * e, WRITE)  # steps 12-13
+                    _touch(st_r, st_w, st_t, wacc, wave, l0 + row, r * STAT, WRITE)
+                    _touch(st_r, st_w, st_t, wacc, wave, m0 + row, r * STAT, WRITE)
+                else:
+                    if j != first[hm, i]:
+                        _touch(st_r, st_w, st_t, wacc, wave, w0 + row, r * d * 4, READ)
+                        _touch(st_r, st_w, st_t, wacc, wave, lw0 + row, r * STAT, READ)
+                        _touch(st_r, st_w, st_t, wacc, wave, m0 + row, r * STAT, READ)
+                    if j == last[hm, i]:
+                        _touch(st_r, st_w, st_t, wacc, wave, o0 + row, r * d * e, WRITE)
+                        _touch(st_r, st_w, st_t, wacc, wave, l0 + row, r * STAT, WRITE)
+                    else:
+                        _touch(st_r, st_w, st_t, wacc, wave, w0 + row, r * d * 4, WRITE)
+                        _touch(st_r, st_w, st_t, wacc, wave, lw0 + row, r * STAT, WRITE)
+                        _touch(st_r, st_w, st_t, wacc, wave, m0 + row, r * STAT, WRITE)
+                if j == last[hm, i]:
+                    m[ROWS] += 1
+                    m[ROWS_R] += r
+                _visit(m, cls, r, c)
+    _close(wacc, m, capacity)
+    return m
+
+
+@njit(cache=True)
+def fa1_bwd(tc, n_q, n_k, br, bc, d, e, s, a, batch, heads, group, slots, capacity):
+    """Grid (B H,). Algorithm 4: dQ = 0 in HBM; j outer: K_j, V_j; i inner: Q_i, O_i, dO_i,
+    dQ_i, l_i, m_i in, dQ_i out; dK_j, dV_j out once per j (per query head)."""
+    t_r, t_c = (n_q + br - 1) // br, (n_k + bc - 1) // bc
+    bh = batch * heads
+    q0 = 0
+    o0 = q0 + bh * t_r
+    do0 = o0 + bh * t_r
+    dq0 = do0 + bh * t_r
+    l0 = dq0 + bh * t_r
+    m0 = l0 + bh * t_r
+    k0 = m0 + bh * t_r
+    v0 = k0 + (bh // group) * t_c
+    dk0 = v0 + (bh // group) * t_c
+    dv0 = dk0 + bh * t_c
+    n_tiles = dv0 + bh * t_c
+    st_r, st_w, st_t = np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64)
+    m = np.zeros(N_MOMENTS, np.int64)
+    wacc = np.zeros(5, np.int64)
+    per_head = tc.shape[0] > 1
+    wave = 0
+    for y in range(bh):
+        if y // slots != wave:
+            _close(wacc, m, capacity)
+            wave = y // slots
+        g = y // group
+        hm = y % heads if per_head else 0
+        for i in range(t_r):  # step 5: dQ = 0 in HBM
+            r = min(n_q, (i + 1) * br) - i * br
+            _touch(st_r, st_w, st_t, wacc, wave, dq0 + y * t_r + i, r * d * a, WRITE)
+        for j in range(t_c):  # step 6
+            c = min(n_k, (j + 1) * bc) - j * bc
+            kv_loaded = False
+            for i in range(t_r):  # step 10
+                cls = tc[hm, i, j]
+                if cls == 0:
+                    continue
+                if not kv_loaded:  # step 7
+                    _touch(st_r, st_w, st_t, wacc, wave, k0 + g * t_c + j, c * d * e, READ)
+                    _touch(st_r, st_w, st_t, wacc, wave, v0 + g * t_c + j, c * d * e, READ)
+                    m[STAGED] += 2 * c * d * s
+                    m[COLS] += 1
+                    m[COLS_C] += c
+                    kv_loaded = True
+                r = min(n_q, (i + 1) * br) - i * br
+                row = y * t_r + i
+                _touch(st_r, st_w, st_t, wacc, wave, q0 + row, r * d * e, READ)  # step 11
+                _touch(st_r, st_w, st_t, wacc, wave, o0 + row, r * d * e, READ)
+                _touch(st_r, st_w, st_t, wacc, wave, do0 + row, r * d * e, READ)
+                _touch(st_r, st_w, st_t, wacc, wave, dq0 + row, r * d * a, READ)
+                _touch(st_r, st_w, st_t, wacc, wave, l0 + row, r * STAT, READ)
+                _touch(st_r, st_w, st_t, wacc, wave, m0 + row, r * STAT, READ)
+                m[STAGED] += s * (4 * r * d + 2 * r)
+                _touch(st_r, st_w, st_t, wacc, wave, dq0 + row, r * d * a, WRITE)  # step 21
+                _visit(m, cls, r, c)
+            _touch(st_r, st_w, st_t, wacc, wave, dk0 + y * t_c + j, c * d * e, WRITE)  # step 24
+            _touch(st_r, st_w, st_t, wacc, wave, dv0 + y * t_c + j, c * d * e, WRITE)
+    _close(wacc, m, capacity)
+    return m
+
+
+@njit(cache=True)
+def fa2_bwd(tc, n_q, n_k, br, bc, d, e, s, a, batch, heads, group, slots, capacity, tiles_fastest=True):
+    """Grid (T_c, B H). Block (j, bh): K_j, V_j once; per non-empty i: Q_i, dO_i, lse_i, D_i
+    in, dQ_i atomically added; dK_j, dV_j out once."""
+    t_r, t_c = (n_q + br - 1) // br, (n_k + bc - 1) // bc
+    bh = batch * heads
+    k0 = 0
+    v0 = k0 + (bh // group) * t_c
+    q0 = v0 + (bh // group) * t_c
+    do0 = q0 + bh * t_r
+    l0 = do0 + bh * t_r
+    dd0 = l0 + bh * t_r
+    dq0 = dd0 + bh * t_r
+    dk0 = dq0 + bh * t_r
+    dv0 = dk0 + bh * t_c
+    n_tiles = dv0 + bh * t_c
+    st_r, st_w, st_t = np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64)
+    m = np.zeros(N_MOMENTS, np.int64)
+    wacc = np.zeros(5, np.int64)
+    per_head = tc.shape[0] > 1
+    wave = 0
+    for blk in range(t_c * bh):
+        if blk // slots != wave:
+            _close(wacc, m, capacity)
+            wave = blk // slots
+        # blockIdx.x = key tile, blockIdx.y = batch*head (or the other way round)
+        j, y = (blk % t_c, blk // t_c) if tiles_fastest else (blk // bh, blk % bh)
+        g = y // group
+        hm = y % heads if per_head else 0
+        c = min(n_k, (j + 1) * bc) - j * bc
+        kv_loaded = False
+        for i in range(t_r):  # step 8
+            cls = tc[hm, i, j]
+            if cls == 0:
+                continue
+            if not kv_loaded:  # step 6
+                _touch(st_r, st_w, st_t, wacc, wave, k0 + g * t_c + j, c * d * e, READ)
+                _touch(st_r, st_w, st_t, wacc, wave, v0 + g * t_c + j, c * d * e, READ)
+                m[STAGED] += 2 * c * d * s
+                m[COLS] += 1
+                m[COLS_C] += c
+                kv_loaded = True
+            r = min(n_q, (i + 1) * br) - i * br
+            row = y * t_r + i
+            _touch(st_r, st_w, st_t, wacc, wave, q0 + row, r * d * e, READ)  # step 9
+            _touch(st_r, st_w, st_t, wacc, wave, do0 + row, r * d * e, READ)
+            _touch(st_r, st_w, st_t, wacc, wave, l0 + row, r * STAT, READ)
+            _touch(st_r, st_w, st_t, wacc, wave, dd0 + row, r * STAT, READ)
+            m[STAGED] += s * (2 * r * d + 2 * r)
+            _touch(st_r, st_w, st_t, wacc, wave, dq0 + row, r * d * a, ATOMIC)  # step 15
+            _visit(m, cls, r, c)
+        _touch(st_r, st_w, st_t, wacc, wave, dk0 + y * t_c + j, c * d * e, WRITE)  # step 18
+        _touch(st_r, st_w, st_t, wacc, wave, dv0 + y * t_c + j, c * d * e, WRITE)
+    _close(wacc, m, capacity)
+    return m
+
+
+@njit(cache=True)
+def decode(tc, n_q, n_k, bc, d, e, s, batch, heads, group, splits, page_size, slots, capacity,
+           tiles_fastest=True):
+    """Grid (S, B H). Block (s, bh): q once; K_j, V_j of split s (and the block-table
+    entries of their pages when page_size > 0); O, lse (S = 1) or partial O_s, lse_s."""
+    t_c = (n_k + bc - 1) // bc
+    per_split = (t_c + splits - 1) // splits
+    bh = batch * heads
+    n_pages = (n_k + page_size - 1) // page_size if page_size > 0 else 1
+    q0 = 0
+    k0 = q0 + bh
+    v0 = k0 + (bh // group) * t_c
+    p0 = v0 + (bh // group) * t_c
+    o0 = p0 + batch * n_pages
+    l0 = o0 + bh * splits
+    n_tiles = l0 + bh * splits
+    st_r, st_w, st_t = np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64)
+    m = np.zeros(N_MOMENTS, np.int64)
+    wacc = np.zeros(5, np.int64)
+    per_head = tc.shape[0] > 1
+    r = n_q
+    wave = 0
+    for blk in range(splits * bh):
+        if blk // slots != wave:
+            _close(wacc, m, capacity)
+            wave = blk // slots
+        # blockIdx.x = split, blockIdx.y = batch*head (or the other way round)
+        sp, y = (blk % splits, blk // splits) if tiles_fastest else (blk // bh, blk % bh)
+        g = y // group
+        b = y // heads
+        hm = y % heads if per_head else 0
+        loaded = False
+        page_read = -1
+        for j in range(sp * per_split, min((sp + 1) * per_split, t_c)):
+            cls = tc[hm, 0, j]
+            if cls == 0:
+                continue
+            if not loaded:
+                _touch(st_r, st_w, st_t, wacc, wave, q0 + y, r * d * e, READ)
+                m[STAGED] += r * d * s
+                loaded = True
+            c = min(n_k, (j + 1) * bc) - j * bc
+            if page_size > 0:
+                for pg in range(max(page_read + 1, (j * bc) // page_size), (j * bc + c - 1) // page_size + 1):
+                    _touch(st_r, st_w, st_t, wacc, wave, p0 + b * n_pages + pg, 4, READ)
+                    page_read = pg
+            _touch(st_r, st_w, st_t, wacc, wave, k0 + g * t_c + j, c * d * e, READ)
+            _touch(st_r, st_w, st_t, wacc, wave, v0 + g * t_c + j, c * d * e, READ)
+            m[STAGED] += 2 * c * d * s
+            _visit(m, cls, r, c)
+        if loaded:
+            m[ROWS] += 1
+            m[ROWS_R] += r
+        if splits == 1:
+            _touch(st_r, st_w, st_t, wacc, wave, o0 + y, r * d * e, WRITE)
+            _touch(st_r, st_w, st_t, wacc, wave, l0 + y, r * STAT, WRITE)
+        else:
+            _touch(st_r, st_w, st_t, wacc, wave, o0 + y * splits + sp, r * d * 4, WRITE)
+            _touch(st_r, st_w, st_t, wacc, wave, l0 + y * splits + sp, r * STAT, WRITE)
+    _close(wacc, m, capacity)
+    return m

@@ -1,0 +1,115 @@
+"""What a simulation returns: per-kernel counts and times, and their totals (values, no printing)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass
+class KernelCount:
+    """A kernel's work before timing: the simulator paths fill these."""
+
+    name: str
+    grid: tuple[int, ...]
+    schedule: str  # grid order and loop, in words
+    matmul_flops: float
+    other_flops: float
+    exp_ops: float
+    global_read_bytes: int
+    global_write_bytes: int
+    hbm_read_bytes: int
+    hbm_write_bytes: int
+    smem_bytes: float
+    smem_per_block_bytes: int
+    threads_per_block: int
+    blocks_per_sm: int
+
+    @property
+    def blocks(self) -> int:
+        n = 1
+        for g in self.grid:
+            n *= g
+        return n
+
+
+class KernelResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    grid: tuple[int, ...]
+    schedule: str
+    blocks: int
+    threads_per_block: int
+    smem_per_block_bytes: int
+    blocks_per_sm: int
+    slots: int  # SMs x blocks per SM
+    waves: int  # ceil(blocks / slots)
+    flops: float
+    matmul_flops: float
+    other_flops: float
+    exp_ops: float
+    global_bytes: int
+    global_read_bytes: int
+    global_write_bytes: int
+    hbm_bytes: int
+    hbm_read_bytes: int
+    hbm_write_bytes: int
+    l2_bytes: int
+    smem_bytes: float
+    roofline_time_s: float  # max over resources, before wave quantization
+    wave_factor: float  # ceil(blocks / slots) / (blocks / slots)
+    launch_s: float
+    time_s: float
+    bound: str
+    times_s: dict[str, float]
+
+
+class AttentionResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    gpu: str
+    impl: str
+    pass_: str
+    path: str
+    config: dict
+    schedule: dict
+    assumptions: dict[str, str]
+    flops: float
+    matmul_flops: float
+    other_flops: float
+    exp_ops: float
+    global_bytes: int
+    hbm_bytes: int
+    l2_bytes: int
+    smem_bytes: float
+    time_s: float
+    bound: str
+    kernels: list[KernelResult]
+    extra: dict = {}
+
+    def kernel(self, name: str) -> KernelResult:
+        for k in self.kernels:
+            if k.name == name:
+                return k
+        raise KeyError(f"no kernel {name!r}; kernels: {', '.join(k.name for k in self.kernels)}")
+
+    def to_json(self) -> dict:
+        """The JSON-able dict the command prints: totals, kernels, config and assumptions."""
+        data = self.model_dump(mode="json")
+        data["pass"] = data.pop("pass_")
+        return data
+
+
+def totals(kernels: list[KernelResult]) -> dict:
+    """Sums over kernels; the bound is the resource that binds the most summed time."""
+    by_bound: dict[str, float] = defaultdict(float)
+    for k in kernels:
+        by_bound[k.bound] += k.time_s
+    out = {key: sum(getattr(k, key) for k in kernels)
+           for key in ("flops", "matmul_flops", "other_flops", "exp_ops", "global_bytes", "hbm_bytes", "l2_bytes",
+                       "smem_bytes", "time_s")}
+    out["bound"] = max(by_bound, key=by_bound.get) if by_bound else "none"
+    return out

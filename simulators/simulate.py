@@ -1,0 +1,129 @@
+"""One entry point: ``simulate_attention`` — FLOPs, bytes per memory level and time of an attention call."""
+
+from __future__ import annotations
+
+from costmodel.dtypes import dtype_bytes
+from simulators import standard
+from simulators.config import IMPLS, PASSES, AttentionConfig, ScheduleConfig, make_config
+from simulators.flash import flash_kernels
+from simulators.l2 import blocks_per_sm
+from simulators.patterns import Pattern, tile_classes
+from simulators.results import AttentionResult, KernelCount, totals
+from simulators.timing import time_kernel
+
+# kernels/validate.py's family names -> (impl, pass, schedule defaults)
+FAMILIES = {
+    "standard_fwd": ("standard-3kernel", "fwd", {}),
+    "flash2_fwd": ("flash2", "fwd", {}),
+    "window_fwd": ("flash2", "fwd", {}),
+    "flash1_fwd": ("flash1", "fwd", {}),
+    "flash_bwd": ("flash2", "bwd", {}),
+    "decode": ("flash-decoding", "fwd", {"splits": 1}),
+    "flash_decoding": ("flash-decoding", "fwd", {}),
+}
+
+ASSUMPTIONS = {
+    "flops": "2 per multiply-accumulate; exp/log counted apart (exp_ops); other ops 1 per element each "
+             "(softmax 4 + 1 exp, dropout 2, mask 1 on partial tiles only); a computed tile costs its full r x c",
+    "global_bytes": "bytes requested from global memory by each kernel's loads, stores and atomics "
+                    "(atomics: a read plus a write) = l2_bytes, the FlashAttention paper's 'HBM accesses'",
+    "hbm_bytes": "DRAM bytes after the L2 wave model: blocks run in launch order in waves of SMs x blocks/SM; "
+                 "distinct tiles of a wave cross DRAM once if the wave's touched bytes F fit the usable L2 C, "
+                 "else D + floor((R - D)(1 - C/F)); no reuse across waves or kernels",
+    "smem_bytes": "tiles staged into shared memory (written once) + tile-product operand reads with a "
+                  "t_m x t_n register micro-tile (A read mnk/t_n, B mnk/t_m); P and dS in registers",
+    "time_s": "per kernel: roofline max over DRAM, L2, smem, matmul unit, FP32 lanes, SFU; x ceil(waves)/waves; "
+              "+ kernel_launch_s; summed over kernels",
+    "standard": "standard attention kernels read and write whole tensors (tensor-level: global = DRAM bytes)",
+}
+
+
+def _standard_kernels(spec, cfg, sch, impl, pass_) -> tuple[list[KernelCount], dict]:
+    inter = sch.intermediate_dtype or ("fp32" if impl == "standard-3kernel" else cfg.dtype)
+    g = standard.preset_graph(impl, cfg, int(dtype_bytes(inter)), sch.dropout_mask_bytes, sch.gemm_tile,
+                              sch.elementwise_block)
+    out = []
+    for node in standard.kernels_in_pass(g, pass_):
+        attrs = g.nodes[node]
+        read, write, reads, writes = standard.kernel_traffic(g, node)
+        kind = attrs["kind"]
+        threads = 128 if kind == "gemm" else 256
+        footprint = (sum(sch.gemm_tile) * 16 * 4) if kind == "gemm" else (1024 if kind == "rowwise" else 0)
+        bpsm = blocks_per_sm(spec, footprint, threads, sch.regs_per_thread, sch.max_blocks_per_sm, node)
+        what = {"gemm": f"tiled matmul, {sch.gemm_tile[0]}x{sch.gemm_tile[1]} output tile a block",
+                "rowwise": "one block per row", "elementwise": f"{sch.elementwise_block} elements a block"}[kind]
+        out.append(KernelCount(
+            name=node, grid=attrs["grid"], schedule=f"{what}; reads {', '.join(reads)}; writes {', '.join(writes)}",
+            matmul_flops=attrs["matmul_flops"], other_flops=attrs["other_flops"], exp_ops=attrs["exp_ops"],
+            global_read_bytes=read, global_write_bytes=write, hbm_read_bytes=read, hbm_write_bytes=write,
+            smem_bytes=0.0, smem_per_block_bytes=footprint, threads_per_block=threads, blocks_per_sm=bpsm))
+    return out, {"intermediate_dtype": inter, "fused": {n: list(g.nodes[n]["members"])
+                                                        for n in standard.kernels_in_pass(g, pass_)}}
+
+
+def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, seq_len: int, head_dim: int,
+                       kv_heads: int | None = None, kv_len: int | None = None, dtype: str = "fp16",
+                       pass_: str = "fwd", causal: bool = False, window: int | None = None, dropout: float = 0.0,
+                       pattern: Pattern | list[str] | tuple[str, ...] | None = None,
+                       pattern_options: dict | None = None, path: str = "closed", tensor_cores: bool = True,
+                       **schedule) -> AttentionResult:
+    """Simulate one attention call of ``impl`` on ``spec`` (a GPUSpec or a bundled GPU name).
+
+    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding (or a
+    kernels/validate.py family: flash2_fwd, flash_bwd, decode, ...). pass_: fwd | bwd | fwd+bwd.
+    path: "closed" (closed form; band masks) or "enumerate" (numba walk of the schedule); sparse
+    ``pattern`` names (patterns.PATTERNS) always enumerate. ``schedule`` takes ScheduleConfig's
+    fields (block_r, block_c, sram_bytes, splits, page_size, fa1_io, l2_fraction, ...).
+    """
+    if isinstance(spec, str):
+        from hardware_specs import load_gpu
+
+        spec = load_gpu(spec)
+    if impl in FAMILIES:
+        impl, pass_, defaults = FAMILIES[impl]
+        for key, value in defaults.items():
+            if schedule.get(key) is None:
+                schedule[key] = value
+    if impl not in IMPLS:
+        raise ValueError(f"impl: {impl!r} is not allowed; one of {', '.join(IMPLS)} is")
+    if pass_ not in PASSES:
+        raise ValueError(f"pass: {pass_!r} is not allowed; one of {', '.join(PASSES)} is")
+    if path not in ("closed", "enumerate"):
+        raise ValueError(f"path: {path!r} is not allowed; 'closed' or 'enumerate' is")
+    cfg = make_config(AttentionConfig, batch=batch, heads=heads, kv_heads=kv_heads, seq_len=seq_len, kv_len=kv_len,
+                      head_dim=head_dim, dtype=dtype, causal=causal, window=window, dropout=dropout)
+    sch = make_config(ScheduleConfig, tensor_cores=tensor_cores,
+                      **{k: v for k, v in schedule.items() if v is not None})
+    extra: dict = {}
+    if impl.startswith("standard"):
+        if pattern:
+            raise ValueError("pattern: sparse patterns need tile skipping (flash1, flash2, flash-decoding); "
+                             "standard attention computes every score")
+        counts, info = _standard_kernels(spec, cfg, sch, impl, pass_)
+        used_path = "tensor-level graph"
+    else:
+        classes = None
+        if pattern:
+            if not isinstance(pattern, Pattern):
+                opts = dict(pattern_options or {})
+                if window is not None:
+                    opts.setdefault("window", window)
+                pattern = Pattern(tuple(pattern), causal=causal, **opts)
+            from simulators.flash import resolve_blocks, staged_bytes
+
+            s = staged_bytes(cfg, sch)
+            br, bc = ((cfg.seq_len, sch.block_c or max(128, head_dim)) if impl == "flash-decoding"
+                      else resolve_blocks(spec, cfg, sch, s))
+            classes, kept = tile_classes(pattern, cfg.seq_len, cfg.kv_len, cfg.heads, br, bc)
+            kept_pairs = int(sum(kept[h % len(kept)] for h in range(cfg.heads)) * cfg.batch)
+            extra["pattern"] = {"names": list(pattern.names), "kept_pairs": kept_pairs,
+                                "density": kept_pairs / (cfg.batch_heads * cfg.seq_len * cfg.kv_len),
+                                "nominal_fwd_matmul_flops": 4.0 * head_dim * kept_pairs,
+                                "tiles_kept": int((classes > 0).sum()), "tiles_total": int(classes.size)}
+        counts, info = flash_kernels(spec, cfg, sch, impl, pass_, path, classes)
+        used_path = "enumerate" if (path == "enumerate" or classes is not None) else "closed"
+    kernels = [time_kernel(spec, k, cfg.dtype, sch.tensor_cores) for k in counts]
+    return AttentionResult(
+        gpu=spec.name, impl=impl, pass_=pass_, path=used_path, config=cfg.model_dump(),
+        schedule={**sch.model_dump(), **info}, assumptions=ASSUMPTIONS, kernels=kernels, extra=extra,
+        **totals(kernels))

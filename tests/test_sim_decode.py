@@ -1,0 +1,55 @@
+"""Flash-Decoding: splits of the KV cache, the log-sum-exp reduction, paged caches."""
+
+import pytest
+
+from simulators import simulate_attention
+from simulators.flops import decode_combine_flops
+
+A100 = "a100-sxm4-40gb"
+KW = dict(batch=2, heads=8, kv_heads=2, seq_len=1, kv_len=5000, head_dim=128)
+
+
+@pytest.mark.parametrize("splits", [2, 5, 16])
+def test_flash_decoding_splits_sum_to_unsplit_flops_plus_reduction(splits):
+    """Each split finishes its own partial O_s and lse_s (Q scale, O / l, lse: r(2d + 2) FLOPs and r exp),
+    then the combine kernel reduces them; the tile loop's FLOPs are the same however the cache is cut."""
+    one = simulate_attention(A100, "flash-decoding", splits=1, **KW)
+    many = simulate_attention(A100, "flash-decoding", splits=splits, **KW)
+    bh, d, tiles = 16, 128, -(-5000 // 128)
+    busy = -(-tiles // -(-tiles // splits))  # splits with at least one tile (16 splits of 3 tiles: 14)
+    combine = decode_combine_flops(splits, 1, d)
+    assert [k.name for k in many.kernels] == ["decode", "decode_combine"]
+    assert many.flops == one.flops + (busy - 1) * bh * (2 * d + 2) + bh * combine["other"]
+    assert many.exp_ops == one.exp_ops + (busy - 1) * bh + bh * combine["exp"]
+    assert many.kernels[0].grid == (splits, bh)
+
+
+def test_decode_is_fa2_forward_with_one_query_tile():
+    dec = simulate_attention(A100, "flash-decoding", splits=1, block_c=64, **KW)
+    fa2 = simulate_attention(A100, "flash2", block_r=1, block_c=64, **KW)
+    assert dec.flops == fa2.flops and dec.global_bytes == fa2.global_bytes
+
+
+def test_paged_cache_reads_one_int32_per_page_per_block():
+    page, bh, batch = 16, 16, 2
+    flat = simulate_attention(A100, "flash-decoding", splits=1, **KW)
+    paged = simulate_attention(A100, "flash-decoding", splits=1, page_size=page, **KW)
+    pages = -(-5000 // page)
+    assert paged.global_bytes - flat.global_bytes == bh * pages * 4
+    assert paged.hbm_bytes - flat.hbm_bytes == batch * pages * 4  # heads of a sequence share its table in L2
+    assert paged.schedule["kv_cache_bytes_paged"] >= paged.schedule["kv_cache_bytes_contiguous"]
+
+
+def test_splitting_fills_the_gpu_when_batch_times_heads_is_small():
+    kw = dict(batch=1, heads=32, kv_heads=8, seq_len=1, kv_len=32768, head_dim=128)
+    one = simulate_attention(A100, "flash-decoding", splits=1, **kw)
+    split = simulate_attention(A100, "flash-decoding", **kw)  # default: two waves of blocks
+    assert split.schedule["splits"] > 1
+    assert split.time_s < one.time_s
+
+
+def test_decode_rejects_bad_splits_and_backward():
+    with pytest.raises(ValueError, match="splits"):
+        simulate_attention(A100, "flash-decoding", splits=1000, **KW)
+    with pytest.raises(ValueError, match="pass"):
+        simulate_attention(A100, "flash-decoding", pass_="bwd", **KW)
