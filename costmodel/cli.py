@@ -23,6 +23,32 @@ class CommandError(ValueError):
     """Bad input to a subcommand; the message is printed as is."""
 
 
+def error_line(exc: Exception) -> str:
+    """One line for a person: each pydantic error as ``field: what is allowed (got value)``,
+    any other error's first line.
+
+    pydantic's own ``str()`` puts only a count on its first line ("3 validation errors for
+    ModelConfig") and the fields below it, so cutting it to one line would lose them.
+    """
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            given = err.get("input")
+            shown = "" if isinstance(given, dict) else f" (got {_short_repr(given)})"
+            parts.append(f"{loc + ': ' if loc else ''}{err['msg']}{shown}")
+        return f"invalid {exc.title}: " + "; ".join(parts)
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # ---------------------------------------------------------------- argument types
 
 
@@ -63,7 +89,7 @@ def gpu_name(text: str):
     try:
         return load_gpu(text)
     except SpecError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(error_line(exc)) from None
 
 
 def model_name(text: str):
@@ -73,7 +99,8 @@ def model_name(text: str):
     try:
         return load_model(text)
     except (ValueError, FileNotFoundError) as exc:
-        raise argparse.ArgumentTypeError(str(exc).splitlines()[0]) from None
+        message = error_line(exc)
+        raise argparse.ArgumentTypeError(message if message.startswith("unknown model") else f"{text}: {message}") from None
 
 
 # ---------------------------------------------------------------- output
@@ -168,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data, text = args.func(args)
     except (CommandError, ValueError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"ioaware {args.command}: error: {message}", file=sys.stderr)
+        print(f"ioaware {args.command}: error: {error_line(exc)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(to_jsonable(data), allow_nan=False))

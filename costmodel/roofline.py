@@ -99,8 +99,12 @@ def roofline_time(spec: GPUSpec, work: Work, overlap: bool = True) -> RooflineTi
     """Time of ``work`` on ``spec``: max over resources (``overlap``) or their sum.
 
     Levels and units with nothing to do are left out; a level or unit with work but no
-    rate in the spec (L2 bandwidth on some parts) raises.
+    rate in the spec (L2 bandwidth on some parts) raises. The result has the broadcast
+    shape of all the work's amounts, whatever their values: an all-zero array amount
+    contributes no time, but its shape is kept (with no work at all: zeros, bound ``"none"``).
     """
+    shape = np.broadcast_shapes(*(np.shape(a) for a in (
+        work.matmul_flops, work.other_flops, work.exp_ops, work.hbm_bytes, work.l2_bytes, work.smem_bytes)))
     amounts: dict[str, ArrayLike] = {}
     for level in MEMORY_LEVELS:
         b = work.level_bytes(level)
@@ -120,9 +124,11 @@ def roofline_time(spec: GPUSpec, work: Work, overlap: bool = True) -> RooflineTi
             raise ValueError(f"{spec.name} has no SFU exp rate; its spec does not give one")
         times["sfu_exp"] = np.asarray(work.exp_ops, dtype=float) / _rate(spec, "sfu_exp")
     if not times:
-        return RooflineTime(time_s=0.0, bound="none", times_s={})
+        if shape == ():
+            return RooflineTime(time_s=0.0, bound="none", times_s={})
+        return RooflineTime(time_s=np.zeros(shape), bound=np.full(shape, "none"), times_s={})
     names = list(times)
-    stacked = np.stack(np.broadcast_arrays(*[times[n] for n in names]))
+    stacked = np.stack([np.broadcast_to(times[n], shape) for n in names])  # (resources, *shape)
     total = stacked.max(axis=0) if overlap else stacked.sum(axis=0)
     bound = np.asarray(names, dtype=object)[stacked.argmax(axis=0)]
     if np.ndim(total) == 0:

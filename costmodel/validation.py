@@ -46,6 +46,23 @@ TARGETS = (
 )
 
 
+def numba_fp32_efficiency(spec) -> float | None:
+    """The FP32 efficiency our Numba kernels are predicted with: the rate the register-tiled
+    matmul microkernel (``kernels.matmul``) attained during calibration over the spec's FP32
+    peak. None where the spec holds no such measurement (a datasheet spec): predictions
+    then stay at the FP32 peak, a lower bound on time.
+
+    The tiled rate is what the attention kernels' inner product loop runs at with nothing
+    else in it (same tiles, threads, loads and barriers), measured on a plain matmul; no
+    attention timing goes into it.
+    """
+    info = (spec.calibration or {}).get("numba_tiled_fp32_flops_per_s")
+    peak = spec.peak_flops_per_s.get("fp32")
+    if not info or not peak:
+        return None
+    return min(1.0, float(info["value"]) / float(peak))
+
+
 # ---------------------------------------------------------------- the file format
 
 

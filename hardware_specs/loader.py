@@ -100,13 +100,16 @@ def _validate(raw: dict[str, Any], origin: str) -> GPUSpec:
 def load_gpu(name_or_path: str | Path) -> GPUSpec:
     """A bundled spec by name (``list_gpus()``), a calibrated overlay by name, or a YAML file.
 
-    A file with a ``base:`` key is an overlay on that base (bundled name or path).
+    A file with a ``base:`` key is an overlay on that base (bundled name or path); without a
+    ``name`` of its own it is named ``<base name>-calibrated``, as ``calibrate`` names its result.
     """
     raw = _read_raw(name_or_path)
     base = raw.pop("base", None)
     if base is not None:
-        merged = _merge(_read_raw(base), raw)
-        merged.setdefault("name", f"{merged['name']}-calibrated")
+        base_raw = _read_raw(base)
+        merged = _merge(base_raw, raw)
+        if "name" not in raw:  # the merge has already copied the base's name: decide on the overlay
+            merged["name"] = f"{base_raw.get('name')}-calibrated"
         raw = merged
     return _validate(raw, str(name_or_path))
 
@@ -116,8 +119,13 @@ def calibrate(base: GPUSpec | str, measurements: dict[str, float], methods: dict
     """A calibrated spec: ``base`` with measured values overlaid.
 
     ``measurements`` maps a field (``hbm_bandwidth_Bps``, ``peak_flops_per_s.fp32``, ...)
-    to its measured value, ``methods`` the same keys to how each was measured. For each
-    peak it replaces, ``efficiency`` records measured/datasheet so the datasheet stays visible.
+    to its measured value, ``methods`` the same keys to how each was measured. Each
+    measured value replaces the datasheet's and its source; its ``spec.measured[key]``
+    records the method, the date and the datasheet value it replaced
+    (``value_datasheet``), so the datasheet stays visible. ``efficiency`` is left as the
+    base has it: the measured rate is the new peak, not a fraction of the old one.
+    ``info`` goes to ``spec.calibration`` with the date; the name defaults to
+    ``<base name>-calibrated``.
     """
     spec = load_gpu(base) if isinstance(base, str) else base
     raw = spec_to_raw(spec)

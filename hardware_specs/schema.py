@@ -2,7 +2,8 @@
 
 A spec file writes each number as a mapping ``{value: ..., source: "..."}``; the loader
 keeps the plain number on the model (``spec.hbm_bandwidth_Bps``) and the text in
-``spec.sources["hbm_bandwidth_Bps"]``. A number without a source is rejected.
+``spec.sources["hbm_bandwidth_Bps"]``. A number without a source, or with an empty one, is
+rejected.
 
 A *calibrated* spec is the same schema with some values replaced by measurements:
 ``{value: ..., measured: {method: "...", date: "YYYY-MM-DD"}}``. Those carry a
@@ -167,8 +168,11 @@ class GPUSpec(BaseModel):
 
     @model_validator(mode="after")
     def _every_number_has_a_source(self) -> "GPUSpec":
-        missing = [k for k in _SOURCED_FIELDS if getattr(self, k) is not None and k not in self.sources]
-        missing += [f"peak_flops_per_s.{u}" for u in self.peak_flops_per_s if f"peak_flops_per_s.{u}" not in self.sources]
+        def unsourced(key: str) -> bool:  # a blank source says no more than a missing one
+            return not str(self.sources.get(key) or "").strip()
+
+        missing = [k for k in _SOURCED_FIELDS if getattr(self, k) is not None and unsourced(k)]
+        missing += [f"peak_flops_per_s.{u}" for u in self.peak_flops_per_s if unsourced(f"peak_flops_per_s.{u}")]
         if missing:
             raise ValueError(f"{self.name}: these numbers have no source: {', '.join(missing)}")
         if self.smem_per_block_max_bytes > self.smem_per_sm_bytes:

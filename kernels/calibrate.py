@@ -342,6 +342,35 @@ def measure_fp32(sizes: Sizes, sms: int) -> Ceiling:
     return Ceiling("peak_flops_per_s.fp32", flops / statistics.median(samples), method, samples, flops)
 
 
+def measure_tiled_fp32(sizes: Sizes) -> Ceiling:
+    """FP32 rate our register-tiled code attains: ``kernels.matmul`` (the loop of
+    FlashAttention-2's S = Q_i K_j^T step, 64 x 64 x 64 tiles, 128 threads) on square
+    fp32 matrices. Not a spec field: it describes the code, not the GPU, and goes to the
+    calibrated spec's ``calibration`` block, from which our kernels' predictions take
+    their FP32 efficiency (``costmodel.validation.numba_fp32_efficiency``)."""
+    from ._cuda import reused_buffers
+    from .matmul import Config, matmul
+
+    cfg = Config()
+    n = max(cfg.block_m, sizes.matmul_n // cfg.block_m * cfg.block_m)
+    rng = np.random.default_rng(0)
+    a = cuda.to_device(rng.standard_normal((n, n)).astype(np.float32))
+    b = cuda.to_device(rng.standard_normal((n, n)).astype(np.float32))
+    c = matmul(a, b, cfg)  # compiles; checked on a corner against float64
+    corner = min(n, 128)
+    ref = a[:corner].copy_to_host().astype(np.float64) @ b[:, :corner].copy_to_host().astype(np.float64)
+    err = float(np.abs(c[:corner, :corner].copy_to_host() - ref).max() / np.abs(ref).max())
+    if not err < 1e-4:
+        raise RuntimeError(f"calibrate: the tiled matmul is wrong (relative error {err:.2e})")
+    with reused_buffers():  # no allocation inside the timed calls
+        samples = time_launches(lambda: matmul(a, b, cfg), sizes.repeats, sizes.warmup)
+    flops = 2.0 * n ** 3
+    method = (f"kernels.matmul register-tiled fp32 matmul {n}^3, tiles {cfg.block_m}x{cfg.block_n}x{cfg.block_k}, "
+              f"{cfg.num_threads} threads; 2 FLOP per multiply-add; CUDA events, median of {sizes.repeats}; "
+              f"max relative error {err:.1e} on a {corner}x{corner} corner")
+    return Ceiling("numba_tiled_fp32_flops_per_s", flops / statistics.median(samples), method, samples, flops)
+
+
 def measure_exp(sizes: Sizes, sms: int, boost_clock_Hz: float, sm_count: int) -> Ceiling:
     grid = _grid(sizes, sms)
     seed = cuda.to_device(SEED)
@@ -530,6 +559,7 @@ def run_calibration(base_spec, sizes: Sizes = Sizes(), with_torch: bool = True, 
     ceilings.append(measure_l2(sizes, sms, base_spec.l2_bytes))
     ceilings.append(measure_fp32(sizes, sms))
     ceilings.append(measure_exp(sizes, sms, base_spec.boost_clock_Hz, base_spec.sm_count))
+    ceilings.append(measure_tiled_fp32(sizes))
     notes = []
     if with_torch:
         tensor, notes = measure_tensor(sizes)
@@ -542,12 +572,17 @@ def run_calibration(base_spec, sizes: Sizes = Sizes(), with_torch: bool = True, 
     return ceilings, info, notes
 
 
+# Rates that describe our code rather than the GPU: kept in the spec's calibration block.
+CODE_RATES = ("numba_tiled_fp32_flops_per_s",)
+
+
 def calibrated_spec(base_spec, ceilings: list[Ceiling], date: _dt.date, info: dict, name: str):
     """``hardware_specs.calibrate`` with the measured ceilings, tolerating fields the base lacks."""
     from hardware_specs import calibrate
 
-    measurements = {c.field: c.value for c in ceilings}
-    methods = {c.field: c.method for c in ceilings}
+    measurements = {c.field: c.value for c in ceilings if c.field not in CODE_RATES}
+    methods = {c.field: c.method for c in ceilings if c.field not in CODE_RATES}
+    info = {**info, **{c.field: {"value": c.value, "method": c.method} for c in ceilings if c.field in CODE_RATES}}
     # calibrate() replaces values the base has; a field the base leaves empty (an L2
     # bandwidth no datasheet gives) is first given a placeholder, and the datasheet value
     # recorded beside the measurement is then set back to None.
@@ -606,7 +641,7 @@ def calibrate_gpu(base: str | None = None, out: str | Path | None = None, raw_js
     rows = []
     for c in ceilings:
         key = c.field
-        datasheet = (base_spec.peak_flops_per_s.get(key.split(".", 1)[1]) if key.startswith("peak_flops_per_s.")
+        datasheet = None if key in CODE_RATES else (base_spec.peak_flops_per_s.get(key.split(".", 1)[1]) if key.startswith("peak_flops_per_s.")
                      else getattr(base_spec, key))
         rows.append({"field": key, "measured": c.value, "datasheet": datasheet,
                      "ratio": None if not datasheet else c.value / datasheet, "method": c.method})

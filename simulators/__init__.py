@@ -12,7 +12,7 @@ entry point; the modules hold one idea each (see their docstrings):
     enumerate  the same schedules walked block by block (numba)
     flash      FA1 / FA2 / Flash-Decoding kernels assembled from either path
     standard   standard attention as a networkx graph of kernels; fusion by contraction
-    timing     roofline time per kernel with wave quantization and launch cost
+    timing     roofline time per kernel: per-SM resources on the busiest SM, DRAM and L2 shared; launch cost
     results    the result values
     command    the ``ioaware attention`` subcommand
 """

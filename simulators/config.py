@@ -204,8 +204,8 @@ def flash_block_sizes(head_dim: int, sram_elements: int) -> tuple[int, int]:
     """
     if sram_elements < 4 * head_dim:
         raise ValueError(
-            f"head_dim: {head_dim} is too large for an SRAM of {sram_elements} elements; "
-            f"the FlashAttention rule needs M >= 4 d (at most {sram_elements // 4})"
+            f"head_dim: {head_dim} is too large for an SRAM of {sram_elements} elements; the FlashAttention "
+            f"rule needs M >= 4 d; allowed: head_dim <= {sram_elements // 4} or a larger --sram-bytes"
         )
     bc = math.ceil(sram_elements / (4 * head_dim))
     return min(bc, head_dim), bc

@@ -46,7 +46,8 @@ class KernelResult(BaseModel):
     smem_per_block_bytes: int
     blocks_per_sm: int
     slots: int  # SMs x blocks per SM
-    waves: int  # ceil(blocks / slots)
+    waves: int  # ceil(blocks / slots): lock-step waves of the L2 model (l2.py)
+    blocks_on_busiest_sm: int  # ceil(blocks / SMs): blocks the busiest SM runs over the kernel
     flops: float
     matmul_flops: float
     other_flops: float
@@ -59,12 +60,12 @@ class KernelResult(BaseModel):
     hbm_write_bytes: int
     l2_bytes: int
     smem_bytes: float
-    roofline_time_s: float  # max over resources, before wave quantization
-    wave_factor: float  # ceil(blocks / slots) / (blocks / slots)
+    roofline_time_s: float  # max over resources, every one at the whole GPU's rate
+    per_sm_factor: float  # ceil(blocks / SMs) x SMs / blocks: scales per-SM resources' times (timing.py)
     launch_s: float
     time_s: float
     bound: str
-    times_s: dict[str, float]
+    times_s: dict[str, float]  # per resource, per-SM ones scaled by per_sm_factor; time_s = max + launch_s
 
 
 class AttentionResult(BaseModel):

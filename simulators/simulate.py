@@ -32,8 +32,9 @@ ASSUMPTIONS = {
                  "else D + floor((R - D)(1 - C/F)); no reuse across waves or kernels",
     "smem_bytes": "tiles staged into shared memory (written once) + tile-product operand reads with a "
                   "t_m x t_n register micro-tile (A read mnk/t_n, B mnk/t_m); P and dS in registers",
-    "time_s": "per kernel: roofline max over DRAM, L2, smem, matmul unit, FP32 lanes, SFU; x ceil(waves)/waves; "
-              "+ kernel_launch_s; summed over kernels",
+    "time_s": "per kernel: max over resources; DRAM and L2 at the whole GPU's bandwidth (any number of SMs "
+              "may draw all of it); smem, matmul unit, FP32 lanes and SFU per SM: the busiest SM runs "
+              "ceil(blocks/SMs) blocks of equal work at 1/SMs of the rate; + kernel_launch_s; summed over kernels",
     "standard": "standard attention kernels read and write whole tensors (tensor-level: global = DRAM bytes)",
 }
 

@@ -87,7 +87,6 @@ def test_peak_without_source_is_rejected_naming_the_unit(tmp_path):
         load_gpu(_write(tmp_path, raw))
 
 
-@pytest.mark.xfail(strict=True, reason="schema bug: an empty source string passes the every-number-has-a-source rule")
 def test_empty_source_is_rejected(tmp_path):
     raw = _raw()
     raw["hbm_bandwidth_Bps"] = {"value": 300e9, "source": ""}
@@ -175,8 +174,6 @@ def test_calibrated_overlay_keeps_base_and_marks_measured(tmp_path):
     assert set(spec.measured) == {"hbm_bandwidth_Bps", "peak_flops_per_s.fp32"}
 
 
-@pytest.mark.xfail(strict=True, reason="loader bug: load_gpu's setdefault('name', ...) never fires; "
-                                      "the overlay keeps the base's name")
 def test_calibrated_overlay_without_name_is_named_like_calibrate(tmp_path):
     path = tmp_path / "h100-mine.yaml"
     path.write_text(OVERLAY)

@@ -248,10 +248,8 @@ def test_array_intensities_broadcast_in_attainable_flops():
     assert grid.shape == (4, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="roofline bug: an all-zero array amount is dropped, so the result "
-                                      "loses its shape")
 def test_an_all_zero_array_amount_keeps_the_broadcast_shape():
-    """roofline_time skips a resource when np.any(amount) is false: an (n,) array of zeros is dropped
-    with it, and the result's shape then depends on the values, not the shapes, of the inputs."""
+    """An (n,) array of zeros adds no time, but the result's shape must follow the shapes of the
+    inputs, not their values (roofline_time once dropped it and returned a scalar)."""
     t = roofline_time(A100, Work(hbm_bytes=np.zeros(3), smem_bytes=1e6))
     assert np.shape(t.time_s) == (3,)

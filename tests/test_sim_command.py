@@ -29,6 +29,15 @@ def test_table_names_kernels_and_grids(capsys):
 @pytest.mark.parametrize("extra,option", [
     (["--kv-heads", "3"], "--kv-heads"),
     (["--head-dim", "1024", "--block-r", "64", "--block-c", "64"], "--head-dim"),
+    (["--impl", "flash1", "--head-dim", "1024", "--block-r", "64", "--block-c", "64"], "--head-dim"),
+    (["--impl", "flash-decoding", "--seq-len", "1", "--kv-len", "512", "--head-dim", "2048", "--block-c", "64"],
+     "--head-dim"),
+    (["--sram-bytes", "100"], "--sram-bytes"),  # M = 50 fp16 elements < 4 d
+    (["--block-r", "0"], "--block-r"),
+    (["--block-c", "-4"], "--block-c"),
+    (["--impl", "flash-decoding", "--seq-len", "1", "--block-c", "0"], "--block-c"),
+    (["--seq-len", "0"], "--seq-len"),
+    (["--kv-len", "0"], "--kv-len"),
     (["--pattern", "nonsense"], "--pattern"),
     (["--dtype", "fp64"], "--dtype"),
     (["--impl", "flash3"], "--impl"),
@@ -45,6 +54,7 @@ def test_bad_input_exits_2_naming_the_option(capsys, extra, option):
     assert main(argv + extra) == 2
     err = capsys.readouterr().err
     assert option in err and "allowed" in err
+    assert err.count("\n") == 1 and err.startswith("ioaware attention: error: ")  # one line, no traceback
 
 
 def test_seq_len_below_one_is_rejected(capsys):

@@ -1,6 +1,4 @@
-"""The L2 wave model: occupancy, the per-wave rule, and wave quantization of time."""
-
-import math
+"""The L2 wave model: occupancy and the per-wave rule (time over waves: test_sim_timing.py)."""
 
 import pytest
 
@@ -33,15 +31,6 @@ def test_no_l2_means_dram_equals_global_requests():
     assert r.hbm_bytes == pytest.approx(r.global_bytes, rel=1e-6)
     full = simulate_attention(A100, "flash2", **kw)
     assert full.hbm_bytes < 0.3 * full.global_bytes
-
-
-def test_last_partial_wave_costs_a_full_wave():
-    r = simulate_attention(A100, "flash1", batch=1, heads=16, seq_len=2048, head_dim=64, block_r=64, block_c=64)
-    k = r.kernels[0]
-    assert k.blocks == 16 and k.waves == 1
-    assert k.wave_factor == pytest.approx(k.slots / 16)
-    assert k.time_s == pytest.approx(k.roofline_time_s * k.slots / 16 + k.launch_s)
-    assert math.ceil(k.blocks / k.slots) == k.waves
 
 
 def test_launch_order_decides_l2_reuse():
