@@ -4,7 +4,10 @@ Each function returns the moment vector of flops.py (tile sums, staged bytes, gl
 and DRAM bytes) for one kernel, from the tile geometry of mask.py: per query tile i
 the non-empty key tiles [lo_i, hi_i] (n_i of them) and full ones, per key tile the
 non-empty query tiles. Sums run over tile rows (a numpy expression per row, then a
-sum); DRAM bytes come from l2.wave_traffic's interval arithmetic over waves. Nothing
+sum); DRAM bytes come from l2.wave_traffic's interval arithmetic over waves, with the
+step at which each tile is touched (l2.py rule 3) given per access: the t-th non-empty
+tile of a block's loop at step t, loads before the loop at 0, stores after it at the last
+iteration's step; FA1's steps are its (j, i) visits, numbered by column offsets. Nothing
 here walks a block's loop; enumerate.py does, and the tests hold the two equal.
 
 Schedules (the HBM traffic each function counts; r_i, c_j are tile rows, e/s/a element
@@ -40,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulators import flops as F
-from simulators.l2 import Access, dram_totals, wave_dram, wave_traffic
+from simulators.l2 import Access, at_step, boxes, dram_totals, max_live, wave_dram, wave_traffic
 from simulators.mask import col_ranges, row_ranges, tile_sizes
 from simulators.problem import STAT_BYTES, FlashProblem, prefix
 
@@ -101,7 +104,7 @@ def _own(t: int, active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarr
 
 def _finish(m: np.ndarray, accesses: list[Access], t_x: int, n_y: int, slots: int, capacity: int,
             x_fastest: bool) -> np.ndarray:
-    waves = wave_traffic(accesses, t_x, n_y, slots, x_fastest)
+    waves = wave_traffic(accesses, t_x, n_y, slots, x_fastest, capacity)
     m[F.G_READ], m[F.G_WRITE], m[F.H_READ], m[F.H_WRITE] = dram_totals(waves, capacity)
     return m
 
@@ -113,12 +116,13 @@ def fa2_fwd(p: FlashProblem, slots: int, capacity: int, tiles_fastest: bool = Tr
     r, c = g["r"], g["c"]
     q_lo, q_hi = _own(p.t_r, g["n"] > 0)
     all_lo, all_hi = _own(p.t_r)
+    done = at_step(np.maximum(g["n"] - 1, 0))  # after the loop: the last iteration's step
     accesses = [
-        Access("read", 1, q_lo, q_hi, prefix(r * p.d * p.e)),  # Q_i
-        Access("read", p.group, g["lo"], g["hi"], prefix(c * p.d * p.e)),  # K_j
+        Access("read", 1, q_lo, q_hi, prefix(r * p.d * p.e)),  # Q_i, step 0
+        Access("read", p.group, g["lo"], g["hi"], prefix(c * p.d * p.e)),  # K_j at step j - lo_i
         Access("read", p.group, g["lo"], g["hi"], prefix(c * p.d * p.e)),  # V_j
-        Access("write", 1, all_lo, all_hi, prefix(r * p.d * p.e)),  # O_i
-        Access("write", 1, all_lo, all_hi, prefix(r * STAT_BYTES)),  # lse_i
+        Access("write", 1, all_lo, all_hi, prefix(r * p.d * p.e), done),  # O_i
+        Access("write", 1, all_lo, all_hi, prefix(r * STAT_BYTES), done),  # lse_i
     ]
     return _finish(m, accesses, p.t_r, p.bh, slots, capacity, tiles_fastest)
 
@@ -131,26 +135,43 @@ def fa2_bwd(p: FlashProblem, slots: int, capacity: int, tiles_fastest: bool = Tr
     kv_lo, kv_hi = _own(p.t_c, g["col_active"])
     all_lo, all_hi = _own(p.t_c)
     q_rows = prefix(r * p.d * p.e)
+    done = at_step(np.maximum(g["chi"] - g["clo"], 0))  # dK_j, dV_j after the loop over i
     accesses = [
-        Access("read", p.group, kv_lo, kv_hi, prefix(c * p.d * p.e)),  # K_j
+        Access("read", p.group, kv_lo, kv_hi, prefix(c * p.d * p.e)),  # K_j, step 0
         Access("read", p.group, kv_lo, kv_hi, prefix(c * p.d * p.e)),  # V_j
-        Access("read", 1, g["clo"], g["chi"], q_rows),  # Q_i
+        Access("read", 1, g["clo"], g["chi"], q_rows),  # Q_i at step i - clo_j
         Access("read", 1, g["clo"], g["chi"], q_rows),  # dO_i
         Access("read", 1, g["clo"], g["chi"], prefix(r * STAT_BYTES)),  # lse_i
         Access("read", 1, g["clo"], g["chi"], prefix(r * STAT_BYTES)),  # D_i
         Access("atomic", 1, g["clo"], g["chi"], prefix(r * p.d * p.a)),  # dQ_i += dS K_j
-        Access("write", 1, all_lo, all_hi, prefix(c * p.d * p.e)),  # dK_j
-        Access("write", 1, all_lo, all_hi, prefix(c * p.d * p.e)),  # dV_j
+        Access("write", 1, all_lo, all_hi, prefix(c * p.d * p.e), done),  # dK_j
+        Access("write", 1, all_lo, all_hi, prefix(c * p.d * p.e), done),  # dV_j
     ]
     return _finish(m, accesses, p.t_c, p.bh, slots, capacity, tiles_fastest)
 
 
+def _visit_steps(p: FlashProblem, g: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Steps of FA1's loop (j outer, i inner over non-empty tiles; l2.py rule 3): visit (j, i)
+    is step start[j] + i - clo_j; row i's first and last visits; column j's first and last."""
+    ncol = np.where(g["col_active"], g["chi"] - g["clo"] + 1, 0)
+    start = np.concatenate([[0], np.cumsum(ncol)])  # visits before column j
+    rows = np.arange(p.t_r, dtype=np.int64)
+    active = g["n"] > 0
+    lo, hi = np.where(active, g["lo"], 0), np.where(active, g["hi"], 0)
+    return {"first": np.where(active, start[lo] + rows - g["clo"][lo], 0),
+            "last": np.where(active, start[hi] + rows - g["clo"][hi], 0),
+            "col_first": start[:-1], "col_last": np.maximum(start[1:] - 1, 0)}
+
+
 def _per_head_waves(p: FlashProblem, slots: int, capacity: int, req_r: int, dist_r: int, req_w: int,
-                    dist_w: int, touched: int, kv_bytes: int, m: np.ndarray) -> np.ndarray:
+                    dist_w: int, touched: int, kv_bytes: int, own: tuple, kv: tuple, m: np.ndarray) -> np.ndarray:
     """Waves of a (B H,) grid whose blocks share only K/V (per kv head): FA1 forward and backward.
 
     Per block: ``req_*`` / ``dist_*`` / ``touched`` bytes of its own (query-head) tensors, and
     ``kv_bytes`` of K and V, each non-empty tile read once (shared by the blocks of a group).
+    ``own`` and ``kv`` are (first step, last step, bytes) of a block's own tiles and of its K/V
+    tiles: every block of a band mask runs the same steps, so a wave of n blocks over ``groups``
+    kv heads has n x own + groups x kv bytes live at each step.
     """
     g_r = g_w = h_r = h_w = 0
     for start in range(0, p.bh, slots):
@@ -159,11 +180,27 @@ def _per_head_waves(p: FlashProblem, slots: int, capacity: int, req_r: int, dist
         groups = (end - 1) // p.group - start // p.group + 1
         rr, rw = n * (req_r + kv_bytes), n * req_w
         dr, dw = n * dist_r + groups * kv_bytes, n * dist_w
-        hr, hw = wave_dram(np.int64(rr), np.int64(dr), np.int64(rw), np.int64(dw),
-                           np.int64(n * touched + groups * kv_bytes), np.int64(capacity))
+        live = n * touched + groups * kv_bytes
+        if live > capacity:
+            pos, val = boxes(np.concatenate([own[0], kv[0]]), np.concatenate([own[1], kv[1]]),
+                             np.concatenate([n * own[2], groups * kv[2]]))
+            live = int(max_live(np.zeros(len(pos), np.int64), pos, val, 1)[0])
+        hr, hw = wave_dram(np.int64(rr), np.int64(dr), np.int64(rw), np.int64(dw), np.int64(live),
+                           np.int64(capacity))
         g_r, g_w, h_r, h_w = g_r + rr, g_w + rw, h_r + int(hr), h_w + int(hw)
     m[F.G_READ], m[F.G_WRITE], m[F.H_READ], m[F.H_WRITE] = g_r, g_w, h_r, h_w
     return m
+
+
+def _tiles(*groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first step, last step, bytes) of a block's tiles, from ``groups`` of (which, first, last,
+    bytes) over the tiles of one tensor (scalars broadcast; ``which`` selects those touched)."""
+    cols = ([], [], [])
+    for which, first, last, nbytes in groups:
+        which, first, last, nbytes = np.broadcast_arrays(which, first, last, nbytes)
+        for col, v in zip(cols, (first, last, nbytes)):
+            col.append(v[which].astype(np.int64))
+    return tuple(np.concatenate(col) for col in cols)
 
 
 def fa1_fwd(p: FlashProblem, slots: int, capacity: int, io: str = "kernel") -> np.ndarray:
@@ -173,6 +210,8 @@ def fa1_fwd(p: FlashProblem, slots: int, capacity: int, io: str = "kernel") -> n
     active = n > 0
     again = np.maximum(n - 1, 0)  # visits after a row's first (kernel: workspace reads)
     kv_req = 2 * p.d * p.e * g["c"][g["col_active"]].sum()
+    v = _visit_steps(p, g)
+    kv = _tiles((g["col_active"], v["col_first"], v["col_first"], 2 * g["c"] * d * p.e))  # K_j, V_j
     if io == "kernel":
         m[F.STAGED] = p.s * d * (m[F.R] + 2 * m[F.COLS_C])
         ws_row = r * (d * 4 + 2 * STAT_BYTES)  # O (fp32), l, m workspace of a row tile
@@ -181,6 +220,9 @@ def fa1_fwd(p: FlashProblem, slots: int, capacity: int, io: str = "kernel") -> n
         dist_r = r[active].sum() * d * p.e + ws_row[n > 1].sum()
         dist_w = (r[active] * (d * p.e + STAT_BYTES)).sum() + ws_row[n > 1].sum()
         touched = dist_w + r[active].sum() * d * p.e
+        own = _tiles((active, v["first"], v["last"], r * d * p.e),  # Q_i, every visit
+                     (n > 1, v["first"], v["last"], ws_row),  # workspace, written first, read last
+                     (active, v["last"], v["last"], r * (d * p.e + STAT_BYTES)))  # O_i, lse_i
     elif io == "paper":
         m[F.STAGED] = p.s * d * (2 * m[F.R] + 2 * m[F.COLS_C])
         row = r * (d * p.e + 2 * STAT_BYTES)  # O, l, m of a row tile
@@ -189,10 +231,12 @@ def fa1_fwd(p: FlashProblem, slots: int, capacity: int, io: str = "kernel") -> n
         dist_r = r[active].sum() * d * p.e + row[active].sum()
         dist_w = row.sum()
         touched = r[active].sum() * d * p.e + row.sum()
+        own = _tiles((active, v["first"], v["last"], r * d * p.e),  # Q_i
+                     (True, 0, v["last"], row))  # O, l, m: initialised at step 0 (step 2 of Alg. 1)
     else:
         raise ValueError(f"fa1_io: {io!r} is not allowed; 'kernel' or 'paper' is")
     return _per_head_waves(p, slots, capacity, int(req_r), int(dist_r), int(req_w), int(dist_w), int(touched),
-                           int(kv_req), m)
+                           int(kv_req), own, kv, m)
 
 
 def fa1_bwd(p: FlashProblem, slots: int, capacity: int) -> np.ndarray:
@@ -210,8 +254,13 @@ def fa1_bwd(p: FlashProblem, slots: int, capacity: int) -> np.ndarray:
     dist_r = in_row[active].sum()
     dist_w = dq_row.sum() + dkv
     touched = (in_row - dq_row)[active].sum() + dq_row.sum() + dkv
+    v = _visit_steps(p, g)
+    kv = _tiles((g["col_active"], v["col_first"], v["col_first"], 2 * g["c"] * d * p.e))  # K_j, V_j
+    own = _tiles((active, v["first"], v["last"], in_row - dq_row),  # Q_i, O_i, dO_i, l_i, m_i
+                 (True, 0, v["last"], dq_row),  # dQ_i: zeroed at step 0 (step 5 of Alg. 4)
+                 (True, v["col_last"], v["col_last"], 2 * g["c"] * d * p.e))  # dK_j, dV_j after column j
     return _per_head_waves(p, slots, capacity, int(req_r), int(dist_r), int(req_w), int(dist_w), int(touched),
-                           int(kv_req), m)
+                           int(kv_req), own, kv, m)
 
 
 def decode(p: FlashProblem, splits: int, page_size: int | None, slots: int, capacity: int,
@@ -242,22 +291,26 @@ def decode(p: FlashProblem, splits: int, page_size: int | None, slots: int, capa
     m[F.ROWS_R] = r * m[F.ROWS]
     m[F.STAGED] = p.s * p.d * (m[F.ROWS_R] + 2 * m[F.C])
     zero = np.zeros(splits, dtype=np.int64)
+    done = at_step(np.maximum(n - 1, 0))
     accesses = [
-        Access("read", 1, zero, np.where(busy, 0, -1), prefix([r * p.d * p.e])),  # q
-        Access("read", p.group, a, b, prefix(c * p.d * p.e)),  # K_j
+        Access("read", 1, zero, np.where(busy, 0, -1), prefix([r * p.d * p.e])),  # q, step 0
+        Access("read", p.group, a, b, prefix(c * p.d * p.e)),  # K_j at step j - a_s
         Access("read", p.group, a, b, prefix(c * p.d * p.e)),  # V_j
     ]
     if page_size is not None:  # block-table entries of the pages under the split's tiles
         n_pages = -(-p.n_k // page_size)
         first = (np.where(busy, a, 0) * p.bc) // page_size
         last = (np.where(busy, b * p.bc + c[np.where(busy, b, 0)] - 1, 0)) // page_size
+        def page_step(acc, x, pg):  # read with the split's first tile that holds one of its tokens
+            return np.maximum((pg * page_size) // p.bc - a[x], 0)
+
         accesses.append(Access("read", p.heads, np.where(busy, first, 0), np.where(busy, last, -1),
-                               prefix(np.full(n_pages, 4))))
+                               prefix(np.full(n_pages, 4)), page_step))
     if splits == 1:
-        accesses += [Access("write", 1, zero, zero, prefix([r * p.d * p.e])),  # O
-                     Access("write", 1, zero, zero, prefix([r * STAT_BYTES]))]  # lse
+        accesses += [Access("write", 1, zero, zero, prefix([r * p.d * p.e]), done),  # O
+                     Access("write", 1, zero, zero, prefix([r * STAT_BYTES]), done)]  # lse
     else:
         own = np.arange(splits, dtype=np.int64)
-        accesses += [Access("write", 1, own, own, prefix(np.full(splits, r * p.d * 4))),  # partial O_s
-                     Access("write", 1, own, own, prefix(np.full(splits, r * STAT_BYTES)))]  # lse_s
+        accesses += [Access("write", 1, own, own, prefix(np.full(splits, r * p.d * 4)), done),  # partial O_s
+                     Access("write", 1, own, own, prefix(np.full(splits, r * STAT_BYTES)), done)]  # lse_s
     return _finish(m, accesses, splits, p.bh, slots, capacity, tiles_fastest)

@@ -134,7 +134,7 @@ class ScheduleConfig(BaseModel):
     smem_dtype: str | None = None  # staged tiles' element type; None: input dtype (tensor cores), fp32 (SIMT)
     accum_dtype: str = "fp32"  # dQ accumulator in HBM
     intermediate_dtype: str | None = None  # S, P (standard attention); None: input dtype, fp32 for standard-3kernel
-    l2_fraction: float = 1.0  # share of the L2 a wave may fill before reuse degrades
+    l2_fraction: float = 1.0  # share of the L2 the tiles a wave has live at once may fill (l2.py rule 4)
     fa1_io: Literal["kernel", "paper"] = "kernel"  # FA1 forward HBM traffic: kernels/flash1.py or Algorithm 1 verbatim
     tensor_cores: bool = True  # matmuls on tensor cores (matmul_unit(dtype)); False: FP32 SIMT as our kernels
     skip_masked_tiles: bool = True  # causal/window block skipping; False computes masked-out tiles too

@@ -4,9 +4,13 @@ Each function runs its grid in launch order (blockIdx.x fastest), each block's l
 the kernel runs them, and every tile load, store and atomic. A tile is skipped when its
 class (0 empty, 1 partial, 2 full; mask.py) says so: for band masks from
 ``band_tile_classes`` (corner tests), for sparse patterns from patterns.py, possibly one
-class array per head. Every access goes through ``_touch``, which keeps, per tile, the
-last wave that read it, wrote it or touched it: a tile counts as distinct in a wave the
-first time the wave meets it. At each wave's end ``_close`` applies l2.wave_dram.
+class array per head. Every access goes through ``_touch`` with the block's loop step
+(l2.py rule 3: the count of non-empty iterations before this one), which keeps, per tile,
+the last wave that read it, wrote it or touched it (a tile counts as distinct in a wave
+the first time the wave meets it) and the first and last step the wave touched it at.
+At each wave's end ``_close`` sweeps those intervals for the footprint (only when the
+wave's lifetime bytes exceed the L2: the footprint is never larger) and applies
+l2.wave_dram.
 
 The schedules are those stated in closed.py; this file must not import it.
 """
@@ -21,30 +25,60 @@ from simulators.flops import (C, COLS, COLS_C, G_READ, G_WRITE, H_READ, H_WRITE,
 from simulators.l2 import wave_dram
 
 READ, WRITE, ATOMIC = 0, 1, 2
-_RR, _DR, _RW, _DW, _TOUCH = 0, 1, 2, 3, 4
+_RR, _DR, _RW, _DW, _TOUCH, _SEEN, _STEPS = 0, 1, 2, 3, 4, 5, 6  # wave accumulator slots
+_SR, _SW, _ST, _FIRST, _LAST, _BYTES = 0, 1, 2, 3, 4, 5  # per-tile state rows
 STAT = 4  # float32 statistics
 
 
+@njit(cache=True)
+def _state(n_tiles, max_steps):
+    """Per-tile state (last wave read / written / touched, first and last step, bytes), the wave's
+    tiles in the order first touched, the wave accumulator, a step histogram."""
+    st = np.full((6, n_tiles), -1, np.int64)
+    return st, np.zeros(n_tiles, np.int64), np.zeros(7, np.int64), np.zeros(max_steps + 2, np.int64)
+
+
 @njit(cache=True, inline="always")
-def _touch(st_r, st_w, st_t, wacc, wave, tile, nbytes, kind):
+def _touch(st, seen, wacc, wave, tile, nbytes, kind, step):
     if kind != WRITE:
         wacc[_RR] += nbytes
-        if st_r[tile] != wave:
-            st_r[tile] = wave
+        if st[_SR, tile] != wave:
+            st[_SR, tile] = wave
             wacc[_DR] += nbytes
     if kind != READ:
         wacc[_RW] += nbytes
-        if st_w[tile] != wave:
-            st_w[tile] = wave
+        if st[_SW, tile] != wave:
+            st[_SW, tile] = wave
             wacc[_DW] += nbytes
-    if st_t[tile] != wave:
-        st_t[tile] = wave
+    if st[_ST, tile] != wave:
+        st[_ST, tile] = wave
         wacc[_TOUCH] += nbytes
+        st[_FIRST, tile] = step
+        st[_LAST, tile] = step
+        st[_BYTES, tile] = nbytes
+        seen[wacc[_SEEN]] = tile
+        wacc[_SEEN] += 1
+    else:
+        st[_FIRST, tile] = min(st[_FIRST, tile], step)
+        st[_LAST, tile] = max(st[_LAST, tile], step)
+    wacc[_STEPS] = max(wacc[_STEPS], step + 1)
 
 
 @njit(cache=True)
-def _close(wacc, m, capacity):
-    hr, hw = wave_dram(wacc[_RR], wacc[_DR], wacc[_RW], wacc[_DW], wacc[_TOUCH], capacity)
+def _close(st, seen, wacc, hist, m, capacity):
+    live = wacc[_TOUCH]  # lifetime bytes: an upper bound on the footprint
+    if live > capacity:
+        for k in range(wacc[_SEEN]):
+            t = seen[k]
+            hist[st[_FIRST, t]] += st[_BYTES, t]
+            hist[st[_LAST, t] + 1] -= st[_BYTES, t]
+        live = 0
+        level = 0
+        for s in range(wacc[_STEPS] + 1):
+            level += hist[s]
+            live = max(live, level)
+            hist[s] = 0
+    hr, hw = wave_dram(wacc[_RR], wacc[_DR], wacc[_RW], wacc[_DW], live, capacity)
     m[G_READ] += wacc[_RR]
     m[G_WRITE] += wacc[_RW]
     m[H_READ] += hr
@@ -72,41 +106,40 @@ def fa2_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity,
     v0 = k0 + (bh // group) * t_c
     o0 = v0 + (bh // group) * t_c
     l0 = o0 + bh * t_r
-    st_r, st_w, st_t = np.full(l0 + bh * t_r, -1, np.int64), np.full(l0 + bh * t_r, -1, np.int64), \
-        np.full(l0 + bh * t_r, -1, np.int64)
+    st, seen, wacc, hist = _state(l0 + bh * t_r, t_c)
     m = np.zeros(N_MOMENTS, np.int64)
-    wacc = np.zeros(5, np.int64)
     per_head = tc.shape[0] > 1
     wave = 0
     for blk in range(t_r * bh):
         if blk // slots != wave:
-            _close(wacc, m, capacity)
+            _close(st, seen, wacc, hist, m, capacity)
             wave = blk // slots
         # blockIdx.x = query tile, blockIdx.y = batch*head (or the other way round)
         i, y = (blk % t_r, blk // t_r) if tiles_fastest else (blk // bh, blk % bh)
         g = y // group
         hm = y % heads if per_head else 0
         r = min(n_q, (i + 1) * br) - i * br
-        loaded = False
+        step = 0
         for j in range(t_c):
             cls = tc[hm, i, j]
             if cls == 0:
                 continue
-            if not loaded:  # step 4: Q_i once
-                _touch(st_r, st_w, st_t, wacc, wave, q0 + y * t_r + i, r * d * e, READ)
+            if step == 0:  # step 4: Q_i once
+                _touch(st, seen, wacc, wave, q0 + y * t_r + i, r * d * e, READ, 0)
                 m[STAGED] += r * d * s
-                loaded = True
             c = min(n_k, (j + 1) * bc) - j * bc
-            _touch(st_r, st_w, st_t, wacc, wave, k0 + g * t_c + j, c * d * e, READ)  # step 7
-            _touch(st_r, st_w, st_t, wacc, wave, v0 + g * t_c + j, c * d * e, READ)
+            _touch(st, seen, wacc, wave, k0 + g * t_c + j, c * d * e, READ, step)  # step 7
+            _touch(st, seen, wacc, wave, v0 + g * t_c + j, c * d * e, READ, step)
             m[STAGED] += 2 * c * d * s
             _visit(m, cls, r, c)
-        if loaded:
+            step += 1
+        if step > 0:
             m[ROWS] += 1
             m[ROWS_R] += r
-        _touch(st_r, st_w, st_t, wacc, wave, o0 + y * t_r + i, r * d * e, WRITE)  # steps 12-15
-        _touch(st_r, st_w, st_t, wacc, wave, l0 + y * t_r + i, r * STAT, WRITE)
-    _close(wacc, m, capacity)
+        last = max(step - 1, 0)
+        _touch(st, seen, wacc, wave, o0 + y * t_r + i, r * d * e, WRITE, last)  # steps 12-15
+        _touch(st, seen, wacc, wave, l0 + y * t_r + i, r * STAT, WRITE, last)
+    _close(st, seen, wacc, hist, m, capacity)
     return m
 
 
@@ -132,7 +165,7 @@ def fa1_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity,
     paper=False (kernels/flash1.py): Q_i every visit; fp32 workspace O_i, l_i, m_i read
     after the row's first visit and written before its last; the last writes O_i, lse_i.
     paper=True (Algorithm 1): O, l, m initialised in HBM; every visit reads Q_i, O_i,
-    l_i, m_i and writes O_i, l_i, m_i.
+    l_i, m_i and writes O_i, l_i, m_i. A step is one (j, i) visit.
     """
     t_r, t_c = (n_q + br - 1) // br, (n_k + bc - 1) // bc
     bh = batch * heads
@@ -145,24 +178,23 @@ def fa1_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity,
     m0 = l0 + bh * t_r  # m_ws (kernel) or m (paper)
     w0 = m0 + bh * t_r  # O_ws (kernel)
     lw0 = w0 + bh * t_r  # l_ws (kernel)
-    n_tiles = lw0 + bh * t_r
-    st_r, st_w, st_t = np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64)
+    st, seen, wacc, hist = _state(lw0 + bh * t_r, t_r * t_c)
     m = np.zeros(N_MOMENTS, np.int64)
-    wacc = np.zeros(5, np.int64)
     per_head = tc.shape[0] > 1
     wave = 0
     for y in range(bh):
         if y // slots != wave:
-            _close(wacc, m, capacity)
+            _close(st, seen, wacc, hist, m, capacity)
             wave = y // slots
         g = y // group
         hm = y % heads if per_head else 0
         if paper:  # step 2: O = 0, l = 0, m = -inf in HBM
             for i in range(t_r):
                 r = min(n_q, (i + 1) * br) - i * br
-                _touch(st_r, st_w, st_t, wacc, wave, o0 + y * t_r + i, r * d * e, WRITE)
-                _touch(st_r, st_w, st_t, wacc, wave, l0 + y * t_r + i, r * STAT, WRITE)
-                _touch(st_r, st_w, st_t, wacc, wave, m0 + y * t_r + i, r * STAT, WRITE)
+                _touch(st, seen, wacc, wave, o0 + y * t_r + i, r * d * e, WRITE, 0)
+                _touch(st, seen, wacc, wave, l0 + y * t_r + i, r * STAT, WRITE, 0)
+                _touch(st, seen, wacc, wave, m0 + y * t_r + i, r * STAT, WRITE, 0)
+        step = 0
         for j in range(t_c):  # step 5
             c = min(n_k, (j + 1) * bc) - j * bc
             kv_loaded = False
@@ -171,48 +203,50 @@ def fa1_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity,
                 if cls == 0:
                     continue
                 if not kv_loaded:  # step 6
-                    _touch(st_r, st_w, st_t, wacc, wave, k0 + g * t_c + j, c * d * e, READ)
-                    _touch(st_r, st_w, st_t, wacc, wave, v0 + g * t_c + j, c * d * e, READ)
+                    _touch(st, seen, wacc, wave, k0 + g * t_c + j, c * d * e, READ, step)
+                    _touch(st, seen, wacc, wave, v0 + g * t_c + j, c * d * e, READ, step)
                     m[STAGED] += 2 * c * d * s
                     m[COLS] += 1
                     m[COLS_C] += c
                     kv_loaded = True
                 r = min(n_q, (i + 1) * br) - i * br
                 row = y * t_r + i
-                _touch(st_r, st_w, st_t, wacc, wave, q0 + row, r * d * e, READ)  # step 8
+                _touch(st, seen, wacc, wave, q0 + row, r * d * e, READ, step)  # step 8
                 m[STAGED] += r * d * s
                 if paper:
-                    _touch(st_r, st_w, st_t, wacc, wave, o0 + row, r * d * e, READ)
-                    _touch(st_r, st_w, st_t, wacc, wave, l0 + row, r * STAT, READ)
-                    _touch(st_r, st_w, st_t, wacc, wave, m0 + row, r * STAT, READ)
+                    _touch(st, seen, wacc, wave, o0 + row, r * d * e, READ, step)
+                    _touch(st, seen, wacc, wave, l0 + row, r * STAT, READ, step)
+                    _touch(st, seen, wacc, wave, m0 + row, r * STAT, READ, step)
                     m[STAGED] += r * d * s
-                    _touch(st_r, st_w, st_t, wacc, wave, o0 + row, r * d * e, WRITE)  # steps 12-13
-                    _touch(st_r, st_w, st_t, wacc, wave, l0 + row, r * STAT, WRITE)
-                    _touch(st_r, st_w, st_t, wacc, wave, m0 + row, r * STAT, WRITE)
+                    _touch(st, seen, wacc, wave, o0 + row, r * d * e, WRITE, step)  # steps 12-13
+                    _touch(st, seen, wacc, wave, l0 + row, r * STAT, WRITE, step)
+                    _touch(st, seen, wacc, wave, m0 + row, r * STAT, WRITE, step)
                 else:
                     if j != first[hm, i]:
-                        _touch(st_r, st_w, st_t, wacc, wave, w0 + row, r * d * 4, READ)
-                        _touch(st_r, st_w, st_t, wacc, wave, lw0 + row, r * STAT, READ)
-                        _touch(st_r, st_w, st_t, wacc, wave, m0 + row, r * STAT, READ)
+                        _touch(st, seen, wacc, wave, w0 + row, r * d * 4, READ, step)
+                        _touch(st, seen, wacc, wave, lw0 + row, r * STAT, READ, step)
+                        _touch(st, seen, wacc, wave, m0 + row, r * STAT, READ, step)
                     if j == last[hm, i]:
-                        _touch(st_r, st_w, st_t, wacc, wave, o0 + row, r * d * e, WRITE)
-                        _touch(st_r, st_w, st_t, wacc, wave, l0 + row, r * STAT, WRITE)
+                        _touch(st, seen, wacc, wave, o0 + row, r * d * e, WRITE, step)
+                        _touch(st, seen, wacc, wave, l0 + row, r * STAT, WRITE, step)
                     else:
-                        _touch(st_r, st_w, st_t, wacc, wave, w0 + row, r * d * 4, WRITE)
-                        _touch(st_r, st_w, st_t, wacc, wave, lw0 + row, r * STAT, WRITE)
-                        _touch(st_r, st_w, st_t, wacc, wave, m0 + row, r * STAT, WRITE)
+                        _touch(st, seen, wacc, wave, w0 + row, r * d * 4, WRITE, step)
+                        _touch(st, seen, wacc, wave, lw0 + row, r * STAT, WRITE, step)
+                        _touch(st, seen, wacc, wave, m0 + row, r * STAT, WRITE, step)
                 if j == last[hm, i]:
                     m[ROWS] += 1
                     m[ROWS_R] += r
                 _visit(m, cls, r, c)
-    _close(wacc, m, capacity)
+                step += 1
+    _close(st, seen, wacc, hist, m, capacity)
     return m
 
 
 @njit(cache=True)
 def fa1_bwd(tc, n_q, n_k, br, bc, d, e, s, a, batch, heads, group, slots, capacity):
     """Grid (B H,). Algorithm 4: dQ = 0 in HBM; j outer: K_j, V_j; i inner: Q_i, O_i, dO_i,
-    dQ_i, l_i, m_i in, dQ_i out; dK_j, dV_j out once per j (per query head)."""
+    dQ_i, l_i, m_i in, dQ_i out; dK_j, dV_j out once per j (per query head). A step is one
+    (j, i) visit; dK_j, dV_j belong to column j's last visit."""
     t_r, t_c = (n_q + br - 1) // br, (n_k + bc - 1) // bc
     bh = batch * heads
     q0 = 0
@@ -225,21 +259,20 @@ def fa1_bwd(tc, n_q, n_k, br, bc, d, e, s, a, batch, heads, group, slots, capaci
     v0 = k0 + (bh // group) * t_c
     dk0 = v0 + (bh // group) * t_c
     dv0 = dk0 + bh * t_c
-    n_tiles = dv0 + bh * t_c
-    st_r, st_w, st_t = np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64)
+    st, seen, wacc, hist = _state(dv0 + bh * t_c, t_r * t_c)
     m = np.zeros(N_MOMENTS, np.int64)
-    wacc = np.zeros(5, np.int64)
     per_head = tc.shape[0] > 1
     wave = 0
     for y in range(bh):
         if y // slots != wave:
-            _close(wacc, m, capacity)
+            _close(st, seen, wacc, hist, m, capacity)
             wave = y // slots
         g = y // group
         hm = y % heads if per_head else 0
         for i in range(t_r):  # step 5: dQ = 0 in HBM
             r = min(n_q, (i + 1) * br) - i * br
-            _touch(st_r, st_w, st_t, wacc, wave, dq0 + y * t_r + i, r * d * a, WRITE)
+            _touch(st, seen, wacc, wave, dq0 + y * t_r + i, r * d * a, WRITE, 0)
+        step = 0
         for j in range(t_c):  # step 6
             c = min(n_k, (j + 1) * bc) - j * bc
             kv_loaded = False
@@ -248,26 +281,28 @@ def fa1_bwd(tc, n_q, n_k, br, bc, d, e, s, a, batch, heads, group, slots, capaci
                 if cls == 0:
                     continue
                 if not kv_loaded:  # step 7
-                    _touch(st_r, st_w, st_t, wacc, wave, k0 + g * t_c + j, c * d * e, READ)
-                    _touch(st_r, st_w, st_t, wacc, wave, v0 + g * t_c + j, c * d * e, READ)
+                    _touch(st, seen, wacc, wave, k0 + g * t_c + j, c * d * e, READ, step)
+                    _touch(st, seen, wacc, wave, v0 + g * t_c + j, c * d * e, READ, step)
                     m[STAGED] += 2 * c * d * s
                     m[COLS] += 1
                     m[COLS_C] += c
                     kv_loaded = True
                 r = min(n_q, (i + 1) * br) - i * br
                 row = y * t_r + i
-                _touch(st_r, st_w, st_t, wacc, wave, q0 + row, r * d * e, READ)  # step 11
-                _touch(st_r, st_w, st_t, wacc, wave, o0 + row, r * d * e, READ)
-                _touch(st_r, st_w, st_t, wacc, wave, do0 + row, r * d * e, READ)
-                _touch(st_r, st_w, st_t, wacc, wave, dq0 + row, r * d * a, READ)
-                _touch(st_r, st_w, st_t, wacc, wave, l0 + row, r * STAT, READ)
-                _touch(st_r, st_w, st_t, wacc, wave, m0 + row, r * STAT, READ)
+                _touch(st, seen, wacc, wave, q0 + row, r * d * e, READ, step)  # step 11
+                _touch(st, seen, wacc, wave, o0 + row, r * d * e, READ, step)
+                _touch(st, seen, wacc, wave, do0 + row, r * d * e, READ, step)
+                _touch(st, seen, wacc, wave, dq0 + row, r * d * a, READ, step)
+                _touch(st, seen, wacc, wave, l0 + row, r * STAT, READ, step)
+                _touch(st, seen, wacc, wave, m0 + row, r * STAT, READ, step)
                 m[STAGED] += s * (4 * r * d + 2 * r)
-                _touch(st_r, st_w, st_t, wacc, wave, dq0 + row, r * d * a, WRITE)  # step 21
+                _touch(st, seen, wacc, wave, dq0 + row, r * d * a, WRITE, step)  # step 21
                 _visit(m, cls, r, c)
-            _touch(st_r, st_w, st_t, wacc, wave, dk0 + y * t_c + j, c * d * e, WRITE)  # step 24
-            _touch(st_r, st_w, st_t, wacc, wave, dv0 + y * t_c + j, c * d * e, WRITE)
-    _close(wacc, m, capacity)
+                step += 1
+            done = max(step - 1, 0)
+            _touch(st, seen, wacc, wave, dk0 + y * t_c + j, c * d * e, WRITE, done)  # step 24
+            _touch(st, seen, wacc, wave, dv0 + y * t_c + j, c * d * e, WRITE, done)
+    _close(st, seen, wacc, hist, m, capacity)
     return m
 
 
@@ -286,45 +321,44 @@ def fa2_bwd(tc, n_q, n_k, br, bc, d, e, s, a, batch, heads, group, slots, capaci
     dq0 = dd0 + bh * t_r
     dk0 = dq0 + bh * t_r
     dv0 = dk0 + bh * t_c
-    n_tiles = dv0 + bh * t_c
-    st_r, st_w, st_t = np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64)
+    st, seen, wacc, hist = _state(dv0 + bh * t_c, t_r)
     m = np.zeros(N_MOMENTS, np.int64)
-    wacc = np.zeros(5, np.int64)
     per_head = tc.shape[0] > 1
     wave = 0
     for blk in range(t_c * bh):
         if blk // slots != wave:
-            _close(wacc, m, capacity)
+            _close(st, seen, wacc, hist, m, capacity)
             wave = blk // slots
         # blockIdx.x = key tile, blockIdx.y = batch*head (or the other way round)
         j, y = (blk % t_c, blk // t_c) if tiles_fastest else (blk // bh, blk % bh)
         g = y // group
         hm = y % heads if per_head else 0
         c = min(n_k, (j + 1) * bc) - j * bc
-        kv_loaded = False
+        step = 0
         for i in range(t_r):  # step 8
             cls = tc[hm, i, j]
             if cls == 0:
                 continue
-            if not kv_loaded:  # step 6
-                _touch(st_r, st_w, st_t, wacc, wave, k0 + g * t_c + j, c * d * e, READ)
-                _touch(st_r, st_w, st_t, wacc, wave, v0 + g * t_c + j, c * d * e, READ)
+            if step == 0:  # step 6
+                _touch(st, seen, wacc, wave, k0 + g * t_c + j, c * d * e, READ, 0)
+                _touch(st, seen, wacc, wave, v0 + g * t_c + j, c * d * e, READ, 0)
                 m[STAGED] += 2 * c * d * s
                 m[COLS] += 1
                 m[COLS_C] += c
-                kv_loaded = True
             r = min(n_q, (i + 1) * br) - i * br
             row = y * t_r + i
-            _touch(st_r, st_w, st_t, wacc, wave, q0 + row, r * d * e, READ)  # step 9
-            _touch(st_r, st_w, st_t, wacc, wave, do0 + row, r * d * e, READ)
-            _touch(st_r, st_w, st_t, wacc, wave, l0 + row, r * STAT, READ)
-            _touch(st_r, st_w, st_t, wacc, wave, dd0 + row, r * STAT, READ)
+            _touch(st, seen, wacc, wave, q0 + row, r * d * e, READ, step)  # step 9
+            _touch(st, seen, wacc, wave, do0 + row, r * d * e, READ, step)
+            _touch(st, seen, wacc, wave, l0 + row, r * STAT, READ, step)
+            _touch(st, seen, wacc, wave, dd0 + row, r * STAT, READ, step)
             m[STAGED] += s * (2 * r * d + 2 * r)
-            _touch(st_r, st_w, st_t, wacc, wave, dq0 + row, r * d * a, ATOMIC)  # step 15
+            _touch(st, seen, wacc, wave, dq0 + row, r * d * a, ATOMIC, step)  # step 15
             _visit(m, cls, r, c)
-        _touch(st_r, st_w, st_t, wacc, wave, dk0 + y * t_c + j, c * d * e, WRITE)  # step 18
-        _touch(st_r, st_w, st_t, wacc, wave, dv0 + y * t_c + j, c * d * e, WRITE)
-    _close(wacc, m, capacity)
+            step += 1
+        done = max(step - 1, 0)
+        _touch(st, seen, wacc, wave, dk0 + y * t_c + j, c * d * e, WRITE, done)  # step 18
+        _touch(st, seen, wacc, wave, dv0 + y * t_c + j, c * d * e, WRITE, done)
+    _close(st, seen, wacc, hist, m, capacity)
     return m
 
 
@@ -343,49 +377,48 @@ def decode(tc, n_q, n_k, bc, d, e, s, batch, heads, group, splits, page_size, sl
     p0 = v0 + (bh // group) * t_c
     o0 = p0 + batch * n_pages
     l0 = o0 + bh * splits
-    n_tiles = l0 + bh * splits
-    st_r, st_w, st_t = np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64), np.full(n_tiles, -1, np.int64)
+    st, seen, wacc, hist = _state(l0 + bh * splits, per_split)
     m = np.zeros(N_MOMENTS, np.int64)
-    wacc = np.zeros(5, np.int64)
     per_head = tc.shape[0] > 1
     r = n_q
     wave = 0
     for blk in range(splits * bh):
         if blk // slots != wave:
-            _close(wacc, m, capacity)
+            _close(st, seen, wacc, hist, m, capacity)
             wave = blk // slots
         # blockIdx.x = split, blockIdx.y = batch*head (or the other way round)
         sp, y = (blk % splits, blk // splits) if tiles_fastest else (blk // bh, blk % bh)
         g = y // group
         b = y // heads
         hm = y % heads if per_head else 0
-        loaded = False
+        step = 0
         page_read = -1
         for j in range(sp * per_split, min((sp + 1) * per_split, t_c)):
             cls = tc[hm, 0, j]
             if cls == 0:
                 continue
-            if not loaded:
-                _touch(st_r, st_w, st_t, wacc, wave, q0 + y, r * d * e, READ)
+            if step == 0:
+                _touch(st, seen, wacc, wave, q0 + y, r * d * e, READ, 0)
                 m[STAGED] += r * d * s
-                loaded = True
             c = min(n_k, (j + 1) * bc) - j * bc
             if page_size > 0:
                 for pg in range(max(page_read + 1, (j * bc) // page_size), (j * bc + c - 1) // page_size + 1):
-                    _touch(st_r, st_w, st_t, wacc, wave, p0 + b * n_pages + pg, 4, READ)
+                    _touch(st, seen, wacc, wave, p0 + b * n_pages + pg, 4, READ, step)
                     page_read = pg
-            _touch(st_r, st_w, st_t, wacc, wave, k0 + g * t_c + j, c * d * e, READ)
-            _touch(st_r, st_w, st_t, wacc, wave, v0 + g * t_c + j, c * d * e, READ)
+            _touch(st, seen, wacc, wave, k0 + g * t_c + j, c * d * e, READ, step)
+            _touch(st, seen, wacc, wave, v0 + g * t_c + j, c * d * e, READ, step)
             m[STAGED] += 2 * c * d * s
             _visit(m, cls, r, c)
-        if loaded:
+            step += 1
+        if step > 0:
             m[ROWS] += 1
             m[ROWS_R] += r
+        done = max(step - 1, 0)
         if splits == 1:
-            _touch(st_r, st_w, st_t, wacc, wave, o0 + y, r * d * e, WRITE)
-            _touch(st_r, st_w, st_t, wacc, wave, l0 + y, r * STAT, WRITE)
+            _touch(st, seen, wacc, wave, o0 + y, r * d * e, WRITE, done)
+            _touch(st, seen, wacc, wave, l0 + y, r * STAT, WRITE, done)
         else:
-            _touch(st_r, st_w, st_t, wacc, wave, o0 + y * splits + sp, r * d * 4, WRITE)
-            _touch(st_r, st_w, st_t, wacc, wave, l0 + y * splits + sp, r * STAT, WRITE)
-    _close(wacc, m, capacity)
+            _touch(st, seen, wacc, wave, o0 + y * splits + sp, r * d * 4, WRITE, done)
+            _touch(st, seen, wacc, wave, l0 + y * splits + sp, r * STAT, WRITE, done)
+    _close(st, seen, wacc, hist, m, capacity)
     return m

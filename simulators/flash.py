@@ -5,7 +5,11 @@ and occupancy, counts it with the closed form (closed.py, banded masks) or the
 enumeration (enumerate.py; any tile mask), and turns the moments into FLOPs and smem
 bytes (flops.py). The small helper kernels of the backward pass and Flash-Decoding's
 reduction touch every tile once (no reuse to model: DRAM = global bytes) and are
-counted directly, the same way in both paths.
+counted directly, the same way in both paths, as if their loads were coalesced. The
+backward's preprocess in kernels/flash_backward.py is not: a thread reads one row of O
+and dO, so a warp's load touches 32 sectors 4d bytes apart, and whether their re-reads
+over the row hit depends on L1 and on how many rows are resident, which this model does
+not hold (the H200 moved 6.6x its bytes; tests/test_sim_flash.py keeps the number).
 """
 
 from __future__ import annotations
@@ -53,6 +57,22 @@ def resolve_blocks(spec, cfg, sch, s_bytes: int) -> tuple[int, int]:
     return sch.block_r or br, sch.block_c or bc
 
 
+# kernels/decode.py's schedule: 256 threads in key groups of 8 lanes, each lane holding 32
+# 4-byte words of K (and of V) per tile, compiled for at most 128 registers a thread.
+DECODE_THREADS, DECODE_LANES, DECODE_LANE_WORDS, DECODE_REGS = 256, 8, 32, 128
+DEFAULT_REGS = 64  # ScheduleConfig.regs_per_thread's default: the user did not set it
+
+
+def decode_keys_per_tile(d: int, element_bytes: float, threads: int) -> int:
+    """T = G n: G = threads / 8 key groups, n = max(1, 32 / words a lane reads of one key row),
+    a row being d elements packed 4 // element_bytes to a 4-byte word (kernels/decode.py)."""
+    pack = max(1, int(4 // element_bytes))
+    words_per_lane = d / (DECODE_LANES * pack)
+    if words_per_lane < 1 or words_per_lane != int(words_per_lane):
+        return max(128, d)  # a head_dim the kernel does not take: the old 128-key tile
+    return threads // DECODE_LANES * max(1, DECODE_LANE_WORDS // int(words_per_lane))
+
+
 def default_splits(spec, batch_heads: int, t_c: int) -> int:
     """kernels/decode.py: enough blocks for two waves of one block per SM, at most one split per tile."""
     if batch_heads >= 2 * spec.sm_count:
@@ -96,7 +116,7 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
     capacity = int(spec.l2_bytes * sch.l2_fraction)
     band = band_of(cfg)
     if impl == "flash-decoding":
-        br, bc = cfg.seq_len, sch.block_c or max(128, d)
+        br, bc = cfg.seq_len, sch.block_c or decode_keys_per_tile(d, e, sch.threads_per_block or DECODE_THREADS)
     else:
         br, bc = resolve_blocks(spec, cfg, sch, s)
     p = FlashProblem(cfg.seq_len, cfg.kv_len, d, br, bc, cfg.batch, cfg.heads, g, e, s, a, band, cfg.dropout > 0,
@@ -129,14 +149,21 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
             raise ValueError(f"splits: {splits} exceeds the {p.t_c} key tiles of kv_len={cfg.kv_len} "
                              f"(B_c={bc}); at most {p.t_c} is allowed")
         info["splits"] = splits
-        threads = sch.threads_per_block or max(128, d)
-        fp, bpsm = _occupancy(spec, sch, (br * d + 2 * bc * d) * s, threads, f"head_dim: {d} with {tiles} (decode)")
+        threads = sch.threads_per_block or DECODE_THREADS
+        groups = threads // DECODE_LANES
+        regs = DECODE_REGS if sch.regs_per_thread == DEFAULT_REGS else sch.regs_per_thread
+        fp = sch.smem_per_block_bytes or 4 * (3 * groups + groups * (d + 8))  # m_g, l_g, w_g, o_g (pitch d + 8)
+        bpsm = blocks_per_sm(spec, fp, threads, regs, sch.max_blocks_per_sm, f"head_dim: {d} with {tiles} (decode)")
         if path == "enumerate":
             m = enum.decode(classes, p.n_q, p.n_k, bc, d, e, s, cfg.batch, cfg.heads, g, splits,
                             sch.page_size or 0, slots_of(bpsm), capacity, fast)
         else:
             m = closed.decode(p, splits, sch.page_size, slots_of(bpsm), capacity, fast)
-        out.append(_count("decode", grid(splits), "decode", m, p, sch, fp, threads, bpsm))
+        k = _count("decode", grid(splits), "decode", m, p, sch, fp, threads, bpsm)
+        # q, K and V live in registers (kernels/decode.py); shared memory only carries the merge
+        # of the G groups: G (d + 3) words written and read once per block.
+        k.smem_bytes = float(splits * bh * 2 * 4 * groups * (d + 3))
+        out.append(k)
         if splits > 1:
             fl = F.decode_combine_flops(splits, p.n_q, d)
             out.append(_own_kernel(

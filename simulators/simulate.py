@@ -27,9 +27,10 @@ ASSUMPTIONS = {
              "(softmax 4 + 1 exp, dropout 2, mask 1 on partial tiles only); a computed tile costs its full r x c",
     "global_bytes": "bytes requested from global memory by each kernel's loads, stores and atomics "
                     "(atomics: a read plus a write) = l2_bytes, the FlashAttention paper's 'HBM accesses'",
-    "hbm_bytes": "DRAM bytes after the L2 wave model: blocks run in launch order in waves of SMs x blocks/SM; "
-                 "distinct tiles of a wave cross DRAM once if the wave's touched bytes F fit the usable L2 C, "
-                 "else D + floor((R - D)(1 - C/F)); no reuse across waves or kernels",
+    "hbm_bytes": "DRAM bytes after the L2 wave model: blocks run in launch order in lock-step waves of "
+                 "SMs x blocks/SM; the distinct tiles of a wave (D) cross DRAM once if the bytes live at one "
+                 "loop step F (tiles touched then, or before and again after) fit the usable L2 C, else every "
+                 "request (R) does (LRU over a longer cycle); no reuse across waves or kernels",
     "smem_bytes": "tiles staged into shared memory (written once) + tile-product operand reads with a "
                   "t_m x t_n register micro-tile (A read mnk/t_n, B mnk/t_m); P and dS in registers",
     "time_s": "per kernel: max over resources; DRAM and L2 at the whole GPU's bandwidth (any number of SMs "
