@@ -56,7 +56,7 @@ def roofline_figure(spec: GPUSpec, points: list[RooflinePoint] = (), units: list
     """Log-log roofline: one roof per compute unit against one slope per memory level.
 
     Each memory level's line is bandwidth × intensity capped by the highest roof; each
-    unit's roof is a horizontal line. Points carry a hover text with their name,
+    unit's roof is a horizontal line from its ridge point (against HBM) on. Points carry a hover text with their name,
     intensity, throughput, bound and time.
     """
     units = units or [u for u in ("fp32", "tf32_tensor", "fp16_tensor", "fp8_tensor") if u in spec.peak_flops_per_s]
@@ -74,8 +74,11 @@ def roofline_figure(spec: GPUSpec, points: list[RooflinePoint] = (), units: list
     for unit in units:
         rate = spec.attainable_rate(unit)
         ridge = rate / spec.attainable_rate("hbm")
+        # Only the flat part, from the ridge on: the slope left of it is the HBM line's, which
+        # a unit's own copy of it would hide.
+        xs = np.concatenate([[ridge], x[x > ridge]])
         fig.add_trace(go.Scatter(
-            x=x, y=attainable_flops_per_s(spec, x, unit, "hbm"), mode="lines",
+            x=xs, y=attainable_flops_per_s(spec, xs, unit, "hbm"), mode="lines",
             name=f"{_UNIT_NAMES.get(unit, unit)} {rate / 1e12:.1f} TFLOP/s (ridge {ridge:.3g} FLOP/B)",
             hovertemplate=f"{_UNIT_NAMES.get(unit, unit)} on HBM: %{{x:.3g}} FLOP/B → %{{y:.3g}} FLOP/s<extra></extra>",
         ))
@@ -94,7 +97,7 @@ def roofline_figure(spec: GPUSpec, points: list[RooflinePoint] = (), units: list
             text=text, hovertemplate="%{text}<extra></extra>",
         ))
     fig.update_xaxes(type="log", title="arithmetic intensity (FLOP per HBM byte)")
-    fig.update_yaxes(type="log", title="throughput (FLOP/s)")
+    fig.update_yaxes(type="log", title="throughput (FLOP/s)", exponentformat="SI")
     fig.update_layout(title=title or f"Roofline: {spec.display_name}", template="plotly_white",
                       legend=dict(font=dict(size=10)), width=1000, height=650)
     return fig

@@ -34,6 +34,10 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:+.1f}%"
 
 
+def _ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 1e3:.4g} ms"
+
+
 def _abs_pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
@@ -194,19 +198,23 @@ def build_report(results: Results, gpu: str | None = None) -> tuple[str, dict[st
                          f"{html.escape(', '.join(missing))}</li>")
     parts.append("</ul></section>")
     parts.append('<section id="errors"><h2>Errors by family</h2>'
-                 "<p>Relative error = (predicted − measured) / measured.</p>")
+                 "<p>Relative error = (predicted − measured) / measured. Time: CUDA events around one call, "
+                 "host-side launch work included; GPU time: Nsight Compute's kernel durations against the "
+                 "predicted kernels less their launch cost.</p>")
     parts.append(_table(
         ("family", "source", "n", "median |time err|", "worst |time err|", "n bytes", "median |bytes err|",
-         "worst |bytes err|"),
+         "worst |bytes err|", "n GPU time", "median |GPU time err|", "worst |GPU time err|"),
         [(s.family, s.source, s.n, _abs_pct(s.median_abs_time_error), _abs_pct(s.worst_abs_time_error), s.n_bytes,
-          _abs_pct(s.median_abs_bytes_error), _abs_pct(s.worst_abs_bytes_error)) for s in summary.values()],
+          _abs_pct(s.median_abs_bytes_error), _abs_pct(s.worst_abs_bytes_error), s.n_gpu_time,
+          _abs_pct(s.median_abs_gpu_time_error), _abs_pct(s.worst_abs_gpu_time_error)) for s in summary.values()],
         "error-table",
     ))
     parts.append("<details><summary>Every run</summary>" + _table(
-        ("family", "config", "measured", "predicted", "time err", "DRAM bytes", "predicted HBM bytes", "bytes err",
-         "bound"),
+        ("family", "config", "measured", "predicted", "time err", "GPU time", "predicted GPU time", "GPU time err",
+         "DRAM bytes", "predicted HBM bytes", "bytes err", "bound"),
         [(r.family, r.config, f"{r.measured_time_s * 1e3:.4g} ms", f"{r.predicted_time_s * 1e3:.4g} ms",
-          _pct(r.time_error), "n/a" if r.measured_dram_bytes is None else f"{r.measured_dram_bytes:.4g}",
+          _pct(r.time_error), _ms(r.measured_gpu_time_s), _ms(r.predicted_gpu_time_s), _pct(r.gpu_time_error),
+          "n/a" if r.measured_dram_bytes is None else f"{r.measured_dram_bytes:.4g}",
           f"{r.predicted_hbm_bytes:.4g}", _pct(r.bytes_error), r.bound) for r in rows],
         "record-table",
     ) + "</details></section>")

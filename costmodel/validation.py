@@ -46,7 +46,7 @@ TARGETS = (
 )
 
 
-def numba_fp32_efficiency(spec) -> float | None:
+def numba_fp32_efficiency(spec, blocks_per_sm: float | None = None, dram_fraction: float = 1.0) -> float | None:
     """The FP32 efficiency our Numba kernels are predicted with: the rate the register-tiled
     matmul microkernel (``kernels.matmul``) attained during calibration over the spec's FP32
     peak. None where the spec holds no such measurement (a datasheet spec): predictions
@@ -54,13 +54,32 @@ def numba_fp32_efficiency(spec) -> float | None:
 
     The tiled rate is what the attention kernels' inner product loop runs at with nothing
     else in it (same tiles, threads, loads and barriers), measured on a plain matmul; no
-    attention timing goes into it.
+    attention timing goes into it. ``blocks_per_sm``: the kernel's resident warps per SM
+    in units of the microkernel's 128-thread blocks; where calibration also measured the
+    rate at 1, 2, ... resident blocks (``by_blocks_per_sm``), the full-grid rate is scaled
+    by how much slower that occupancy ran than the sweep's largest, in proportion to
+    ``dram_fraction``, the share of the kernel's global reads that come from DRAM.
     """
     info = (spec.calibration or {}).get("numba_tiled_fp32_flops_per_s")
     peak = spec.peak_flops_per_s.get("fp32")
     if not info or not peak:
         return None
-    return min(1.0, float(info["value"]) / float(peak))
+    value = float(info["value"])
+    by_occ = {float(k): float(v) for k, v in (info.get("by_blocks_per_sm") or {}).items()}
+    if blocks_per_sm is not None and by_occ:
+        # The sweep's grids of exactly k blocks per SM stream A from DRAM (one wave, no tile
+        # reuse in L2): a block's load phase waits on DRAM latency, which only other resident
+        # blocks hide, so rate_k grows with k. Only the ratio rate_k / rate_kmax is used (the
+        # full grid's 4+ blocks with L2 hits give ``value``), and only for the share of a
+        # kernel's reads that miss L2 the way the sweep's do: a kernel whose tiles are L2
+        # hits (FA2's K/V shared by a head's query tiles) keeps the full-grid rate, one whose
+        # every block streams its own tiles from DRAM (FA1's one block per head) takes the
+        # sweep's. Linear between the measured k, clamped at both ends.
+        ks = sorted(by_occ)
+        rate_k = float(np.interp(blocks_per_sm, ks, [by_occ[k] for k in ks]))
+        f = min(1.0, max(0.0, float(dram_fraction)))
+        value *= (1.0 - f) + f * rate_k / by_occ[ks[-1]]
+    return min(1.0, value / float(peak))
 
 
 # ---------------------------------------------------------------- the file format
@@ -153,9 +172,10 @@ class Measured(_Strict):
 
 class PredictedKernel(_Strict):
     name: str
-    time_s: float = Field(ge=0)
+    time_s: float = Field(ge=0)  # launch_s included
     hbm_bytes: float = Field(ge=0)
     bound: str
+    launch_s: float = Field(default=0.0, ge=0)  # the launch cost in time_s (host side: not in a GPU timer)
 
 
 class Predicted(_Strict):
@@ -223,6 +243,38 @@ def load_results(path: str | Path) -> Results:
     return parse_results(data, str(path))
 
 
+def merge_results(parts: list[Results]) -> Results:
+    """One results set from several runs of one GPU (a sweep split over device calls).
+
+    Records are concatenated in order, a configuration measured in several parts keeping
+    its last measurement; the first part's meta is kept, with every part's command, notes
+    and skipped configurations appended. Parts from different GPUs or
+    specs are refused: their errors would not be comparable.
+    """
+    if not parts:
+        raise ResultsError("merge: no results to merge")
+    first = parts[0].meta
+    for i, part in enumerate(parts[1:], start=1):
+        for key in ("gpu", "spec"):
+            if getattr(part.meta, key) != getattr(first, key):
+                raise ResultsError(f"merge: part {i} has meta.{key} {getattr(part.meta, key)!r}, "
+                                   f"part 0 {getattr(first, key)!r}; only results of one GPU and spec merge")
+    if len(parts) == 1:
+        return parts[0]
+    notes = [f"merged from {len(parts)} runs: " + " | ".join(p.meta.command for p in parts)]
+    for part in parts:
+        notes += part.meta.notes
+    latest: dict[str, Record] = {}
+    for part in parts:
+        for r in part.records:
+            key = f"{r.family} {r.config.label()}"
+            latest.pop(key, None)  # re-inserted: the order is that of the last measurement
+            latest[key] = r
+    skipped = list(dict.fromkeys(s for p in parts for s in p.meta.skipped if s.split(":", 1)[0] not in latest))
+    meta = first.model_copy(update={"notes": notes, "skipped": skipped, "ncu": any(p.meta.ncu for p in parts)})
+    return Results(meta=meta, records=list(latest.values()))
+
+
 # ---------------------------------------------------------------- comparison
 
 
@@ -248,6 +300,20 @@ class ComparisonRow(_Strict):
     measured_dram_bytes: float | None
     bytes_error: float | None
     bound: str
+    # GPU time alone: Nsight Compute's summed kernel durations, against the predicted kernels'
+    # times less their launch cost (None where ncu did not run or no kernel names a launch)
+    predicted_gpu_time_s: float | None = None
+    measured_gpu_time_s: float | None = None
+    gpu_time_error: float | None = None
+
+
+def _gpu_times(r: "Record") -> tuple[float | None, float | None]:
+    ks = r.measured.ncu_kernels
+    if not ks or not r.predicted.kernels:
+        return None, None
+    predicted = sum(k.time_s - k.launch_s for k in r.predicted.kernels)
+    measured = sum(k.time_s for k in ks)
+    return (predicted, measured) if predicted > 0 and measured > 0 else (None, None)
 
 
 def compare(results: Results) -> list[ComparisonRow]:
@@ -263,6 +329,10 @@ def compare(results: Results) -> list[ComparisonRow]:
             bytes_error=None if not dram else relative_error(r.predicted.hbm_bytes, dram),
             bound=r.predicted.bound,
         ))
+        gp, gm = _gpu_times(r)
+        if gp is not None:
+            rows[-1] = rows[-1].model_copy(update={"predicted_gpu_time_s": gp, "measured_gpu_time_s": gm,
+                                                   "gpu_time_error": relative_error(gp, gm)})
     return rows
 
 
@@ -275,6 +345,9 @@ class FamilySummary(_Strict):
     n_bytes: int  # records with measured DRAM bytes
     median_abs_bytes_error: float | None
     worst_abs_bytes_error: float | None
+    n_gpu_time: int = 0  # records with Nsight Compute kernel durations
+    median_abs_gpu_time_error: float | None = None
+    worst_abs_gpu_time_error: float | None = None
 
 
 def summarize(results: Results) -> dict[str, FamilySummary]:
@@ -285,12 +358,15 @@ def summarize(results: Results) -> dict[str, FamilySummary]:
         mine = [r for r in rows if r.family == family]
         t = np.abs([r.time_error for r in mine])
         b = np.abs([r.bytes_error for r in mine if r.bytes_error is not None])
+        g = np.abs([r.gpu_time_error for r in mine if r.gpu_time_error is not None])
         out[family] = FamilySummary(
             family=family, source=mine[0].source, n=len(mine),
             median_abs_time_error=float(np.median(t)), worst_abs_time_error=float(t.max()),
             n_bytes=len(b),
             median_abs_bytes_error=float(np.median(b)) if len(b) else None,
             worst_abs_bytes_error=float(b.max()) if len(b) else None,
+            n_gpu_time=len(g), median_abs_gpu_time_error=float(np.median(g)) if len(g) else None,
+            worst_abs_gpu_time_error=float(g.max()) if len(g) else None,
         )
     return out
 

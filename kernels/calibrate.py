@@ -200,10 +200,20 @@ def empty_kernel_noargs():
 # ---------------------------------------------------------------- timing
 
 
-def time_launches(launch, repeats: int, warmup: int) -> list[float]:
+@cuda.jit
+def _hold_kernel(steps):
+    """One thread sleeping ``steps`` microseconds (roughly: nanosleep is approximate)."""
+    for _ in range(steps):
+        cuda.nanosleep(np.uint32(1000))
+
+
+def time_launches(launch, repeats: int, warmup: int, hold_us: int = 0) -> list[float]:
     """Seconds per call of ``launch()``, each bracketed by two CUDA events.
 
-    The simulator's events carry no time; there (and only there) the wall clock stands in.
+    With ``hold_us`` each bracket starts behind a kernel that sleeps that long, so that by
+    the time the GPU reaches the start event the host has issued the whole call: the
+    samples are then GPU time alone, without the host's launch work. The simulator's
+    events carry no time (nor has it nanosleep); there the wall clock stands in.
     """
     for _ in range(warmup):
         launch()
@@ -211,6 +221,8 @@ def time_launches(launch, repeats: int, warmup: int) -> list[float]:
     samples = []
     for _ in range(repeats):
         start, stop = cuda.event(), cuda.event()
+        if hold_us and not SIMULATOR:
+            _hold_kernel[1, 1](hold_us)
         t0 = time.perf_counter()
         start.record()
         launch()
@@ -236,6 +248,7 @@ class Sizes:
     exp_iters: int = 256
     launches: int = 2000
     matmul_n: int = 8192
+    occupancies: tuple[int, ...] = (1, 2, 3, 4)  # resident blocks per SM for the tiled-matmul sweep
     repeats: int = 20
     warmup: int = 3
 
@@ -249,7 +262,7 @@ class Sizes:
     def tiny(cls) -> "Sizes":
         """Sizes the CUDA simulator runs in seconds (for tests; the timings mean nothing)."""
         return cls(copy_bytes=8 * 1000, l2_fraction=0.0, l2_passes=2, threads=32, blocks=2, fma_iters=2,
-                   exp_iters=2, launches=3, matmul_n=64, repeats=2, warmup=1)
+                   exp_iters=2, launches=3, matmul_n=64, occupancies=(1,), repeats=2, warmup=1)
 
 
 @dataclass
@@ -291,6 +304,9 @@ def measure_hbm(sizes: Sizes, sms: int) -> Ceiling:
                                                                   sizes.warmup)
     except Exception as exc:  # noqa: BLE001 - an optional second method
         results_note = f"device-to-device memcpy unavailable: {exc}"
+    torch_s = _torch_copy(sizes)  # torch's vectorised copy kernel, where torch is there
+    if torch_s:
+        results["torch copy_ kernel"] = torch_s
     best = max(results, key=lambda k: moved / statistics.median(results[k]))
     rates = {k: moved / statistics.median(v) for k, v in results.items()}
     method = (
@@ -301,6 +317,32 @@ def measure_hbm(sizes: Sizes, sms: int) -> Ceiling:
     )
     return Ceiling("hbm_bandwidth_Bps", rates[best], method, results[best], moved,
                    {"samples_s": results, "rates_Bps": rates})
+
+
+def _torch_copy(sizes: Sizes) -> list[float] | None:
+    """Seconds per ``dst.copy_(src)`` of ``copy_bytes`` through torch (CUDA events), or None."""
+    torch = _torch_cuda()
+    if torch is None or SIMULATOR:
+        return None
+    n = sizes.copy_bytes // 4
+    src = torch.randn(n, device="cuda", dtype=torch.float32)
+    dst = torch.empty_like(src)
+    for _ in range(sizes.warmup):
+        dst.copy_(src)
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(sizes.repeats):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        stop.record()
+        stop.synchronize()
+        samples.append(start.elapsed_time(stop) * 1e-3)
+    if not torch.equal(src[:1 << 17], dst[:1 << 17]) or not torch.equal(src[-(1 << 17):], dst[-(1 << 17):]):
+        raise RuntimeError("calibrate: torch's copy did not copy exactly")
+    del src, dst
+    torch.cuda.empty_cache()
+    return samples
 
 
 def measure_l2(sizes: Sizes, sms: int, l2_bytes: int) -> Ceiling:
@@ -364,11 +406,40 @@ def measure_tiled_fp32(sizes: Sizes) -> Ceiling:
         raise RuntimeError(f"calibrate: the tiled matmul is wrong (relative error {err:.2e})")
     with reused_buffers():  # no allocation inside the timed calls
         samples = time_launches(lambda: matmul(a, b, cfg), sizes.repeats, sizes.warmup)
+    by_occupancy = _tiled_fp32_by_occupancy(sizes, cfg)
     flops = 2.0 * n ** 3
     method = (f"kernels.matmul register-tiled fp32 matmul {n}^3, tiles {cfg.block_m}x{cfg.block_n}x{cfg.block_k}, "
               f"{cfg.num_threads} threads; 2 FLOP per multiply-add; CUDA events, median of {sizes.repeats}; "
               f"max relative error {err:.1e} on a {corner}x{corner} corner")
-    return Ceiling("numba_tiled_fp32_flops_per_s", flops / statistics.median(samples), method, samples, flops)
+    return Ceiling("numba_tiled_fp32_flops_per_s", flops / statistics.median(samples), method, samples, flops,
+                   {"by_blocks_per_sm": by_occupancy})
+
+
+def _tiled_fp32_by_occupancy(sizes: Sizes, cfg) -> dict[int, float]:
+    """The tiled matmul's FP32 rate with exactly k blocks per SM, k in ``sizes.occupancies``.
+
+    A grid of k x SMs blocks of equal work (C = A B with A (64 k SMs x K), B (K x 64)):
+    the block scheduler gives each SM k of them, so the rate is what k resident blocks of
+    this code attain, the question a kernel with few blocks per SM (FA1's B*H grid,
+    the backward's one 175 KB block per SM, decode) asks. K = matmul_n, so each block
+    runs a long reduction and launch cost is negligible.
+    """
+    from ._cuda import reused_buffers, sm_count
+    from .matmul import matmul
+
+    sms = sm_count()
+    k_len = max(cfg.block_k, sizes.matmul_n // cfg.block_k * cfg.block_k)
+    rng = np.random.default_rng(1)
+    b = cuda.to_device(rng.standard_normal((k_len, cfg.block_n)).astype(np.float32))
+    rates = {}
+    for k in sizes.occupancies:
+        m = cfg.block_m * k * sms
+        a = cuda.to_device(rng.standard_normal((m, k_len)).astype(np.float32))
+        with reused_buffers():
+            samples = time_launches(lambda: matmul(a, b, cfg), sizes.repeats, sizes.warmup)
+        rates[k] = 2.0 * m * cfg.block_n * k_len / statistics.median(samples)
+
+    return rates
 
 
 def measure_exp(sizes: Sizes, sms: int, boost_clock_Hz: float, sm_count: int) -> Ceiling:
@@ -582,7 +653,8 @@ def calibrated_spec(base_spec, ceilings: list[Ceiling], date: _dt.date, info: di
 
     measurements = {c.field: c.value for c in ceilings if c.field not in CODE_RATES}
     methods = {c.field: c.method for c in ceilings if c.field not in CODE_RATES}
-    info = {**info, **{c.field: {"value": c.value, "method": c.method} for c in ceilings if c.field in CODE_RATES}}
+    info = {**info, **{c.field: {"value": c.value, "method": c.method, **c.extra}
+                       for c in ceilings if c.field in CODE_RATES}}
     # calibrate() replaces values the base has; a field the base leaves empty (an L2
     # bandwidth no datasheet gives) is first given a placeholder, and the datasheet value
     # recorded beside the measurement is then set back to None.

@@ -66,17 +66,49 @@ def _families(text: str) -> tuple[str, ...]:
     return names
 
 
+def _load_all(paths):
+    from costmodel.validation import ResultsError, load_results, merge_results
+
+    try:
+        return merge_results([load_results(p) for p in paths])
+    except ResultsError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _seq_lens(text: str) -> tuple[int, ...]:
+    from kernels.validate import SEQ_LENS
+
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v not in SEQ_LENS for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed: comma-separated values of {', '.join(map(str, SEQ_LENS))}")
+    return values
+
+
 def cmd_validate(args):
     import json
 
     from costmodel.cli import to_jsonable
     from costmodel.validation import summarize, targets
-    from kernels.validate import run_validation
 
-    results = run_validation(spec_name=args.spec, quick=args.quick, families=args.families,
-                             max_seconds=args.max_seconds, ncu=args.ncu, repeats=args.repeats,
-                             command=_command_line(), ncu_path=args.ncu_path, ncu_families=args.ncu_families,
-                             log=_log(args))
+    if args.repredict:  # no GPU: the recorded measurements against the current model
+        from kernels.validate import repredict
+
+        if args.out is None:
+            raise CommandError("--out: required with --repredict (the recorded files are left as they are)")
+        try:
+            results = repredict(_load_all(args.repredict), args.spec)
+        except ValueError as exc:
+            raise CommandError(f"--spec: {exc}") from None
+    else:
+        from kernels.validate import run_validation
+
+        results = run_validation(spec_name=args.spec, quick=args.quick, families=args.families, seq_lens=args.seq_lens,
+                                 max_seconds=args.max_seconds, ncu=args.ncu, repeats=args.repeats,
+                                 command=_command_line(), ncu_path=args.ncu_path, ncu_families=args.ncu_families,
+                                 log=_log(args))
     if args.out is None:
         import kernels
 
@@ -97,8 +129,10 @@ def _summary_text(summary, checks) -> str:
 
     text = table(
         [(s.family, str(s.n), pct(s.median_abs_time_error), pct(s.worst_abs_time_error), str(s.n_bytes),
-          pct(s.median_abs_bytes_error), pct(s.worst_abs_bytes_error)) for s in summary.values()],
-        ("family", "n", "median |t err|", "worst |t err|", "n bytes", "median |B err|", "worst |B err|"))
+          pct(s.median_abs_bytes_error), pct(s.worst_abs_bytes_error), str(s.n_gpu_time),
+          pct(s.median_abs_gpu_time_error), pct(s.worst_abs_gpu_time_error)) for s in summary.values()],
+        ("family", "n", "median |t err|", "worst |t err|", "n ncu", "median |B err|", "worst |B err|",
+         "n ncu t", "median |GPU t err|", "worst |GPU t err|"))
     verdicts = {True: "PASS", False: "FAIL"}
     lines = [f"{verdicts[c.passed]:4s}  {c.target}: {c.family} {pct(c.value)}" for c in checks if c.passed is not None]
     return text + ("\n\n" + "\n".join(lines) if lines else "")
@@ -109,12 +143,9 @@ def _summary_text(summary, checks) -> str:
 
 def cmd_report(args):
     from costmodel.report import write_report
-    from costmodel.validation import ResultsError, load_results, summarize, targets
+    from costmodel.validation import summarize, targets
 
-    try:
-        results = load_results(args.results)
-    except ResultsError as exc:
-        raise CommandError(str(exc)) from None
+    results = _load_all(args.results)
     written = write_report(results, args.out, gpu=args.gpu, png=not args.no_png)
     summary = summarize(results)
     checks = targets(summary)
@@ -156,15 +187,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", help="spec for the predictions (default: <base>-measured if calibrated, else the datasheet)")
     p.add_argument("--quick", action="store_true", help="a short subset (N 1024 and 4096, d 64)")
     p.add_argument("--families", type=_families, help="comma-separated families to run (default all)")
+    p.add_argument("--seq-lens", type=_seq_lens, help="comma-separated N to keep (default all: 512 ... 16384)")
     p.add_argument("--max-seconds", type=positive_float, help="stop starting new configurations after this long")
     p.add_argument("--repeats", type=positive_int, default=20, help="timed runs per configuration (default 20)")
     p.add_argument("--ncu", action="store_true", help="also measure DRAM bytes with Nsight Compute")
     p.add_argument("--ncu-families", type=_families, help="profile only these families (default: all that ran)")
     p.add_argument("--ncu-path", default="ncu", help="the ncu executable (default: ncu on PATH)")
+    p.add_argument("--repredict", type=Path, nargs="+", metavar="RESULTS",
+                   help="no GPU: predict recorded results (merged if several) again with the current model and --spec")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("report", help="HTML report (plots, error table, targets, roofline) from a results file")
-    p.add_argument("results", type=Path, help="results JSON written by `ioaware validate`")
+    p.add_argument("results", type=Path, nargs="+", help="results JSON written by `ioaware validate` (several: merged)")
     p.add_argument("--out", type=_html_path, required=True, help="the HTML page to write (PNGs go beside it)")
     p.add_argument("--gpu", help="spec for the roofline (default: the results' meta.spec, else its datasheet base)")
     p.add_argument("--no-png", action="store_true", help="do not try PNG export of the figures")

@@ -70,6 +70,7 @@ def build_kernel(cfg: Config):
     UBK, UBN, UTX = U(BK), U(BN), U(TX)
     A_LOADS, B_LOADS = BM * BK // cfg.num_threads, BK * BN // cfg.num_threads
     GROUP = math.gcd(4, A_LOADS, B_LOADS)
+    ACC_WORDS = TM * TN  # a closure constant: numba types local.array's shape only from a constant
     mac = outer_product_mac(rows, cols, BK)
 
     @kernel_jit()
@@ -80,11 +81,11 @@ def build_kernel(cfg: Config):
         r_base, c_base = ty * U(R_CH), tx * U(C_CH)
         m0 = U(cuda.blockIdx.y) * U(BM)
         n0 = U(cuda.blockIdx.x) * U(BN)
-        acc = cuda.local.array(TM * TN, float32)
+        acc = cuda.local.array(ACC_WORDS, float32)
         af = cuda.local.array(TM, float32)
         bf = cuda.local.array(TN, float32)
         buf = cuda.local.array(GROUP, float32)
-        for x in range(TM * TN):
+        for x in range(ACC_WORDS):
             acc[x] = float32(0)
         for k0 in range(0, k_total, BK):
             cuda.syncthreads()  # the previous tiles are consumed

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import shlex
 import statistics
@@ -31,7 +32,7 @@ import numpy as np
 from numba import cuda
 
 from costmodel.validation import (
-    TORCH_FAMILIES, Config, NcuKernel, Record, Results, numba_fp32_efficiency, parse_ncu_csv, short_kernel_name,
+    TORCH_FAMILIES, Config, NcuKernel, Predicted, Record, Results, numba_fp32_efficiency, parse_ncu_csv, short_kernel_name,
 )
 
 # The sweep (FlashAttention-2 paper, Dao 2023, section 4.1: batch x seq_len = 16k tokens,
@@ -110,8 +111,13 @@ def _cfg(batch, heads, n, d, dtype="fp32", causal=False, kv_heads=None, kv_len=N
 
 
 def sweep(quick: bool = False, families: tuple[str, ...] | None = None, torch: bool = True,
-          block_r: int = 64, block_c: int = 64) -> list[Case]:
-    """The configurations to run, shortest sequences first."""
+          block_r: int = 64, block_c: int = 64, seq_lens: tuple[int, ...] | None = None) -> list[Case]:
+    """The configurations to run, shortest sequences first.
+
+    ``seq_lens`` keeps only the forward/backward configurations of those N (decode,
+    whose N is 1, is kept whole): for a sweep split over several GPU sessions.
+    """
+    keep = seq_lens
     seq_lens = (1024, 4096) if quick else SEQ_LENS
     head_dims = (64,) if quick else HEAD_DIMS
     tiles = dict(block_r=block_r, block_c=block_c)
@@ -146,6 +152,8 @@ def sweep(quick: bool = False, families: tuple[str, ...] | None = None, torch: b
                     cases.append(Case("flash_decoding", _cfg(batch, heads, 1, d, splits=splits, **c)))
     # Shortest sequences first, across families and head dims, so a time budget that runs
     # out drops the longest (costliest) configurations of every family, not whole families.
+    if keep:
+        cases = [c for c in cases if c.config.seq_len == 1 or c.config.seq_len in keep]
     cases.sort(key=lambda c: c.config.seq_len)
     if families:
         unknown = set(families) - {c.family for c in cases} - set(TORCH_FAMILIES)
@@ -178,12 +186,33 @@ def predict_case(spec, case: Case):
         else:  # math backend: fp32 after the upcast, on the SIMT lanes
             result = simulate_attention(spec, impl, pass_="fwd", dtype="fp32", tensor_cores=False, **shape)
     else:
-        eff = numba_fp32_efficiency(spec)
-        if eff is not None:  # our kernels: the FP32 lanes at the rate our tiled code attains
-            spec = spec.model_copy(update={"efficiency": {**spec.efficiency, "fp32": eff}})
-        result = simulate_attention(spec, case.family, dtype=c.dtype, tensor_cores=False, block_r=c.block_r,
-                                    block_c=c.block_c, splits=c.splits, **shape)
+        def run(s):
+            return simulate_attention(s, case.family, dtype=c.dtype, tensor_cores=False, block_r=c.block_r,
+                                      block_c=c.block_c, splits=c.splits, **shape)
+
+        result = run(spec)
+        occupancy, dram_fraction = tiled_occupancy(spec, result)
+        eff = numba_fp32_efficiency(spec, occupancy, dram_fraction)
+        if eff is not None:  # our kernels: the FP32 lanes at the rate our tiled code attains at that occupancy
+            result = run(spec.model_copy(update={"efficiency": {**spec.efficiency, "fp32": eff}}))
     return prediction_from_simulation(result)
+
+
+MICROKERNEL_THREADS = 128  # kernels.matmul.Config().num_threads: the unit of calibration's occupancy sweep
+
+
+def tiled_occupancy(spec, result) -> tuple[float, float]:
+    """(resident warps per SM in 128-thread blocks, share of global reads from DRAM) of the
+    kernel doing most FLOPs.
+
+    Resident blocks per SM = min(the blocks/SM that fit, ceil(blocks / SMs)): a grid of
+    fewer blocks than slots leaves the SMs partly empty (FA1's B*H blocks, decode). The
+    DRAM share is the L2 model's hbm_read_bytes over the kernel's global reads.
+    """
+    main = max(result.kernels, key=lambda k: k.matmul_flops + k.other_flops)
+    resident = min(main.blocks_per_sm, math.ceil(main.blocks / spec.sm_count))
+    dram = main.hbm_read_bytes / main.global_read_bytes if main.global_read_bytes else 1.0
+    return resident * main.threads_per_block / MICROKERNEL_THREADS, dram
 
 
 def _get(obj, key, default=None):
@@ -198,7 +227,7 @@ def prediction_from_simulation(result) -> tuple[float, dict]:
     """
     kernels = [
         {"name": str(_get(k, "name")), "time_s": float(_get(k, "time_s")), "hbm_bytes": float(_get(k, "hbm_bytes")),
-         "bound": str(_get(k, "bound"))}
+         "bound": str(_get(k, "bound")), "launch_s": float(_get(k, "launch_s", 0.0) or 0.0)}
         for k in (_get(result, "kernels") or [])
     ]
     predicted = {
@@ -219,6 +248,26 @@ def build_record(case: Case, flops: float, predicted: dict, samples_s: list[floa
         measured["dram_write_bytes"] = sum(k.dram_write_bytes for k in ncu_kernels)
     return Record.model_validate({"family": case.family, "source": case.source, "config": case.config.model_dump(),
                                   "flops": flops, "measured": measured, "predicted": predicted})
+
+
+def repredict(results: Results, spec_name: str | None = None, note: str | None = None) -> Results:
+    """The same measurements with every prediction made again by the current model (no GPU).
+
+    ``spec_name`` defaults to the spec the results were predicted with. Measured numbers
+    are kept as recorded; ``flops`` and ``predicted`` are replaced, and a note says when
+    and with which spec.
+    """
+    from hardware_specs import load_gpu
+
+    name = spec_name or results.meta.spec
+    spec = load_gpu(name)
+    records = []
+    for r in results.records:
+        flops, predicted = predict_case(spec, Case(r.family, r.config))
+        records.append(r.model_copy(update={"flops": flops, "predicted": Predicted.model_validate(predicted)}))
+    notes = list(results.meta.notes) + [note or f"predictions recomputed {_dt.date.today().isoformat()} "
+                                        f"with spec {name} (measurements as recorded {results.meta.date})"]
+    return Results(meta=results.meta.model_copy(update={"spec": name, "notes": notes}), records=records)
 
 
 # ---------------------------------------------------------------- Nsight Compute
@@ -313,8 +362,27 @@ def _kernels_api(name: str):
 _NP_DTYPES = {"fp32": np.float32, "fp16": np.float16, "bf16": np.float32}  # bf16: made on the host as fp32
 
 
+_INPUTS: dict = {}  # the last few input sets, by shape and dtype (drawing 10^8 normals takes seconds)
+_INPUTS_KEPT = 4
+
+
 def make_inputs(case: Case, seed: int = 0) -> dict[str, np.ndarray]:
-    """Host arrays: q (B, H, N, d); k, v (B, Hkv, L, d); do like q for the backward pass."""
+    """Host arrays: q (B, H, N, d); k, v (B, Hkv, L, d); do like q for the backward pass.
+
+    Cases of one shape (the families of a sweep point) get the same arrays: the last
+    ``_INPUTS_KEPT`` sets are kept, keyed by shape, dtype and seed.
+    """
+    c = case.config
+    key = (c.batch, c.heads, c.kv_heads, c.seq_len, c.kv_len, c.head_dim, _NP_DTYPES[c.dtype],
+           case.family == "flash_bwd", seed)
+    if key not in _INPUTS:
+        while len(_INPUTS) >= _INPUTS_KEPT:
+            _INPUTS.pop(next(iter(_INPUTS)))
+        _INPUTS[key] = _draw_inputs(case, seed)
+    return _INPUTS[key]
+
+
+def _draw_inputs(case: Case, seed: int) -> dict[str, np.ndarray]:
     c = case.config
     rng = np.random.default_rng(seed)
     dt = _NP_DTYPES[c.dtype]
@@ -370,7 +438,8 @@ def prepare_ours(case: Case, host: dict):
             got = [g.copy_to_host()[:1, :1] for g in out]
             return max(reference.rel_error(g, r) for g, r in zip(got, ref))
         rows = min(c.seq_len, 128)
-        ref, _ = reference.attention(hq[:, :, -rows:], hk, hv, causal=c.causal, window=c.window)
+        ref, _ = reference.attention(hq[:, :, -rows:], hk, hv, causal=c.causal, window=c.window,
+                                     q_pos=np.arange(c.seq_len - rows, c.seq_len))
         return reference.rel_error(out.copy_to_host()[:1, :1, -rows:], ref)
 
     return run, check
@@ -397,7 +466,8 @@ def prepare_torch(case: Case, host: dict):
     def check(out) -> float:
         rows = min(c.seq_len, 128)
         hq, hk, hv = (t[:1, :1].float().cpu().numpy() for t in (q, k, v))
-        ref, _ = reference.attention(hq[:, :, -rows:], hk, hv, causal=c.causal)
+        ref, _ = reference.attention(hq[:, :, -rows:], hk, hv, causal=c.causal,
+                                     q_pos=np.arange(c.seq_len - rows, c.seq_len))
         return reference.rel_error(out[:1, :1, -rows:].float().cpu().numpy(), ref)
 
     return run, check
@@ -422,16 +492,18 @@ def time_torch(run, repeats: int, warmup: int) -> list[float]:
 
 def run_case(case: Case, repeats: int, warmup: int) -> tuple[list[float], float | None]:
     """Time one case; (samples in seconds, relative error against the reference)."""
+    from kernels._cuda import reused_buffers
     from kernels.calibrate import time_launches
 
     host = make_inputs(case)
     if case.source == "torch":
         run, check = prepare_torch(case, host)
         samples = time_torch(run, repeats, warmup)
-    else:
-        run, check = prepare_ours(case, host)
+        return samples, check(run())
+    run, check = prepare_ours(case, host)
+    with reused_buffers():  # outputs allocated once: cudaMalloc/cudaFree stay out of the timed calls
         samples = time_launches(run, repeats, warmup)
-    return samples, check(run())
+    return samples, check(run())  # a fresh call, outside the reuse: its own output
 
 
 def run_once_for_ncu(cases: list[Case], status_file: Path | None = None, deadline: float | None = None) -> None:
@@ -481,6 +553,7 @@ def _free_memory() -> None:
 
 
 def run_validation(spec_name: str | None = None, quick: bool = False, families: tuple[str, ...] | None = None,
+                   seq_lens: tuple[int, ...] | None = None,
                    max_seconds: float | None = None, ncu: bool = False, repeats: int = 20, warmup: int = 3,
                    command: str | None = None, ncu_path: str = "ncu", ncu_families: tuple[str, ...] | None = None,
                    log=lambda msg: None) -> Results:
@@ -500,7 +573,7 @@ def run_validation(spec_name: str | None = None, quick: bool = False, families: 
         spec_name = f"{base}-measured" if f"{base}-measured" in list_calibrated() else base
     spec = load_gpu(spec_name)
     torch_ok = info.get("torch") is not None and _torch_cuda_ok()
-    cases = sweep(quick, families, torch=torch_ok)
+    cases = sweep(quick, families, torch=torch_ok, seq_lens=seq_lens)
     notes = list(OUR_NOTES) + (list(TORCH_NOTES) if torch_ok else ["torch not importable: no torch SDPA runs"])
     if not spec.measured:
         notes.append(f"predictions use the datasheet spec {spec.name}: run `ioaware calibrate` first for measured ceilings")

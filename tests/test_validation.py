@@ -211,13 +211,14 @@ def test_sweep_filters_families_and_torch():
 def test_prediction_assembled_from_a_simulator_result():
     from kernels.validate import prediction_from_simulation
 
-    kernel = SimpleNamespace(name="fa2_forward", time_s=2e-3, hbm_bytes=1e8, bound="fp32")
+    kernel = SimpleNamespace(name="fa2_forward", time_s=2e-3, hbm_bytes=1e8, bound="fp32", launch_s=4e-5)
     result = SimpleNamespace(flops=4e12, time_s=2.5e-3, hbm_bytes=1.2e8, global_bytes=3e8, bound="fp32",
                              kernels=[kernel])
     flops, predicted = prediction_from_simulation(result)
     assert flops == 4e12
     assert predicted == {"time_s": 2.5e-3, "hbm_bytes": 1.2e8, "global_bytes": 3e8, "bound": "fp32",
-                         "kernels": [{"name": "fa2_forward", "time_s": 2e-3, "hbm_bytes": 1e8, "bound": "fp32"}]}
+                         "kernels": [{"name": "fa2_forward", "time_s": 2e-3, "hbm_bytes": 1e8, "bound": "fp32",
+                                      "launch_s": 4e-5}]}
     as_dict = {"flops": 1.0, "time_s": 1.0, "hbm_bytes": 2.0, "global_bytes": 3.0, "bound": "hbm", "kernels": []}
     assert prediction_from_simulation(as_dict) == (1.0, {"time_s": 1.0, "hbm_bytes": 2.0, "global_bytes": 3.0,
                                                          "bound": "hbm", "kernels": []})
@@ -329,3 +330,110 @@ def test_validation_end_to_end_with_a_stand_in_ncu(tmp_path, monkeypatch):
     path.write_text(json.dumps(results.model_dump(mode="json")))
     assert load_results(path).records[0].measured.dram_bytes == 1250
     write_report(load_results(path), tmp_path / "r.html", png=False)
+
+
+# ---------------------------------------------------------------- merging, re-prediction, occupancy
+
+
+def test_merge_keeps_the_last_measurement_of_a_configuration(raw):
+    from costmodel.validation import merge_results
+
+    first, second = parse_results(copy.deepcopy(raw)), copy.deepcopy(raw)
+    second["meta"]["command"] = "second run"
+    second["records"] = second["records"][:2]
+    second["records"][0]["measured"]["time_s"] = 123.0
+    second["meta"]["skipped"] = ["not run here: budget"]
+    merged = merge_results([first, parse_results(second)])
+    assert len(merged.records) == len(raw["records"])  # the two repeated configurations counted once
+    label = f"{raw['records'][0]['family']} {merged.records[-2].config.label()}"
+    assert f"{merged.records[-2].family} {merged.records[-2].config.label()}" == label
+    assert merged.records[-2].measured.time_s == 123.0
+    assert "second run" in merged.meta.notes[0] and "not run here: budget" in merged.meta.skipped
+
+
+def test_merge_refuses_another_gpu(raw):
+    from costmodel.validation import merge_results
+
+    other = copy.deepcopy(raw)
+    other["meta"]["gpu"] = "Some Other GPU"
+    with pytest.raises(ResultsError, match="meta.gpu"):
+        merge_results([parse_results(raw), parse_results(other)])
+
+
+def _spec_with_tiled_rates(by_occupancy, value):
+    from hardware_specs import load_gpu
+
+    spec = load_gpu("h100-sxm5-80gb")
+    info = {"numba_tiled_fp32_flops_per_s": {"value": value, "method": "test", "by_blocks_per_sm": by_occupancy}}
+    return spec.model_copy(update={"calibration": info})
+
+
+def test_fp32_efficiency_follows_the_measured_occupancy():
+    from costmodel.validation import numba_fp32_efficiency
+
+    peak = 66.9e12
+    spec = _spec_with_tiled_rates({1: 5e12, 2: 10e12, 4: 20e12}, 22e12)
+    assert numba_fp32_efficiency(spec) == pytest.approx(22e12 / peak)       # no occupancy: the full-grid rate
+    assert numba_fp32_efficiency(spec, 4) == pytest.approx(22e12 / peak)    # the sweep's largest: the full grid
+    assert numba_fp32_efficiency(spec, 1) == pytest.approx(22e12 / 4 / peak)  # a quarter of the sweep's top
+    assert numba_fp32_efficiency(spec, 3) == pytest.approx(22e12 * 15 / 20 / peak)  # halfway between 2 and 4
+    assert numba_fp32_efficiency(spec, 8) == pytest.approx(22e12 / peak)    # past the sweep: clamped
+    assert numba_fp32_efficiency(spec, 0.5) == pytest.approx(22e12 / 4 / peak)  # below: clamped to one block
+    # reads that hit L2 hide latency as the full grid does: half from DRAM, half the penalty
+    assert numba_fp32_efficiency(spec, 1, dram_fraction=0.5) == pytest.approx(22e12 * (0.5 + 0.5 / 4) / peak)
+    assert numba_fp32_efficiency(spec, 1, dram_fraction=0.0) == pytest.approx(22e12 / peak)
+
+
+def test_fa1_grid_of_batch_times_heads_is_predicted_at_one_block_per_sm():
+    """FA1's grid is B*H blocks (Dao 2022, Alg. 1: one block per head): 128 blocks on 132 SMs
+    leave one block on each busy SM, so its FP32 rate is the one-block rate."""
+    from kernels.validate import Case, _cfg, predict_case, tiled_occupancy
+    from simulators import simulate_attention
+
+    spec = _spec_with_tiled_rates({1: 5e12, 2: 10e12, 4: 20e12}, 22e12)
+    case = Case("flash1_fwd", _cfg(4, 32, 1024, 64, block_r=64, block_c=64))
+    shape = dict(batch=4, heads=32, kv_heads=32, seq_len=1024, kv_len=1024, head_dim=64, causal=False, window=None)
+    sim = simulate_attention(spec, "flash1_fwd", dtype="fp32", tensor_cores=False, block_r=64, block_c=64, **shape)
+    main = max(sim.kernels, key=lambda k: k.matmul_flops + k.other_flops)
+    assert main.blocks == 4 * 32
+    occupancy, dram = tiled_occupancy(spec, sim)
+    assert occupancy == pytest.approx(main.threads_per_block / 128)
+    assert dram > 0.9  # every block streams its own head's K and V: no reuse for L2 to serve
+    _, slow = predict_case(spec, case)
+    _, fast = predict_case(_spec_with_tiled_rates({1: 20e12, 2: 20e12, 4: 20e12}, 22e12), case)
+    assert slow["time_s"] > 2.0 * fast["time_s"]  # a quarter of the rate where FP32 binds
+
+
+def test_repredict_keeps_measurements_and_replaces_predictions(results):
+    from kernels.validate import repredict
+
+    redone = repredict(results, "h100-sxm5-80gb")
+    assert redone.meta.spec == "h100-sxm5-80gb" and "recomputed" in redone.meta.notes[-1]
+    assert [r.measured for r in redone.records] == [r.measured for r in results.records]
+    assert [r.predicted.time_s for r in redone.records] != [r.predicted.time_s for r in results.records]
+
+
+def test_sweep_restricted_to_some_sequence_lengths_keeps_decode():
+    from kernels.validate import sweep
+
+    cases = sweep(seq_lens=(8192,))
+    assert {c.config.seq_len for c in cases} == {1, 8192}
+    assert {"decode", "flash_decoding", "flash2_fwd"} <= {c.family for c in cases}
+
+
+def test_gpu_time_error_leaves_the_launch_cost_out(raw):
+    """Nsight Compute times kernels on the GPU alone: the prediction it is held against is the
+    predicted kernels' times less their (host-side) launch cost."""
+    data = copy.deepcopy(raw)
+    rec = data["records"][2]
+    rec["predicted"]["kernels"] = [{"name": "fa2", "time_s": 1.5e-3, "hbm_bytes": 1.0, "bound": "fp32",
+                                    "launch_s": 0.5e-3}]
+    rec["measured"]["ncu_kernels"] = [{"name": "fa2", "dram_read_bytes": 1.0, "dram_write_bytes": 0.0,
+                                       "time_s": 0.8e-3}]
+    rows = compare(parse_results(data))
+    assert rows[2].predicted_gpu_time_s == pytest.approx(1.0e-3)
+    assert rows[2].measured_gpu_time_s == pytest.approx(0.8e-3)
+    assert rows[2].gpu_time_error == pytest.approx(0.25)
+    assert rows[4].gpu_time_error is None  # no ncu run: no GPU-time comparison
+    s = summarize(parse_results(data))["flash2_fwd"]
+    assert s.n_gpu_time >= 1 and s.worst_abs_gpu_time_error == pytest.approx(0.25)
