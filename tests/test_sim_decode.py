@@ -70,3 +70,23 @@ def test_decode_rejects_bad_splits_and_backward():
         simulate_attention(A100, "flash-decoding", splits=1000, **KW)
     with pytest.raises(ValueError, match="pass"):
         simulate_attention(A100, "flash-decoding", pass_="bwd", **KW)
+
+
+@pytest.mark.parametrize("d,dtype,itemsize", [(32, "fp32", 4), (64, "fp32", 4), (128, "fp32", 4),
+                                               (64, "fp16", 2), (128, "fp16", 2)])
+def test_decode_tile_and_footprint_are_the_kernels(d, dtype, itemsize):
+    """The simulator's decode schedule is kernels/decode.py's: the same keys per tile and the same
+    shared memory per block (its merge buffers), read from the kernel's own Config."""
+    from kernels.decode import Config, default_threads
+
+    cfg = Config(d, default_threads(d), itemsize)
+    r = simulate_attention(A100, "flash-decoding", batch=2, heads=8, kv_heads=2, seq_len=1, kv_len=4096,
+                           head_dim=d, dtype=dtype, splits=1, tensor_cores=False)
+    assert r.schedule["block_c"] == cfg.keys_per_tile
+    k = r.kernels[0]
+    assert k.threads_per_block == cfg.num_threads
+    # On the GPU the merge buffers are all (the simulator adds a stand-in for the shuffles after them)
+    assert k.smem_per_block_bytes == 4 * cfg.smem()["r_off"]
+    h200 = {(64, 4): 9600, (128, 4): 17792}  # dynamic smem numba reported on the H200 (bench_decode.json)
+    if (d, itemsize) in h200:
+        assert k.smem_per_block_bytes == h200[(d, itemsize)]
