@@ -32,9 +32,24 @@ _UNITS = {"hbm_bandwidth_Bps": "B/s", "l2_bandwidth_Bps": "B/s", "kernel_launch_
           "sfu_exp_per_clk_per_sm": "exp/clk/SM"}
 
 
+def _need_gpu(command: str) -> None:
+    """A one-line error, not a driver traceback, where no CUDA device is visible."""
+    import os
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return
+    from numba import cuda
+
+    if not cuda.is_available():
+        raise CommandError(f"no CUDA GPU is visible to numba (numba.cuda.is_available() is False): {command} "
+                           "measures on a GPU; allowed here without one: --repredict (validate), report, "
+                           "or NUMBA_ENABLE_CUDASIM=1 for the CUDA simulator (timings then mean nothing)")
+
+
 def cmd_calibrate(args):
     from kernels.calibrate import Sizes, calibrate_gpu
 
+    _need_gpu("calibrate")
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.repeats:
         sizes = Sizes(**{**sizes.__dict__, "repeats": args.repeats})
@@ -98,13 +113,15 @@ def cmd_validate(args):
 
         if args.out is None:
             raise CommandError("--out: required with --repredict (the recorded files are left as they are)")
+        recorded = _load_all(args.repredict)
         try:
-            results = repredict(_load_all(args.repredict), args.spec)
+            results = repredict(recorded, args.spec)
         except ValueError as exc:
             raise CommandError(f"--spec: {exc}") from None
     else:
         from kernels.validate import run_validation
 
+        _need_gpu("validate")
         results = run_validation(spec_name=args.spec, quick=args.quick, families=args.families, seq_lens=args.seq_lens,
                                  max_seconds=args.max_seconds, ncu=args.ncu, repeats=args.repeats,
                                  command=_command_line(), ncu_path=args.ncu_path, ncu_families=args.ncu_families,

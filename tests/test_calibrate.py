@@ -135,3 +135,16 @@ def test_calibrate_command(tmp_path, monkeypatch, capsys):
     assert {c["field"] for c in data["ceilings"]} >= {"hbm_bandwidth_Bps", "kernel_launch_s"}
     assert main(["calibrate", "--quick", "--base", "no-such-gpu", "--out", str(out)]) == 2
     assert "no-such-gpu" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["calibrate", "--quick"], ["validate", "--quick"]])
+def test_measuring_commands_without_a_gpu_exit_2_with_one_line(argv, monkeypatch, capsys):
+    from numba import cuda
+
+    from costmodel.cli import main
+
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "0")
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no CUDA GPU" in err and "--repredict" in err
