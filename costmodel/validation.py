@@ -68,13 +68,15 @@ def numba_fp32_efficiency(spec, blocks_per_sm: float | None = None, dram_fractio
     by_occ = {float(k): float(v) for k, v in (info.get("by_blocks_per_sm") or {}).items()}
     if blocks_per_sm is not None and by_occ:
         # The sweep's grids of exactly k blocks per SM stream A from DRAM (one wave, no tile
-        # reuse in L2): a block's load phase waits on DRAM latency, which only other resident
-        # blocks hide, so rate_k grows with k. Only the ratio rate_k / rate_kmax is used (the
-        # full grid's 4+ blocks with L2 hits give ``value``), and only for the share of a
-        # kernel's reads that miss L2 the way the sweep's do: a kernel whose tiles are L2
-        # hits (FA2's K/V shared by a head's query tiles) keeps the full-grid rate, one whose
-        # every block streams its own tiles from DRAM (FA1's one block per head) takes the
-        # sweep's. Linear between the measured k, clamped at both ends.
+        # reuse in L2), and its rate grows about linearly with k (H200: 5.9, 10.2, 14.3, 18.2
+        # TFLOP/s at k = 1..4): a block's load phase stalls on memory and only other resident
+        # blocks fill it. Only the ratio rate_k / rate_kmax is used (the full grid's rate is
+        # ``value``), and only for the share of a kernel's reads that come from DRAM as the
+        # sweep's do. That weighting is an assumption, not a measurement: the sweep was not
+        # repeated with L2-resident operands. What supports it: FA1 (one block per head, every
+        # block streaming its own K/V from DRAM) ran at 7.9 TFLOP/s, near the sweep's one-block
+        # rate, while FA2 at d = 128 (two blocks per SM, K/V shared through L2) ran at 20,
+        # twice the sweep's two-block rate. Linear between the measured k, clamped at both ends.
         ks = sorted(by_occ)
         rate_k = float(np.interp(blocks_per_sm, ks, [by_occ[k] for k in ks]))
         f = min(1.0, max(0.0, float(dram_fraction)))

@@ -437,3 +437,14 @@ def test_gpu_time_error_leaves_the_launch_cost_out(raw):
     assert rows[4].gpu_time_error is None  # no ncu run: no GPU-time comparison
     s = summarize(parse_results(data))["flash2_fwd"]
     assert s.n_gpu_time >= 1 and s.worst_abs_gpu_time_error == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("value", ["7", "4096,5", "", "a,b"])
+def test_validate_seq_lens_outside_the_sweep_exit_2(value, capsys):
+    from costmodel.cli import main
+
+    with pytest.raises(SystemExit) as exit_:  # argparse's own exit for a bad option value
+        main(["validate", "--seq-lens", value, "--repredict", str(SAMPLE), "--out", "/nonexistent/x.json"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--seq-lens" in err and "allowed" in err
