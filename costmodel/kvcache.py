@@ -145,6 +145,12 @@ def paged_kv_cache_bytes(
     return PagedKVCache(per_token_bytes=per_token, **{k: to_value(v) for k, v in {**per_seq, **totals}.items()})
 
 
+def batch_that_fits(free_bytes, kv_bytes_per_sequence):
+    """floor(free_bytes / kv_bytes_per_sequence), at least 0 (arrays broadcast): the sequences
+    whose KV caches fit in what the weights and any reserve leave."""
+    return np.maximum(np.floor_divide(free_bytes, kv_bytes_per_sequence), 0).astype(np.int64)
+
+
 class BatchFit(Result):
     """How many sequences' KV caches fit beside the weights."""
 
@@ -189,7 +195,7 @@ def max_batch_that_fits(
         raise ValueError(f"{func}: seq_len must be positive for a batch to be limited by the KV cache")
     reserve = res + frac * mem
     free = mem - weights - reserve
-    batch = np.maximum(np.floor_divide(free, per_seq), 0).astype(np.int64)
+    batch = batch_that_fits(free, per_seq)
     return BatchFit(
         max_batch=to_value(batch), weights_bytes=to_value(weights), kv_bytes_per_sequence=to_value(per_seq),
         reserve_bytes=to_value(reserve), free_bytes=to_value(free),
@@ -197,6 +203,6 @@ def max_batch_that_fits(
 
 
 __all__ = [
-    "BatchFit", "KVCacheBytes", "PagedKVCache", "kv_cache_bytes", "kv_cache_bytes_per_token",
+    "BatchFit", "KVCacheBytes", "PagedKVCache", "batch_that_fits", "kv_cache_bytes", "kv_cache_bytes_per_token",
     "max_batch_that_fits", "paged_kv_cache_bytes",
 ]

@@ -147,7 +147,7 @@ def measured_vs_predicted() -> list[dict]:
             res = simulate_attention(spec, "flash-decoding", batch=1, heads=one["heads"], kv_heads=one["kv_heads"],
                                      seq_len=1, kv_len=L, head_dim=128, dtype="fp32", tensor_cores=False,
                                      splits=splits)
-            pred[key] = sum(k.time_s - k.launch_s for k in res.kernels)
+            pred[key] = res.gpu_time_s
         rows.append(dict(context=L, splits=split["num_splits"], one_block_s=one["time_s"], split_s=split["time_s"],
                          one_block_predicted_s=pred["one_block"], split_predicted_s=pred["split"]))
     return rows

@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from costmodel.kvcache import kv_cache_bytes, kv_cache_bytes_per_token, max_batch_that_fits
+from costmodel.kvcache import batch_that_fits, kv_cache_bytes, kv_cache_bytes_per_token, max_batch_that_fits
 from costmodel.models import load_model
 from costmodel.params import count_params, count_params_arrays
 from costmodel.plots import save_figure
+from costmodel.roofline import Work, roofline_time
 from hardware_specs import load_gpu
 
 GPU = "h100-sxm5-80gb"
@@ -74,8 +75,8 @@ def sweep(spec) -> tuple[dict, dict]:
     t = time.perf_counter()
     weights = params * 2.0  # bf16
     per_seq = kv_total / g["batch"]
-    max_batch = np.maximum(np.floor_divide(spec.hbm_bytes - weights, per_seq), 0)
-    decode_s = (weights + kv_total) / spec.hbm_bandwidth_Bps  # every byte read once per step
+    max_batch = batch_that_fits(spec.hbm_bytes - weights, per_seq)
+    decode_s = roofline_time(spec, Work(hbm_bytes=weights + kv_total)).time_s  # every byte read once per step
     times["max_batch_and_decode_bound"] = time.perf_counter() - t
     out = dict(params=params, kv_total=kv_total, max_batch=max_batch, decode_s=decode_s)
     return {k: np.broadcast_to(v, np.broadcast_shapes(*(np.shape(x) for x in g.values()))) for k, v in out.items()}, times

@@ -60,7 +60,6 @@ def resolve_blocks(spec, cfg, sch, s_bytes: int) -> tuple[int, int]:
 # kernels/decode.py's schedule: 256 threads in key groups of 8 lanes, each lane holding 32
 # 4-byte words of K (and of V) per tile, compiled for at most 128 registers a thread.
 DECODE_THREADS, DECODE_LANES, DECODE_LANE_WORDS, DECODE_REGS = 256, 8, 32, 128
-DEFAULT_REGS = 64  # ScheduleConfig.regs_per_thread's default: the user did not set it
 
 
 def decode_keys_per_tile(d: int, element_bytes: float, threads: int) -> int:
@@ -151,7 +150,8 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
         info["splits"] = splits
         threads = sch.threads_per_block or DECODE_THREADS
         groups = threads // DECODE_LANES
-        regs = DECODE_REGS if sch.regs_per_thread == DEFAULT_REGS else sch.regs_per_thread
+        # the kernel's own register cap unless the caller set regs_per_thread
+        regs = DECODE_REGS if "regs_per_thread" not in sch.model_fields_set else sch.regs_per_thread
         fp = sch.smem_per_block_bytes or 4 * (3 * groups + groups * (d + 8))  # m_g, l_g, w_g, o_g (pitch d + 8)
         bpsm = blocks_per_sm(spec, fp, threads, regs, sch.max_blocks_per_sm, f"head_dim: {d} with {tiles} (decode)")
         if path == "enumerate":

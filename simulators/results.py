@@ -91,6 +91,12 @@ class AttentionResult(BaseModel):
     kernels: list[KernelResult]
     extra: dict = {}
 
+    @property
+    def gpu_time_s(self) -> float:
+        """The kernels' times less their launch cost: what a GPU-side timer (Nsight Compute's
+        kernel durations, events behind a sleeping kernel) sees."""
+        return sum(k.time_s - k.launch_s for k in self.kernels)
+
     def kernel(self, name: str) -> KernelResult:
         for k in self.kernels:
             if k.name == name:

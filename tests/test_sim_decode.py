@@ -85,6 +85,7 @@ def test_decode_tile_and_footprint_are_the_kernels(d, dtype, itemsize):
     assert r.schedule["block_c"] == cfg.keys_per_tile
     k = r.kernels[0]
     assert k.threads_per_block == cfg.num_threads
+    assert k.blocks_per_sm == 65536 // (cfg.num_threads * 128)  # 64K registers / (threads x the 128 cap)
     # On the GPU the merge buffers are all (the simulator adds a stand-in for the shuffles after them)
     assert k.smem_per_block_bytes == 4 * cfg.smem()["r_off"]
     h200 = {(64, 4): 9600, (128, 4): 17792}  # dynamic smem numba reported on the H200 (bench_decode.json)
