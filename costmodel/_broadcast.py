@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import ValidationError
 
-from costmodel.dtypes import dtype_bytes
+from hardware_specs.dtypes import dtype_bytes
 
 #: A result field: a Python number, or an array when any input was an array.
 Number = Union[int, float, np.ndarray]
@@ -98,7 +98,7 @@ def check(func: str, name: str, value: Any, *, gt=None, ge=None, lt=None, le=Non
 
 
 def element_bytes(func: str, name: str, dtype: Any) -> Any:
-    """A dtype name ('bf16', see ``costmodel.dtypes``) or a positive number (array) of bytes."""
+    """A dtype name ('bf16', see ``hardware_specs.dtypes``) or a positive number (array) of bytes."""
     if isinstance(dtype, str):
         return dtype_bytes(dtype)
     return check(func, name, dtype, gt=0)

@@ -37,7 +37,7 @@ def _window(func: str, cfg: ModelConfig | None, sliding_window: Any):
 def kv_cache_bytes_per_token(cfg: ModelConfig | None = None, dtype: Any = "bf16", **shape) -> Number:
     """2 · n_layers · n_kv_heads · head_dim · bytes per element (module docstring).
 
-    ``dtype`` is a name from ``costmodel.dtypes`` ('fp32', 'bf16', 'fp8', 'int4', ...) or a
+    ``dtype`` is a name from ``hardware_specs.dtypes`` ('fp32', 'bf16', 'fp8', 'int4', ...) or a
     number of bytes per element (array allowed). Give a ModelConfig, or the numbers
     n_layers=, n_kv_heads=, head_dim= (which also override cfg's; arrays broadcast).
     """

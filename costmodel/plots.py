@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from costmodel.roofline import attainable_flops_per_s
+from hardware_specs.roofline import attainable_flops_per_s
 from hardware_specs.schema import GPUSpec, MEMORY_LEVELS
 
 _LEVEL_NAMES = {"hbm": "HBM", "l2": "L2", "smem": "shared memory"}

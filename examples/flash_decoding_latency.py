@@ -44,7 +44,7 @@ from costmodel.flops import decode_flops_per_token, matmul_params
 from costmodel.kvcache import kv_cache_bytes
 from costmodel.models import load_model
 from costmodel.plots import save_figure
-from costmodel.roofline import Work, matmul_unit, roofline_time
+from hardware_specs.roofline import Work, matmul_unit, roofline_time
 from hardware_specs import load_gpu
 from simulators import simulate_attention
 

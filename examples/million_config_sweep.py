@@ -37,7 +37,7 @@ from costmodel.kvcache import batch_that_fits, kv_cache_bytes, kv_cache_bytes_pe
 from costmodel.models import load_model
 from costmodel.params import count_params, count_params_arrays
 from costmodel.plots import save_figure
-from costmodel.roofline import Work, roofline_time
+from hardware_specs.roofline import Work, roofline_time
 from hardware_specs import load_gpu
 
 GPU = "h100-sxm5-80gb"

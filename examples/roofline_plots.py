@@ -11,7 +11,7 @@ what it is, its intensity, what binds it and its predicted time. Hollow markers 
 the same work at its shared-memory intensity, against the shared-memory slope.
 
 The lecture's matmul: 2 x 100^3 = 2e6 FLOPs (not the "20 million" it writes) over the two
-inputs' 80 KB is 25 FLOP/B, not 250 (costmodel.roofline.matmul_work's docstring); with the
+inputs' 80 KB is 25 FLOP/B, not 250 (hardware_specs.roofline.matmul_work's docstring); with the
 output written too, 16.7 FLOP/B. Either is above an A100's FP32 ridge (9.6 FLOP/B), so its
 conclusion, compute-bound, stands; an H100's FP32 ridge is 20 FLOP/B, which puts the second
 count just on the memory side. The scaling is 1e4 FLOPs / 40 KB = 0.25 FLOP/B.
@@ -36,7 +36,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from costmodel.plots import RooflinePoint, roofline_figure, save_figure
-from costmodel.roofline import elementwise_work, matmul_work, roofline_time
+from hardware_specs.roofline import elementwise_work, matmul_work, roofline_time
 from hardware_specs import load_gpu
 from simulators import simulate_attention
 

@@ -6,15 +6,14 @@ entry point; the modules hold one idea each (see their docstrings):
     config     the problem (AttentionConfig) and the schedule knobs (ScheduleConfig)
     mask       banded masks and the tile geometry they induce
     patterns   sparse patterns (window, strided, BigBird, blockwise, ...) and layer-wise reach
-    flops      operation counting, stated once; tile moments -> FLOPs and smem traffic
+    counting   operation counting, stated once; tile moments -> FLOPs and smem traffic
     l2         occupancy, waves and the L2 rule that turns requests into DRAM bytes
     closed     closed forms of the flash kernels' counts
-    enumerate  the same schedules walked block by block (numba)
+    walk       the same schedules walked block by block (numba)
     flash      FA1 / FA2 / Flash-Decoding kernels assembled from either path
     standard   standard attention as a networkx graph of kernels; fusion by contraction
     timing     roofline time per kernel: per-SM resources on the busiest SM, DRAM and L2 shared; launch cost
     results    the result values
-    command    the ``ioaware attention`` subcommand
 """
 
 from simulators.config import IMPLS, PASSES, AttentionConfig, ScheduleConfig, flash_block_sizes

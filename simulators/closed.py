@@ -1,6 +1,6 @@
 """Closed forms of the flash kernels' counts for banded masks (dense, causal, sliding window).
 
-Each function returns the moment vector of flops.py (tile sums, staged bytes, global
+Each function returns the moment vector of counting.py (tile sums, staged bytes, global
 and DRAM bytes) for one kernel, from the tile geometry of mask.py: per query tile i
 the non-empty key tiles [lo_i, hi_i] (n_i of them) and full ones, per key tile the
 non-empty query tiles. Sums run over tile rows (a numpy expression per row, then a
@@ -8,7 +8,7 @@ sum); DRAM bytes come from l2.wave_traffic's interval arithmetic over waves, wit
 step at which each tile is touched (l2.py rule 3) given per access: the t-th non-empty
 tile of a block's loop at step t, loads before the loop at 0, stores after it at the last
 iteration's step; FA1's steps are its (j, i) visits, numbered by column offsets. Nothing
-here walks a block's loop; enumerate.py does, and the tests hold the two equal.
+here walks a block's loop; walk.py does, and the tests hold the two equal.
 
 Schedules (the HBM traffic each function counts; r_i, c_j are tile rows, e/s/a element
 bytes of HBM inputs / shared memory / dQ accumulator, stats are float32):
@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulators import flops as F
+from simulators import counting as F
 from simulators.l2 import Access, at_step, boxes, dram_totals, max_live, wave_dram, wave_traffic
 from simulators.mask import col_ranges, row_ranges, tile_sizes
 from simulators.problem import STAT_BYTES, FlashProblem, prefix

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from costmodel.dtypes import dtype_bytes
+from hardware_specs.dtypes import dtype_bytes
 
 DTYPES = ("fp32", "fp16", "bf16", "fp8")
 IMPLS = ("standard", "standard-fused", "standard-3kernel", "flash1", "flash2", "flash-decoding")

@@ -2,8 +2,8 @@
 
 For one AttentionConfig this picks tiles and grids, sizes each kernel's shared memory
 and occupancy, counts it with the closed form (closed.py, banded masks) or the
-enumeration (enumerate.py; any tile mask), and turns the moments into FLOPs and smem
-bytes (flops.py). The small helper kernels of the backward pass and Flash-Decoding's
+enumeration (walk.py; any tile mask), and turns the moments into FLOPs and smem
+bytes (counting.py). The small helper kernels of the backward pass and Flash-Decoding's
 reduction touch every tile once (no reuse to model: DRAM = global bytes) and are
 counted directly, the same way in both paths, as if their loads were coalesced. The
 backward's preprocess in kernels/flash_backward.py is not: a thread reads one row of O
@@ -18,9 +18,9 @@ import math
 
 import numpy as np
 
-from costmodel.dtypes import dtype_bytes
-from simulators import closed, enumerate as enum
-from simulators import flops as F
+from hardware_specs.dtypes import dtype_bytes
+from simulators import closed, walk as enum
+from simulators import counting as F
 from simulators.config import flash_block_sizes
 from simulators.l2 import blocks_per_sm
 from simulators.mask import band_of, band_tile_classes

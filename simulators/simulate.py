@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from costmodel.dtypes import dtype_bytes
+from hardware_specs.dtypes import dtype_bytes
 from simulators import standard
 from simulators.config import IMPLS, PASSES, AttentionConfig, ScheduleConfig, make_config
 from simulators.flash import flash_kernels

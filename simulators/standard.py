@@ -29,7 +29,7 @@ import math
 
 import networkx as nx
 
-from simulators.flops import ELEMENTWISE_EXP, ELEMENTWISE_FLOPS
+from simulators.counting import ELEMENTWISE_EXP, ELEMENTWISE_FLOPS
 
 _KIND_RANK = {"gemm": 2, "rowwise": 1, "elementwise": 0}
 

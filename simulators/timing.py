@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 
-from costmodel.roofline import Work, matmul_unit, roofline_time
+from hardware_specs.roofline import Work, matmul_unit, roofline_time
 from simulators.results import KernelCount, KernelResult
 
 SHARED_RESOURCES = ("hbm", "l2")  # one pool for the GPU; every other resource is per SM

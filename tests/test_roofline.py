@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from costmodel.roofline import (
+from hardware_specs.roofline import (
     Work, arithmetic_intensity, attainable_flops_per_s, elementwise_work, level_report, matmul_work,
     ridge_point, roofline_time,
 )

@@ -1,4 +1,4 @@
-"""The closed form (simulators/closed.py) and the block-by-block enumeration (simulators/enumerate.py)
+"""The closed form (simulators/closed.py) and the block-by-block enumeration (simulators/walk.py)
 agree exactly: FLOP moments, staged bytes, global bytes and DRAM bytes after the L2 wave model
 (whose footprint, the bytes live at one step, each path derives its own way)."""
 
@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators import closed, enumerate as enum
+from simulators import closed, walk as enum
 from simulators import simulate_attention
 from simulators.mask import INF, Band, band_tile_classes
 from simulators.problem import FlashProblem

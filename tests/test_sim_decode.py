@@ -3,7 +3,7 @@
 import pytest
 
 from simulators import simulate_attention
-from simulators.flops import decode_combine_flops
+from simulators.counting import decode_combine_flops
 
 A100 = "a100-sxm4-40gb"
 KW = dict(batch=2, heads=8, kv_heads=2, seq_len=1, kv_len=5000, head_dim=128)

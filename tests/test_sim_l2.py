@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from hardware_specs import load_gpu
-from simulators import closed, enumerate as enum
-from simulators.flops import H_READ, H_WRITE
+from simulators import closed, walk as enum
+from simulators.counting import H_READ, H_WRITE
 from simulators import simulate_attention
 from simulators.l2 import blocks_per_sm, boxes, max_live, wave_dram
 from simulators.mask import Band, band_tile_classes

@@ -9,12 +9,8 @@ from __future__ import annotations
 import argparse
 import re
 
-from costmodel.cli import (
-    CommandError, fraction, gpu_name, model_name, positive_float, positive_int, si, table,
-)
-
-DEFAULT_GPU = "a100-sxm4-80gb"
-KV_DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
+from costmodel.cli.args import DEFAULT_GPU, gpu_name, positive_int
+from costmodel.cli.text import si, table
 
 
 # ---------------------------------------------------------------- gpus
@@ -58,7 +54,7 @@ def _matmul_shape(text: str) -> tuple[int, int, int]:
 
 def cmd_roofline(args):
     from costmodel.plots import RooflinePoint, roofline_figure, save_figure
-    from costmodel.roofline import elementwise_work, level_report, matmul_work, ridge_point, roofline_time
+    from hardware_specs.roofline import elementwise_work, level_report, matmul_work, ridge_point, roofline_time
     from hardware_specs import MEMORY_LEVELS
 
     spec = args.gpu
@@ -125,12 +121,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--simt", action="store_true", help="matmuls on the SIMT lanes, not tensor cores")
     p.add_argument("--plot", type=_plot_path, metavar="FILE.html|FILE.png", help="write the roofline figure")
     p.set_defaults(func=cmd_roofline)
-
-    try:
-        from costmodel import sizing_commands
-    except ImportError:
-        return
-    sizing_commands.register(sub)
 
 
 def _plot_path(text: str):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from simulators.flops import (C, COLS, COLS_C, G_READ, G_WRITE, H_READ, H_WRITE, N_MOMENTS, R, RC, RC_PARTIAL, ROWS,
+from simulators.counting import (C, COLS, COLS_C, G_READ, G_WRITE, H_READ, H_WRITE, N_MOMENTS, R, RC, RC_PARTIAL, ROWS,
                               ROWS_R, STAGED, TILES)
 from simulators.l2 import wave_dram
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import re
 
+from costmodel.cli.args import DEFAULT_GPU
+from costmodel.cli.text import si, table
 from simulators.config import DTYPES, IMPLS, PASSES
-
-DEFAULT_GPU = "a100-sxm4-80gb"
 
 # Field names in messages -> the option that sets them.
 _OPTIONS = {
@@ -20,7 +20,7 @@ _OPTIONS = {
 
 
 def register(subparsers) -> None:
-    """Add the ``attention`` subcommand (costmodel/cli.py calls this)."""
+    """Add the ``attention`` subcommand (costmodel/cli/main.py calls this)."""
     p = subparsers.add_parser(
         "attention", help="FLOPs, bytes per memory level (global, DRAM, smem) and time of an attention call",
         description="Simulate standard attention, FlashAttention-1/2 or Flash-Decoding on a GPU spec.")
@@ -72,7 +72,6 @@ def _option_names(message: str) -> str:
 
 
 def run(args: argparse.Namespace) -> tuple[dict, str]:
-    from costmodel.cli import si, table
     from hardware_specs import load_gpu
     from simulators.simulate import simulate_attention
 

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from costmodel.cli import CommandError, fraction, gpu_name, model_name, positive_float, positive_int, si, table
-from costmodel.commands import DEFAULT_GPU, KV_DTYPES
+from costmodel.cli.args import (
+    DEFAULT_GPU, KV_DTYPES, CommandError, fraction, gpu_name, model_name, positive_float, positive_int,
+)
+from costmodel.cli.text import si, table
 
 SIZING_MODELS = ("gpt2-medium", "llama2-7b", "mistral-7b", "codellama-34b", "llama2-70b")
 PREFILL_LENS = (128, 1024, 4096)
@@ -31,7 +33,7 @@ def _context(args, cfg) -> int:
 
 
 def _matmul_unit(spec, dtype: str) -> str:
-    from costmodel.roofline import matmul_unit
+    from hardware_specs.roofline import matmul_unit
 
     unit = matmul_unit(dtype)
     if unit not in spec.peak_flops_per_s:
@@ -148,7 +150,7 @@ def cmd_flops(args):
 
 
 def cmd_kv_cache(args):
-    from costmodel.dtypes import dtype_bytes
+    from hardware_specs.dtypes import dtype_bytes
     from costmodel.kvcache import kv_cache_bytes, kv_cache_bytes_per_token, max_batch_that_fits, paged_kv_cache_bytes
 
     cfg, seq_len = args.model, _context(args, args.model)
@@ -243,8 +245,8 @@ def cmd_memory(args):
 
 
 def _lecture_examples():
-    """The seed lecture's two worked examples (see costmodel.roofline's docstrings)."""
-    from costmodel.roofline import elementwise_work, matmul_work
+    """The seed lecture's two worked examples (see hardware_specs.roofline's docstrings)."""
+    from hardware_specs.roofline import elementwise_work, matmul_work
 
     return {
         "lecture: 100x100 fp32 matmul": matmul_work(100, 100, 100, "fp32", tensor_cores=False, count_output=False),
@@ -253,7 +255,7 @@ def _lecture_examples():
 
 
 def _placed(spec, name: str, work, **extra) -> dict:
-    from costmodel.roofline import roofline_time
+    from hardware_specs.roofline import roofline_time
 
     t = roofline_time(spec, work)
     flops, hbm_bytes = float(work.flops), float(work.hbm_bytes)
@@ -273,7 +275,7 @@ def _size_model(cfg, spec, context: int, batch: int, prefill_lens, reserve_fract
     from costmodel.flops import decode_flops_per_token, forward_flops_per_token
     from costmodel.kvcache import kv_cache_bytes, kv_cache_bytes_per_token, max_batch_that_fits
     from costmodel.params import count_params
-    from costmodel.roofline import Work
+    from hardware_specs.roofline import Work
 
     dtype = SIZING_DTYPE
     unit = _matmul_unit(spec, dtype)
@@ -305,7 +307,7 @@ def _size_model(cfg, spec, context: int, batch: int, prefill_lens, reserve_fract
 def cmd_sizing(args):
     from costmodel.models import load_model
     from costmodel.plots import RooflinePoint, roofline_figure, save_figure
-    from costmodel.roofline import ridge_point
+    from hardware_specs.roofline import ridge_point
 
     spec, out = args.gpu, args.out
     if out.exists() and not out.is_dir():

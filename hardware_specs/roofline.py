@@ -184,7 +184,7 @@ def matmul_work(m: ArrayLike, n: ArrayLike, k: ArrayLike, dtype: str = "fp32", b
     lecture writes "2 × 100³ = 20 million" and so 250 FLOP/B, a factor-of-ten slip; either
     value is above an A100's FP32 ridge point, so its conclusion, compute-bound, stands.)
     """
-    from costmodel.dtypes import dtype_bytes
+    from hardware_specs.dtypes import dtype_bytes
 
     e = dtype_bytes(dtype) if bytes_per_element is None else bytes_per_element
     m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
@@ -199,7 +199,7 @@ def elementwise_work(n_elements: ArrayLike, flops_per_element: float = 1.0, dtyp
     The seed lecture's matrix scaling (a 100×100 FP32 matrix × 2, reads counted, the write
     not) is ``elementwise_work(10_000, writes_per_element=0)``: 10⁴ FLOP / 40 KB = 0.25 FLOP/B.
     """
-    from costmodel.dtypes import dtype_bytes
+    from hardware_specs.dtypes import dtype_bytes
 
     n = np.asarray(n_elements, dtype=float)
     return Work(

@@ -14,7 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from costmodel.cli import CommandError, positive_float, positive_int, si, table
+from costmodel.cli.args import CommandError, positive_float, positive_int
+from costmodel.cli.text import si, table, to_jsonable
 
 
 def _command_line() -> str:
@@ -105,7 +106,6 @@ def _seq_lens(text: str) -> tuple[int, ...]:
 def cmd_validate(args):
     import json
 
-    from costmodel.cli import to_jsonable
     from costmodel.validation import summarize, targets
 
     if args.repredict:  # no GPU: the recorded measurements against the current model

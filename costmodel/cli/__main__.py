@@ -1,0 +1,5 @@
+import sys
+
+from costmodel.cli.main import main
+
+sys.exit(main())
