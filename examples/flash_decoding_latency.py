@@ -20,7 +20,7 @@ group each request their K/V; whether DRAM sees those bytes once or eight times 
 model's call (simulators/l2.py), and the gap to the bound at long contexts is that.
 
 Held against a measurement: our Numba decode kernels timed on an H200 (GPU time,
-kernels/results/h200/bench_decode.json: batch 1, 16 query heads on 4 K/V heads, d = 128, fp32)
+costmodel/validation/results/h200/bench_decode.json: batch 1, 16 query heads on 4 K/V heads, d = 128, fp32)
 are printed beside the simulator's prediction of the same launches on the calibrated H200
 spec, one block per head and the default split. The measured split gains 2x to 7x; the
 prediction's gain is what the timing model's shared-bandwidth assumption leaves of it.
@@ -126,7 +126,7 @@ def figure(data: dict):
     return fig
 
 
-MEASURED = Path(__file__).resolve().parent.parent / "kernels" / "results" / "h200" / "bench_decode.json"
+MEASURED = Path(__file__).resolve().parent.parent / "costmodel" / "validation" / "results" / "h200" / "bench_decode.json"
 
 
 def measured_vs_predicted() -> list[dict]:
