@@ -29,12 +29,27 @@ class Result(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
 def as_numeric(x: Any) -> Any:
-    """Python scalars unchanged; numpy scalars -> Python scalars; lists/tuples -> arrays."""
+    """Python scalars unchanged; numpy scalars -> Python scalars; lists/tuples -> arrays.
+
+    Integer arrays are widened to int64 (float64 for unsigned values past int64's range), and
+    float arrays to float64, so that products of shapes never wrap around in a narrow dtype:
+    an int32 seq_len of 5000 times a KV row of 1 MB must be 5 GB, not a negative number.
+    """
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, (list, tuple)):
-        return np.asarray(x)
+        x = np.asarray(x)
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind == "u" and x.size and x.max() > _INT64_MAX:
+            return x.astype(np.float64)
+        if x.dtype.kind in "iu" and x.dtype != np.int64:
+            return x.astype(np.int64)
+        if x.dtype.kind == "f" and x.dtype != np.float64:
+            return x.astype(np.float64)
     return x
 
 

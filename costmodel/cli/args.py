@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from typing import Any
 
 DEFAULT_GPU = "a100-sxm4-80gb"
@@ -34,6 +35,17 @@ def error_line(exc: Exception) -> str:
         return f"invalid {exc.title}: " + "; ".join(parts)
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+_ARGUMENT = re.compile(r"^(?:argument |invalid |the following arguments are required: )?(--?[a-z][a-z0-9-]*|[A-Z]+\b)")
+_FIELD = re.compile(r"^(?:invalid [A-Za-z_ ]+: )?([a-z_][a-z0-9_.]*)(?: \(--[a-z0-9-]+\))?:")
+
+
+def error_object(message: str) -> dict:
+    """The JSON form of a one-line error: ``{"error": message, "argument": name or None}``,
+    the argument being the option (``--batch``) or field (``seq_len``) the message names first."""
+    match = _ARGUMENT.match(message) or _FIELD.match(message)
+    return {"error": message, "argument": match.group(1) if match else None}
 
 
 def _short_repr(value: Any, limit: int = 60) -> str:
