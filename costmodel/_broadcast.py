@@ -112,6 +112,14 @@ def check(func: str, name: str, value: Any, *, gt=None, ge=None, lt=None, le=Non
     return value
 
 
+def require(func: str, name: str, value, ok, message: str) -> None:
+    """Raise a ValueError naming ``name`` and its first offending element where ``ok`` is False."""
+    ok = np.asarray(ok)
+    if not ok.all():
+        bad = np.broadcast_to(np.asarray(value), ok.shape)[~ok].flat[0] if ok.ndim else value
+        raise ValueError(f"{func}: {name}: " + message.format(bad.item() if hasattr(bad, "item") else bad))
+
+
 def element_bytes(func: str, name: str, dtype: Any) -> Any:
     """A dtype name ('bf16', see ``hardware_specs.dtypes``) or a positive number (array) of bytes."""
     if isinstance(dtype, str):

@@ -226,7 +226,13 @@ def model_flops_utilization(
     peak = check(func, "peak_flops_per_s", peak_flops_per_s, gt=0)
     devices = check(func, "n_devices", n_devices, gt=0)
     fwd = forward_flops_per_token(cfg, seq_len, causal=causal, sliding_window=sliding_window, **shape)
-    return to_value(3 * fwd.total * rate / (peak * devices))
+    mfu = 3 * fwd.total * rate / (peak * devices)
+    over = np.asarray(mfu) > 1
+    if over.any():
+        worst = float(np.max(mfu))
+        raise ValueError(f"{func}: tokens_per_s: the throughput given needs {100 * worst:.0f}% of the peak "
+                         "FLOP/s, more than the hardware has; check tokens_per_s, peak_flops_per_s and n_devices")
+    return to_value(mfu)
 
 
 __all__ = [

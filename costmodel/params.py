@@ -20,7 +20,9 @@ total equals its published count (tests/test_params.py cites each source).
 
 from __future__ import annotations
 
-from costmodel._broadcast import Number, Result, check, to_value
+import numpy as np
+
+from costmodel._broadcast import Number, Result, check, require, to_value
 from costmodel.models import ModelConfig
 
 
@@ -69,6 +71,13 @@ def count_params_arrays(
     g = a if n_kv_heads is None else check(f, "n_kv_heads", n_kv_heads, gt=0, integer=True)
     d = h // a if head_dim is None else check(f, "head_dim", head_dim, gt=0, integer=True)
     S = check(f, "max_seq_len", max_seq_len, ge=0, integer=True)
+    # The same consistency rules as ModelConfig's validators, element by element.
+    if head_dim is None:  # then n_heads > d_model would give heads of no width
+        require(f, "n_heads", a, np.asarray(h) % np.asarray(a) == 0,
+                "head_dim is not given and d_model is not a multiple of n_heads ({}); give head_dim")
+    require(f, "n_kv_heads", g, np.asarray(g) <= np.asarray(a), "n_kv_heads ({}) must not exceed n_heads")
+    require(f, "n_kv_heads", g, np.asarray(a) % np.asarray(g) == 0,
+            "n_heads must be a multiple of n_kv_heads ({}): each K/V head serves a whole group of query heads")
 
     q_dim, kv_dim = a * d, g * d
     attention_per_layer = h * q_dim + 2 * h * kv_dim + q_dim * h
