@@ -13,7 +13,7 @@ from simulators.config import DTYPES, IMPLS, PASSES
 _OPTIONS = {
     "batch": "--batch", "heads": "--heads", "kv_heads": "--kv-heads", "seq_len": "--seq-len", "kv_len": "--kv-len",
     "head_dim": "--head-dim", "dtype": "--dtype", "window": "--window", "dropout": "--dropout",
-    "block-r": "--block-r", "block-c": "--block-c", "splits": "--splits", "pattern": "--pattern", "pass": "--pass",
+    "block-r": "--block-r", "block-c": "--block-c", "block-r/block-c": "--block-r/--block-c", "splits": "--splits", "pattern": "--pattern", "pass": "--pass",
     "impl": "--impl", "sram-bytes": "--sram-bytes", "page-size": "--page-size", "l2_fraction": "--l2-fraction",
     "fa1_io": "--fa1-io", "path": "--path", "grid_order": "--grid-order",
 }
@@ -65,7 +65,7 @@ def register(subparsers) -> None:
 
 def _option_names(message: str) -> str:
     """'seq_len: ...' -> '--seq-len: ...' so the message names the option the user typed."""
-    m = re.match(r"^([A-Za-z0-9_\-]+):", message)
+    m = re.match(r"^([A-Za-z0-9_\-/]+):", message)
     if m and m.group(1) in _OPTIONS:
         return _OPTIONS[m.group(1)] + message[m.end(1):]
     return message
