@@ -21,7 +21,8 @@ from typing import Annotated, Any, Literal
 from hardware_specs.yaml_files import load_mapping, read_text
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+# Shapes stay below 2^53: exact in float64, inside int64 and numba's integers.
+PositiveInt = Annotated[int, Field(strict=True, gt=0, lt=2**53)]
 
 
 class ModelConfig(BaseModel):

@@ -10,6 +10,8 @@ from typing import Any
 
 DEFAULT_GPU = "a100-sxm4-80gb"
 KV_DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
+# Whole numbers from the command line stay below 2^53: exact in float64 and inside int64.
+MAX_COUNT = 2**53
 
 
 class CommandError(ValueError):
@@ -61,8 +63,18 @@ def positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; a positive integer is accepted") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; a positive integer (>= 1) is accepted")
+    if not 1 <= value < MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; a positive integer (>= 1, below 2^53) is accepted")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; an integer >= 0 is accepted") from None
+    if not 0 <= value < MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; an integer >= 0 (below 2^53) is accepted")
     return value
 
 
@@ -71,8 +83,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number; a positive number is accepted") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{value} is out of range; a positive finite number is accepted")
+    if not (0 < value < MAX_COUNT):
+        raise argparse.ArgumentTypeError(f"{value} is out of range; a positive finite number below 2^53 is accepted")
     return value
 
 
@@ -104,4 +116,5 @@ def model_name(text: str):
         return load_model(text)
     except (ValueError, FileNotFoundError) as exc:
         message = error_line(exc)
-        raise argparse.ArgumentTypeError(message if message.startswith("unknown model") else f"{text}: {message}") from None
+        named = message.startswith(("unknown model", f"{text}:"))
+        raise argparse.ArgumentTypeError(message if named else f"{text}: {message}") from None
