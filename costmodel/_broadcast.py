@@ -127,12 +127,21 @@ def element_bytes(func: str, name: str, dtype: Any) -> Any:
     return check(func, name, dtype, gt=0)
 
 
+def require_config(func: str, cfg: Any, optional: bool = True) -> None:
+    """A ModelConfig (or None where the numbers come as keywords), else a ValueError saying so."""
+    if (cfg is None and optional) or hasattr(cfg, "n_layers") and hasattr(cfg, "model_dump"):
+        return
+    raise ValueError(f"{func}: cfg: {cfg!r} is not a ModelConfig; one is accepted "
+                     "(costmodel.models.load_model(name) reads a preset)")
+
+
 def resolve(func: str, cfg: Any, fields: tuple[str, ...], overrides: dict[str, Any]) -> dict[str, Any]:
     """The model numbers a calculator needs: each override when given, else ``cfg``'s field.
 
     Overrides replace exactly the named numbers; nothing else is re-derived from them
     (give ``head_dim`` too if you change ``d_model`` and want the head size to follow).
     """
+    require_config(func, cfg)
     unknown = set(overrides) - set(fields)
     if unknown:
         raise TypeError(f"{func}: unexpected override(s) {sorted(unknown)}; accepted: {', '.join(fields)}")

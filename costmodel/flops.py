@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from costmodel._broadcast import Number, Result, check, resolve, to_value
+from costmodel._broadcast import Number, Result, check, require_config, resolve, to_value
 from costmodel.models import ModelConfig
 
 _SHAPE = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "ffn_type")
@@ -70,6 +70,7 @@ def mean_keys_per_query(seq_len, causal: bool = True, sliding_window=None):
 
 
 def _window(cfg: ModelConfig | None, sliding_window: Any):
+    require_config("flops", cfg)
     if isinstance(sliding_window, str):
         if sliding_window != "model":
             raise ValueError(f"sliding_window: {sliding_window!r}; allowed: 'model', None or a positive integer")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from costmodel._broadcast import Number, Result, check, require, to_value
+from costmodel._broadcast import Number, Result, check, require, require_config, to_value
 from costmodel.models import ModelConfig
 
 
@@ -113,6 +113,7 @@ def count_params_arrays(
 
 def count_params(cfg: ModelConfig) -> ParamCount:
     """Exact parameter count of ``cfg`` per component (Python ints)."""
+    require_config("count_params", cfg, optional=False)
     return count_params_arrays(
         vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
         n_kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, ffn_dim=cfg.ffn_dim, max_seq_len=cfg.max_seq_len,

@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except UsageError as exc:
-        return _fail(command if command in _commands(parser) else None, str(exc), as_json)
+    except UsageError as exc:  # argparse's own verdict ends the program, as argparse would
+        raise SystemExit(_fail(command if command in _commands(parser) else None, str(exc), as_json)) from None
     try:
         data, text = args.func(args)
         out = json.dumps(to_jsonable(data), allow_nan=False) if args.json else text
