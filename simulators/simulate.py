@@ -66,10 +66,12 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
     ``pattern`` names (patterns.PATTERNS) always enumerate. ``schedule`` takes ScheduleConfig's
     fields (block_r, block_c, sram_bytes, splits, page_size, fa1_io, l2_fraction, ...).
     """
-    if isinstance(spec, str):
-        from hardware_specs import load_gpu
+    from hardware_specs import GPUSpec, load_gpu
 
+    if isinstance(spec, str):
         spec = load_gpu(spec)
+    if not isinstance(spec, GPUSpec):
+        raise ValueError(f"spec: {spec!r} is not allowed; a GPUSpec or a GPU name (hardware_specs.list_gpus()) is")
     if impl not in IMPLS:
         raise ValueError(f"impl: {impl!r} is not allowed; one of {', '.join(IMPLS)} is")
     if pass_ not in PASSES:
