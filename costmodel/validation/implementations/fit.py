@@ -19,10 +19,11 @@ from simulators.implementations.params import Basis
 
 # (low, high) of each parameter: the physically possible range, the search stays inside it
 BOUNDS = {"dram_latency_s": (2e-7, 5e-6), "l2_latency_s": (5e-8, 2e-6), "kernel_fixed_s": (5e-7, 2e-5),
-          "elementwise_efficiency": (0.2, 1.0), "broadcast_efficiency": (0.05, 1.0), "rowwise_efficiency": (0.05, 1.0), "fwd_efficiency": (0.05, 1.0), "bwd_efficiency": (0.05, 1.0),
+          "elementwise_efficiency": (0.2, 1.0), "broadcast_efficiency": (0.05, 1.0), "rowwise_efficiency": (0.05, 1.0),
+          "rowblock_efficiency": (0.05, 1.0), "overlap": (0.01, 1.0), "fwd_efficiency": (0.05, 1.0), "bwd_efficiency": (0.05, 1.0),
           "host_fwd_s": (1e-6, 3e-4), "host_fwd_bwd_s": (1e-6, 1e-3)}
 START = {"dram_latency_s": 8e-7, "l2_latency_s": 3e-7, "kernel_fixed_s": 3e-6, "elementwise_efficiency": 0.8,
-         "broadcast_efficiency": 0.5, "rowwise_efficiency": 0.5,
+         "broadcast_efficiency": 0.5, "rowwise_efficiency": 0.5, "rowblock_efficiency": 0.25, "overlap": 0.1,
          "fwd_efficiency": 0.5, "bwd_efficiency": 0.4, "host_fwd_s": 2e-5, "host_fwd_bwd_s": 8e-5}
 GOLDEN = (math.sqrt(5) - 1) / 2
 
@@ -38,7 +39,7 @@ class Point:
 
 def points(spec, measured) -> list[Point]:
     """Each measurement with its implementation's kernels counted once."""
-    from costmodel.impl_validation.records import config_of
+    from costmodel.validation.implementations.records import config_of
 
     cache: dict = {}
     out = []
@@ -78,9 +79,11 @@ def _golden(f, lo: float, hi: float, iters: int) -> float:
     return math.exp((a + b) / 2)
 
 
-def fit(spec, pts: list[Point], sweeps: int = 3, iters: int = 18, start: dict | None = None) -> dict:
+def fit(spec, pts: list[Point], sweeps: int = 3, iters: int = 18, start: dict | None = None,
+        fixed: tuple = ()) -> dict:
     """Parameter values {("gpu" | impl, name): value} minimising ``loss`` on ``pts``; ``start``: values to
-    begin from ({key: value}, others from START). The search of each parameter spans its BOUNDS."""
+    begin from ({key: value}, others from START); ``fixed``: keys held at their start. The search of
+    each parameter spans its BOUNDS."""
     impls = sorted({p.impl for p in pts})
     values = {("gpu", n): START[n] for n in GPU_PARAMETERS}
     for impl in impls:
@@ -91,17 +94,23 @@ def fit(spec, pts: list[Point], sweeps: int = 3, iters: int = 18, start: dict | 
         for impl in impls:
             for name in IMPL_PARAMETERS:
                 own = [p for p in by_impl[impl] if _uses(name, p)]
-                if not own:
+                if not own or (impl, name) in fixed:
                     continue
                 values[(impl, name)] = _golden(lambda x: loss(spec, own, {**values, (impl, name): x}),
                                                *BOUNDS[name], iters)
         for name in GPU_PARAMETERS:
+            if ("gpu", name) in fixed:
+                continue
             values[("gpu", name)] = _golden(lambda x: loss(spec, pts, {**values, ("gpu", name): x}),
                                             *BOUNDS[name], iters)
     return values
 
 
 def _uses(name: str, p: Point) -> bool:
+    from simulators.implementations import IMPLEMENTATIONS
+
+    if name == "overlap":
+        return IMPLEMENTATIONS[p.impl].kind == "fused"
     if name == "bwd_efficiency" or name == "host_fwd_bwd_s":
         return p.pass_ != "fwd"
     if name == "host_fwd_s":

@@ -1,6 +1,6 @@
 """Fit the implementations' timing parameters on the calibration grid, check them on the held-out grid.
 
-    python3 -m costmodel.impl_validation.calibrate [--raw RAW.json] [--write-spec] [--out RESULTS.json]
+    python3 -m costmodel.validation.implementations.calibrate [--raw RAW.json] [--write-spec] [--out RESULTS.json]
 
 Fits three times: on the first calibration run, on the second (minutes later, same grid) and on
 both; the spread between the first two is each parameter's ``spread``; the third is written.
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import yaml
 
-from costmodel.impl_validation import fit, heldout, records
+from costmodel.validation.implementations import fit, heldout, records
 from hardware_specs import load_gpu
 from hardware_specs.implementations import PARAMETERS
 
 SPEC = "h200-sxm-141gb-measured"
-SPEC_FILE = Path(__file__).resolve().parents[2] / "hardware_specs" / "calibrated" / f"{SPEC}.yaml"
+SPEC_FILE = Path(__import__("hardware_specs").__file__).parent / "calibrated" / f"{SPEC}.yaml"
 METHOD = ("least squares on log(predicted / measured) of torch SDPA (flash, cuDNN, efficient, math) and "
-          "eager attention calls, bf16, CUDA events, calibration grid of costmodel/impl_validation/grids.py "
+          "eager attention calls, bf16, CUDA events, calibration grid of costmodel/validation/implementations/grids.py "
           "({n} calls); coordinate descent, golden section in log space")
 
 
@@ -47,7 +47,7 @@ def section(values: dict, spread: dict, data: dict, n_points: int, residuals: li
         if o != "gpu":
             impls.setdefault(o, {})[n] = entry(o, n)
     absres = sorted(abs(r) for r in residuals)
-    return {"gpu": gpu, "impls": impls, "raw": "costmodel/impl_validation/data/impls-raw.json",
+    return {"gpu": gpu, "impls": impls, "raw": "costmodel/validation/implementations/data/impls-raw.json",
             "fit": {"calibration_calls": n_points, "median_abs_residual": round(absres[len(absres) // 2], 4),
                     "worst_abs_residual": round(absres[-1], 4), "torch": meta["torch"], "cudnn": meta.get("cudnn"),
                     "driver": meta.get("nvidia_smi"), "command": meta["command"]}}
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         p = fit.points(spec, [m])[0]
         moved.append(fit.predict(spec, p, fits[1]) / fit.predict(spec, p, fits[0]) - 1)
     out = {"meta": {**data["meta"], "fitted": _dt.date.today().isoformat(),
-                    "refit_command": "python3 -m costmodel.impl_validation.calibrate --write-spec"},
+                    "refit_command": "python3 -m costmodel.validation.implementations.calibrate --write-spec"},
            "section": sec, "time": t_rows, "dram": d_rows,
            "time_summary": heldout.summarize(t_rows), "dram_summary": heldout.summarize(d_rows),
            "gpu_time_summary": heldout.summarize(d_rows, "gpu_time_rel_error"),

@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from costmodel.impl_validation.grids import Case
+from costmodel.validation.implementations.grids import Case
 
 RAW = Path(__file__).parent / "data" / "impls-raw.json"
 # kernels of a case's Nsight Compute window that are not the op: torch's own set-up of leaf grads
@@ -56,7 +56,7 @@ def failures(data: dict) -> list[tuple[Case, str]]:
 def profiles(data: dict, csv_path: str | Path | None = RAW.parent / "ncu.csv") -> list[Profiled]:
     """Per profiled case, its kernels; re-split from Nsight Compute's CSV where it is there (the
     runner of 2026-12-02 stored kernel durations unscaled: its unit table lacked "ns")."""
-    from costmodel.impl_validation import ncu
+    from costmodel.validation.implementations import ncu
 
     entries = data.get("ncu") or []
     if csv_path is not None and Path(csv_path).is_file():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 
-from costmodel.impl_validation.records import Measured, Profiled, config_of
+from costmodel.validation.implementations.records import Measured, Profiled, config_of
 from simulators import simulate_attention
 
 TARGETS = {"time_median": 0.05, "time_worst": 0.15, "dram_median": 0.03, "dram_worst": 0.10}

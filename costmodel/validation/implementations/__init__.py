@@ -7,6 +7,9 @@
     fit       fitting the implementations' timing parameters on the calibration grid
     heldout   predicted against measured on the held-out grid: errors by implementation and pass
 
-Everything but ``gpu_run`` runs on a CPU. (Kept apart from ``costmodel/validation.py`` while
-that module moves into a package; it can move under it as ``costmodel/validation/implementations``.)
+    command   ``ioaware validate --implementations`` (``--repredict``: no GPU)
+    calibrate fit on the calibration grid, write the spec section, check on the held-out grid
+
+Everything but ``gpu_run`` runs on a CPU; ``data/`` holds the H200 run of 2026-12-02 (raw samples,
+Nsight Compute's CSV, the runner's log) and the held-out results it gives.
 """

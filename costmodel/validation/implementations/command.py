@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from costmodel.impl_validation import heldout, records
+from costmodel.validation.implementations import heldout, records
 
 
 def run(args) -> tuple[dict, str]:
@@ -19,7 +19,7 @@ def run(args) -> tuple[dict, str]:
 
     raw = Path(args.repredict[0]) if args.repredict else None
     if raw is None:
-        from costmodel.impl_validation import calibrate, gpu_run
+        from costmodel.validation.implementations import calibrate, gpu_run
 
         out_dir = Path(args.out).parent if args.out else Path("out/impls")
         budget = args.max_seconds or 330.0

@@ -1,7 +1,7 @@
 """The thin GPU runner: torch's attention implementations timed with CUDA events over the
 calibration grid (twice, for the spread) and the held-out grid, then the Nsight Compute subset.
 
-    python3 -m costmodel.impl_validation.gpu_run --out DIR [--budget-s 330] [--ncu-budget-s 110]
+    python3 -m costmodel.validation.implementations.gpu_run --out DIR [--budget-s 330] [--ncu-budget-s 110]
 
 Writes DIR/impls-raw.json (rewritten after every phase, so a run stopped on its budget keeps
 what it has) and DIR/ncu.csv. Every input is a view into one pool of random bf16 numbers made
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from costmodel.impl_validation import grids, ncu as ncu_mod
+from costmodel.validation.implementations import grids, ncu as ncu_mod
 
 POOL_ELEMENTS = 1_400_000_000  # 2.8 GB of bf16 random normals
 BACKENDS = {"torch-flash": "FLASH_ATTENTION", "torch-cudnn": "CUDNN_ATTENTION",
@@ -245,7 +245,7 @@ def ncu_phase(out_dir: Path, case_list, budget_s: float, log) -> tuple[list, str
     cases_file.write_text(json.dumps([c.model_dump() for c in case_list]))
     log_file = out_dir / "ncu.csv"
     deadline = time.time() + budget_s - 25
-    cmd = ncu_mod.command("ncu", str(log_file), [sys.executable, "-m", "costmodel.impl_validation.gpu_run",
+    cmd = ncu_mod.command("ncu", str(log_file), [sys.executable, "-m", "costmodel.validation.implementations.gpu_run",
                                                   "--ncu-child", str(cases_file), "--deadline", str(deadline)])
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s)
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
 
     device = "cpu" if args.smoke else "cuda"
     bench = Bench(device, 4_000_000 if args.smoke else POOL_ELEMENTS)
-    data = {"meta": _meta("python3 -m costmodel.impl_validation.gpu_run " + " ".join(argv or sys.argv[1:]), device),
+    data = {"meta": _meta("python3 -m costmodel.validation.implementations.gpu_run " + " ".join(argv or sys.argv[1:]), device),
             "records": [], "ncu": []}
     deadline = t_start + args.budget_s
     cal, held = grids.cases("calibration"), grids.cases("heldout")
