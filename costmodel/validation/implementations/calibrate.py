@@ -26,8 +26,9 @@ from hardware_specs.implementations import PARAMETERS
 SPEC = "h200-sxm-141gb-measured"
 SPEC_FILE = Path(__import__("hardware_specs").__file__).parent / "calibrated" / f"{SPEC}.yaml"
 METHOD = ("least squares on log(predicted / measured) of torch SDPA (flash, cuDNN, efficient, math) and "
-          "eager attention calls, bf16, CUDA events, calibration grid of costmodel/validation/implementations/grids.py "
-          "({n} calls); coordinate descent, golden section in log space")
+          "eager attention calls, bf16, on the calibration grid of costmodel/validation/implementations/grids.py: "
+          "CUDA-event times of isolated calls and Nsight Compute kernel durations of the decodes ({n} points); "
+          "coordinate descent, golden section in log space")
 
 
 def section(values: dict, spread: dict, data: dict, n_points: int, residuals: list[float]) -> dict:
@@ -74,12 +75,17 @@ def main(argv=None) -> int:
     cal = [m for m in ms if m.case.grid == "calibration"]
     # the two runs compared on the calls both completed (the first run's share of the budget ran out)
     both = {m.case.key() for m in cal if m.rep == 0} & {m.case.key() for m in cal if m.rep == 1}
+    # Nsight Compute's kernel durations of the calibration grid's decodes (no call was timed there: the
+    # runner's budget ran out before them): GPU-side points, the same in both fits
+    ncu_csv = Path(args.raw).parent / "ncu.csv"
+    gpu_pts = fit.points(spec, [p for p in records.profiles(data, ncu_csv) if p.case.grid == "calibration"],
+                         gpu_only=True)
     fits = {}
     for rep in (0, 1):
-        pts = fit.points(spec, [m for m in cal if m.rep == rep and m.case.key() in both])
+        pts = gpu_pts + fit.points(spec, [m for m in cal if m.rep == rep and m.case.key() in both])
         fits[rep] = fit.fit(spec, pts, sweeps=args.sweeps)
         print(f"fit on calibration run {rep + 1}: {len(pts)} calls", file=sys.stderr)
-    pts = fit.points(spec, cal)
+    pts = gpu_pts + fit.points(spec, cal)
     mean = {k: 0.5 * (fits[0][k] + fits[1][k]) for k in fits[0]}
     values = fit.fit(spec, pts, sweeps=1, start=mean)  # both runs, from the two fits' mean
     spread = {k: abs(fits[0][k] - fits[1][k]) / (0.5 * (fits[0][k] + fits[1][k])) for k in values

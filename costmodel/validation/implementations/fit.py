@@ -35,10 +35,12 @@ class Point:
     cfg: AttentionConfig
     counts: list
     measured_s: float
+    gpu_only: bool = False  # measured_s is Nsight Compute's kernel time: no host cost in it
 
 
-def points(spec, measured) -> list[Point]:
-    """Each measurement with its implementation's kernels counted once."""
+def points(spec, measured, gpu_only: bool = False) -> list[Point]:
+    """Each measurement with its implementation's kernels counted once; ``gpu_only``: the measurements
+    are records.Profiled (Nsight Compute's summed kernel durations), predicted without the host cost."""
     from costmodel.validation.implementations.records import config_of
 
     cache: dict = {}
@@ -49,14 +51,14 @@ def points(spec, measured) -> list[Point]:
             cfg = make_config(AttentionConfig, **config_of(m.case))
             cache[key] = (cfg, run.count(spec, m.case.impl, cfg, m.case.pass_))
         cfg, counts = cache[key]
-        out.append(Point(m.case.impl, m.case.pass_, cfg, counts, m.time_s))
+        out.append(Point(m.case.impl, m.case.pass_, cfg, counts, m.gpu_time_s if gpu_only else m.time_s, gpu_only))
     return out
 
 
 def predict(spec, p: Point, values: dict) -> float:
     basis = Basis("fit", values)
     kernels, overhead = run.time(spec, p.impl, p.counts, p.cfg, p.pass_, basis)
-    return sum(k.time_s for k in kernels) + overhead
+    return sum(k.time_s - k.launch_s for k in kernels) if p.gpu_only else sum(k.time_s for k in kernels) + overhead
 
 
 def loss(spec, pts: list[Point], values: dict) -> float:
@@ -111,6 +113,8 @@ def _uses(name: str, p: Point) -> bool:
 
     if name == "overlap":
         return IMPLEMENTATIONS[p.impl].kind == "fused"
+    if name.startswith("host") and p.gpu_only:
+        return False
     if name == "bwd_efficiency" or name == "host_fwd_bwd_s":
         return p.pass_ != "fwd"
     if name == "host_fwd_s":
