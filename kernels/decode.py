@@ -77,8 +77,8 @@ import numpy as np
 from numba import cuda, float32, uint32
 
 from . import _checks
-from ._cuda import (LN2, LOG2E, NEG_INF, SIMULATOR, SMEM_ALIGN, U, as_device, empty, kernel_jit, launch,
-                    sm_count, to_caller)
+from ._cuda import (LN2, LOG2E, NEG_INF, SIMULATOR, SMEM_ALIGN, BoundLaunch, U, as_device, empty, kernel_jit,
+                    launch, sm_count, to_caller)
 from ._tiling import device_fn
 
 LANES = 8         # lanes per key: 8 four-byte words = one 32-byte sector of a key row per warp load
@@ -379,32 +379,69 @@ def _decode_inputs(q, k_cache, v_cache, num_threads, scale):
     return B, H, Hkv, L, d, cfg, _checks.scale(d, scale)
 
 
-def _run(q, k_cache, v_cache, num_splits, num_threads, scale):
-    host = not _checks.is_device(q)
-    B, H, Hkv, L, d, cfg, scale = _decode_inputs(q, k_cache, v_cache, num_threads, scale)
-    T = cfg.keys_per_tile
-    if num_splits is None:
-        num_splits = default_num_splits(B * H, L, T)
-    num_splits = _checks.positive_int("num_splits", num_splits)
-    chunk = -(-(-(-L // num_splits)) // T) * T  # ceil(L / S) rounded up to whole tiles
+class DecodeStep:
+    """One decode step, checked, allocated and (on the device) bound to its launches once.
 
-    qd, kd, vd = (as_device(x) for x in (q, k_cache, v_cache))
-    o = empty((B, H, 1, d), q.dtype, "o")
-    lse = empty((B, H, 1), np.float32, "lse")
-    word = np.float32 if cfg.pack == 1 else np.uint32  # fp16 caches are read as pairs, one word each
-    args = (qd.reshape(B * H, d), kd.reshape(B * Hkv, L, d).view(word), vd.reshape(B * Hkv, L, d).view(word))
-    tail = (np.int32(L), np.int32(chunk), np.int32(H // Hkv), np.float32(scale * LOG2E))
-    if num_splits == 1:
-        launch(build_kernel(cfg, True), (1, B * H), cfg.num_threads, cfg.smem_bytes(),
-               *args, o.reshape(B * H, d), lse.reshape(B * H), *tail)
-    else:
-        o_part = empty((B * H, num_splits, d), np.float32, "o_part")
-        lse_part = empty((B * H, num_splits), np.float32, "lse_part")
-        launch(build_kernel(cfg, False), (num_splits, B * H), cfg.num_threads, cfg.smem_bytes(),
-               *args, o_part, lse_part, *tail)
-        launch(build_combine(num_splits), (B * H,), d, 0,
-               o_part, lse_part, o.reshape(B * H, d), lse.reshape(B * H))
-    return to_caller(o, host), to_caller(lse, host)
+    ``decode_attention`` and ``flash_decoding`` build one per call; a caller that runs
+    the same step again (a decode loop, a timing loop) builds it once with
+    ``prepare_decode`` and calls it: each call is then the kernel launches alone
+    (``_cuda.BoundLaunch``), with no argument checks, reshapes, allocations or numba
+    dispatch. The step reads its device arrays ``q``, ``k_cache``, ``v_cache`` when it
+    runs: write the next query into ``q`` and the new keys into the caches in place.
+    The cache length is fixed when the step is built. Outputs: ``o`` (B, H, 1, d) in
+    q's dtype and ``lse`` (B, H, 1) float32, the same buffers every call.
+    """
+
+    def __init__(self, q, k_cache, v_cache, num_splits=None, scale=None, num_threads=None, bind=True):
+        self.host = not _checks.is_device(q)
+        B, H, Hkv, L, d, cfg, scale = _decode_inputs(q, k_cache, v_cache, num_threads, scale)
+        T = cfg.keys_per_tile
+        if num_splits is None:
+            num_splits = default_num_splits(B * H, L, T)
+        self.num_splits = S = _checks.positive_int("num_splits", num_splits)
+        chunk = -(-(-(-L // S)) // T) * T  # ceil(L / S) rounded up to whole tiles
+        self.config = cfg
+        self.q, self.k_cache, self.v_cache = (as_device(x) for x in (q, k_cache, v_cache))
+        self.o = empty((B, H, 1, d), q.dtype, "o")
+        self.lse = empty((B, H, 1), np.float32, "lse")
+        word = np.float32 if cfg.pack == 1 else np.uint32  # fp16 caches are read as pairs, one word each
+        args = (self.q.reshape(B * H, d), self.k_cache.reshape(B * Hkv, L, d).view(word),
+                self.v_cache.reshape(B * Hkv, L, d).view(word))
+        tail = (np.int32(L), np.int32(chunk), np.int32(H // Hkv), np.float32(scale * LOG2E))
+        o2, lse1 = self.o.reshape(B * H, d), self.lse.reshape(B * H)
+        if S == 1:
+            self.launches = [(build_kernel(cfg, True), (1, B * H), cfg.num_threads, cfg.smem_bytes(),
+                              *args, o2, lse1, *tail)]
+        else:
+            o_part = empty((B * H, S, d), np.float32, "o_part")
+            lse_part = empty((B * H, S), np.float32, "lse_part")
+            self.launches = [(build_kernel(cfg, False), (S, B * H), cfg.num_threads, cfg.smem_bytes(),
+                              *args, o_part, lse_part, *tail),
+                             (build_combine(S), (B * H,), d, 0, o_part, lse_part, o2, lse1)]
+        self.bound = [BoundLaunch(*x) for x in self.launches] if bind else None
+
+    def __call__(self):
+        """Run the step; returns ``(o, lse)`` (device arrays)."""
+        if self.bound is None:
+            for x in self.launches:
+                launch(*x)
+        else:
+            for x in self.bound:
+                x()
+        return self.o, self.lse
+
+
+def prepare_decode(q, k_cache, v_cache, num_splits=1, scale=None, *, num_threads=None) -> DecodeStep:
+    """A ``DecodeStep`` to call repeatedly: ``num_splits=1`` is ``decode_attention``, more
+    (or None, the default count) is ``flash_decoding``. numpy inputs are copied to the
+    device once (the step's ``q``, ``k_cache``, ``v_cache``); outputs stay on the device."""
+    return DecodeStep(q, k_cache, v_cache, num_splits, scale, num_threads)
+
+
+def _run(q, k_cache, v_cache, num_splits, num_threads, scale):
+    step = DecodeStep(q, k_cache, v_cache, num_splits, scale, num_threads, bind=False)
+    o, lse = step()
+    return to_caller(o, step.host), to_caller(lse, step.host)
 
 
 def decode_attention(q, k_cache, v_cache, scale=None, *, num_threads=None):

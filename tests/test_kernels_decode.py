@@ -127,3 +127,35 @@ def test_default_splits_two_waves_at_least_one_tile():
     assert default_num_splits(2 * sms, 77, 32) == 1  # the heads already give two waves
     assert default_num_splits(1, 77, 32) == min(2 * sms, 3)  # at most one split per tile (3)
     assert default_num_splits(1, 10, 32) == 1
+
+
+@pytest.mark.parametrize("splits,dtype,L", [(1, np.float32, 45), (3, np.float16, 77), (None, np.float32, 33)])
+def test_prepared_decode_step_rereads_its_inputs(splits, dtype, L):
+    """prepare_decode: checked and bound once, then called again after fresh queries and
+    caches are written into its device arrays in place; each call matches the float64
+    reference of what the arrays hold then, with the outputs poisoned before each call."""
+    from kernels import prepare_decode
+
+    rng = np.random.default_rng(1717 + L)
+    q, k, v = _inputs(rng, H=4, Hkv=2, L=L, d=32, dtype=dtype)
+    step = prepare_decode(q, k, v, num_splits=splits, num_threads=32)
+    for _ in range(2):
+        for name, x in (("o", step.o), ("lse", step.lse)):
+            x.copy_to_device(np.full(x.shape, np.nan, x.dtype))
+        o, lse = step()
+        _check(o.copy_to_host(), lse.copy_to_host(), q, k, v, _tol(dtype))
+        q, k, v = _inputs(rng, H=4, Hkv=2, L=L, d=32, dtype=dtype)
+        step.q.copy_to_device(q)
+        step.k_cache.copy_to_device(k)
+        step.v_cache.copy_to_device(v)
+
+
+def test_prepared_decode_checks_at_prepare():
+    from kernels import prepare_decode
+
+    q = np.ones((1, 2, 1, 32), np.float32)
+    kc = np.ones((1, 1, 10, 32), np.float32)
+    with pytest.raises(ValueError, match="num_splits must be a positive integer, got 0"):
+        prepare_decode(q, kc, kc, num_splits=0)
+    with pytest.raises(ValueError, match="heads must be a multiple of kv_heads"):
+        prepare_decode(q, np.ones((1, 3, 10, 32), np.float32), np.ones((1, 3, 10, 32), np.float32))
