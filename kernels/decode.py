@@ -81,8 +81,9 @@ from ._cuda import (LN2, LOG2E, NEG_INF, SIMULATOR, SMEM_ALIGN, BoundLaunch, U, 
                     launch, sm_count, to_caller)
 from ._tiling import device_fn
 
-LANES = 8         # lanes per key: 8 four-byte words = one 32-byte sector of a key row per warp load
-LANE_WORDS = 32   # 4-byte words of K (and of V) a lane holds per tile: sets the keys per group
+LANES = 8         # lanes per key (at least): 8 four-byte words = one 32-byte sector of a key row per warp load
+LANE_WORDS = 32   # 4-byte words of K (and of V) a lane holds per tile, over the query heads of a block
+QUERY_VALUES = 32  # values of q (and of the accumulator) a lane holds, over the query heads of a block
 MAX_REGISTERS = 128  # 16 warps per multiprocessor fit (fp16 at d = 64 would take 130: 8 warps)
 FULL_WARP = U(0xFFFFFFFF)
 
@@ -92,22 +93,31 @@ class Config:
     head_dim: int
     num_threads: int
     itemsize: int = 4  # bytes per cache element: 4 (fp32) or 2 (fp16, loaded as pairs in 4-byte words)
+    rows: int = 1      # R: query heads per block, all of one kv head (1, or the GQA group: K/V read once)
 
     @property
     def pack(self) -> int:  # cache elements per 4-byte word
         return 4 // self.itemsize
 
     @property
-    def groups(self) -> int:  # G: key groups of LANES lanes
-        return self.num_threads // LANES
+    def lanes(self) -> int:  # lanes per key group: more when R query heads share the block
+        return min(32, max(LANES, self.head_dim * self.rows // QUERY_VALUES))
+
+    @property
+    def groups(self) -> int:  # G: key groups of `lanes` lanes
+        return self.num_threads // self.lanes
 
     @property
     def words_per_lane(self) -> int:  # 4-byte words of one key row a lane loads
-        return self.head_dim // (LANES * self.pack)
+        return self.head_dim // (self.lanes * self.pack)
+
+    @property
+    def dims_per_lane(self) -> int:  # head dimensions of q, K, V and o a lane holds
+        return self.words_per_lane * self.pack
 
     @property
     def keys_per_group(self) -> int:  # n: keys a group scores per tile
-        return max(1, LANE_WORDS // self.words_per_lane)
+        return max(1, LANE_WORDS // self.rows // self.words_per_lane)
 
     @property
     def keys_per_tile(self) -> int:  # T
@@ -116,10 +126,11 @@ class Config:
     def smem(self) -> dict:
         ng, d = self.groups, self.head_dim
         op = d + 8  # pitch of o_g: with fp32, the 4 groups of a warp write banks 8 g + x
-        lay = dict(op=op, m_off=0, l_off=ng, w_off=2 * ng, o_off=3 * ng)
-        lay["r_off"] = words = lay["o_off"] + ng * op
+        head = 3 * ng + ng * op  # one query head's m_g, l_g, w_g, o_g; head h at h * head
+        lay = dict(op=op, head=head, m_off=0, l_off=ng, w_off=2 * ng, o_off=3 * ng)
+        lay["r_off"] = words = self.rows * head
         if SIMULATOR:  # the stand-in for the shuffles (see the module docstring)
-            words += self.num_threads * self.keys_per_group
+            words += self.num_threads * self.rows * self.keys_per_group
         lay["words"] = words
         return lay
 
@@ -131,9 +142,15 @@ class Config:
         if t % 32 or not 32 <= t <= 1024:
             raise ValueError(f"num_threads={t} must be a multiple of 32 from 32 to 1024 "
                              "(whole warps: the group sums are warp shuffles)")
-        if self.itemsize not in (2, 4) or self.head_dim % (LANES * self.pack):
+        if self.rows < 1:
+            raise ValueError(f"heads_per_block={self.rows} must be at least 1")
+        if self.itemsize not in (2, 4) or self.head_dim % (self.lanes * self.pack):
             raise ValueError(f"head_dim={self.head_dim} with {self.itemsize}-byte elements must be a "
-                             f"multiple of {LANES * self.pack}")
+                             f"multiple of {self.lanes * self.pack}")
+        if self.rows * self.dims_per_lane > QUERY_VALUES:
+            raise ValueError(f"heads_per_block={self.rows} at head_dim={self.head_dim} needs "
+                             f"{self.rows * self.dims_per_lane} query values a lane; at most {QUERY_VALUES} "
+                             "fit the registers (serve fewer query heads a block)")
 
 
 def default_threads(head_dim: int) -> int:
@@ -141,12 +158,12 @@ def default_threads(head_dim: int) -> int:
 
 
 def _group_sum(cfg: Config):
-    """Device function ``group_sum(sm, t, s)``: s[c] summed over the LANES lanes of
-    thread t's key group, in place, for c < keys_per_group; every lane gets the sums.
-    All threads of the block must call it (the simulator's version has barriers)."""
-    n = cfg.keys_per_group
+    """Device function ``group_sum(sm, t, s)``: s[i] summed over the lanes of thread t's
+    key group, in place, for i < R n; every lane gets the sums. All threads of the block
+    must call it (the simulator's version has barriers)."""
+    n, lanes = cfg.rows * cfg.keys_per_group, cfg.lanes
     if not SIMULATOR:
-        steps = LANES.bit_length() - 1
+        steps = lanes.bit_length() - 1
 
         @device_fn
         def group_sum(sm, t, s):
@@ -158,7 +175,7 @@ def _group_sum(cfg: Config):
 
         return group_sum
 
-    R_OFF, N, UL = U(cfg.smem()["r_off"]), U(n), U(LANES)
+    R_OFF, N, UL = U(cfg.smem()["r_off"]), U(n), U(lanes)
 
     @device_fn
     def group_sum(sm, t, s):
@@ -168,7 +185,7 @@ def _group_sum(cfg: Config):
         first = (t - t % UL) * N
         for c in range(n):
             tot = float32(0)
-            for i in range(LANES):
+            for i in range(lanes):
                 tot += sm[R_OFF + first + U(i) * N + U(c)]
             s[c] = tot
         cuda.syncthreads()
@@ -179,14 +196,16 @@ def _group_sum(cfg: Config):
 @functools.lru_cache(maxsize=None)
 def build_kernel(cfg: Config, final: bool):
     """``final``: write o and lse (one split); else write the split's partials."""
-    d, NT, PK = cfg.head_dim, cfg.num_threads, cfg.pack
+    d, NT, PK, R = cfg.head_dim, cfg.num_threads, cfg.pack, cfg.rows
     WG, NK, NG, T = cfg.words_per_lane, cfg.keys_per_group, cfg.groups, cfg.keys_per_tile
-    DG = WG * PK  # head dimensions per lane
+    DG = cfg.dims_per_lane
+    QV, SV = R * DG, R * NK  # values of q (and of acc), scores, per lane
     KW = NK * WG  # words of K (and of V) per lane per tile
     WORD = float32 if PK == 1 else uint32  # how the cache is loaded: fp16 pairs as one word
     ELEM = np.float32 if PK == 1 else np.float16
     lay = cfg.smem()
-    UL, UNG, D, OP, UPK = U(LANES), U(NG), U(d), U(lay["op"]), U(PK)
+    UL, UNG, D, OP, UPK, UR = U(cfg.lanes), U(NG), U(d), U(lay["op"]), U(PK), U(R)
+    HEAD = U(lay["head"])
     M_OFF, L_OFF, W_OFF, O_OFF = (U(lay[x]) for x in ("m_off", "l_off", "w_off", "o_off"))
     COL_STEPS = -(-d // NT)  # output columns per thread in the merge
     FINAL = final
@@ -199,34 +218,37 @@ def build_kernel(cfg: Config, final: bool):
         t = U(cuda.threadIdx.x)
         g, x = t // UL, t % UL  # key group, lane within it
         split_id = cuda.blockIdx.x
-        bh = U(cuda.blockIdx.y)
-        kvh = bh // U(group)
+        q0 = U(cuda.blockIdx.y) * UR  # this block's query heads q0 + h, h < R: one kv head's
+        kvh = q0 // U(group)
         start = split_id * chunk
         stop = min(length, start + chunk)
         end = U(stop)
 
-        # Lane x holds word x + 8 j of a row, i.e. head dimensions PK (x + 8 j) + e, e < PK;
-        # value i = j * PK + e of qf and acc, element (c * WG + j) * PK + e of kh and vh.
-        qf = cuda.local.array(DG, float32)   # q * scale * log2 e
-        acc = cuda.local.array(DG, float32)  # o, unnormalised
+        # Lane x holds word x + lanes j of a row, i.e. head dimensions PK (x + lanes j) + e, e < PK;
+        # value h DG + j PK + e of qf and acc (query head h), element (c WG + j) PK + e of kh and vh.
+        qf = cuda.local.array(QV, float32)   # q * scale * log2 e
+        acc = cuda.local.array(QV, float32)  # o, unnormalised
+        m = cuda.local.array(R, float32)         # running max of the group's scores, per query head
+        l = cuda.local.array(R, float32)         # running sum of 2^(s - m)
         kb = cuda.local.array(KW, WORD)      # K words of the group's keys c at c * WG + j
         vb = cuda.local.array(KW, WORD)      # V likewise
         kh = kb.view(ELEM)                   # the same registers, as cache elements
         vh = vb.view(ELEM)
-        s = cuda.local.array(NK, float32)    # the group's scores of this tile
-        for j in range(WG):
-            for e in range(PK):
-                qf[j * PK + e] = float32(q[bh, UPK * (x + U(j * LANES)) + U(e)]) * q_scale
-                acc[j * PK + e] = float32(0)
-        m = NEG_INF
-        l = float32(0)
+        s = cuda.local.array(SV, float32)  # the group's scores of this tile, s[h NK + c]
+        for h in range(R):
+            for j in range(WG):
+                for e in range(PK):
+                    qf[h * DG + j * PK + e] = float32(q[q0 + U(h), UPK * (x + UL * U(j)) + U(e)]) * q_scale
+                    acc[h * DG + j * PK + e] = float32(0)
+            m[h] = NEG_INF
+            l[h] = float32(0)
         for c in range(NK):  # K of the first tile
             key = U(start) + U(c * NG) + g
             for j in range(WG):
                 kb[c * WG + j] = WORD(0)
             if key < end:
                 for j in range(WG):
-                    kb[c * WG + j] = k[kvh, key, x + U(j * LANES)]
+                    kb[c * WG + j] = k[kvh, key, x + UL * U(j)]
 
         for c0 in range(start, stop, T):
             # 1. V of this tile, in flight while the scores are computed.
@@ -236,13 +258,14 @@ def build_kernel(cfg: Config, final: bool):
                     vb[c * WG + j] = WORD(0)
                 if key < end:
                     for j in range(WG):
-                        vb[c * WG + j] = v[kvh, key, x + U(j * LANES)]
-            # 2. Scores (base 2): partial dot products, summed over the group's lanes.
-            for c in range(NK):
-                dot = float32(0)
-                for i in range(DG):
-                    dot += qf[i] * float32(kh[c * DG + i])
-                s[c] = dot
+                        vb[c * WG + j] = v[kvh, key, x + UL * U(j)]
+            # 2. Scores (base 2) of every query head: partial dot products, summed over the group's lanes.
+            for h in range(R):
+                for c in range(NK):
+                    dot = float32(0)
+                    for i in range(DG):
+                        dot += qf[h * DG + i] * float32(kh[c * DG + i])
+                    s[h * NK + c] = dot
             group_sum(sm, t, s)
             # 3. K of the next tile, in flight during the softmax and the next V loads.
             for c in range(NK):
@@ -251,65 +274,75 @@ def build_kernel(cfg: Config, final: bool):
                     kb[c * WG + j] = WORD(0)
                 if key < end:
                     for j in range(WG):
-                        kb[c * WG + j] = k[kvh, key, x + U(j * LANES)]
-            # 4. Online softmax over the group's keys; acc = alpha acc + sum p v.
-            m_new = m
-            for c in range(NK):
-                if U(c0) + U(c * NG) + g >= end:
-                    s[c] = NEG_INF
-                m_new = max(m_new, s[c])
-            if m_new > NEG_INF:  # the group has seen a key (else alpha would be NaN)
-                alpha = math.exp2(m - m_new)
-                l *= alpha
-                for i in range(DG):
-                    acc[i] *= alpha
+                        kb[c * WG + j] = k[kvh, key, x + UL * U(j)]
+            # 4. Online softmax over the group's keys, per query head; acc = alpha acc + sum p v.
+            for h in range(R):
+                m_new = m[h]
                 for c in range(NK):
-                    p = math.exp2(s[c] - m_new)
-                    l += p
+                    if U(c0) + U(c * NG) + g >= end:
+                        s[h * NK + c] = NEG_INF
+                    m_new = max(m_new, s[h * NK + c])
+                if m_new > NEG_INF:  # the group has seen a key (else alpha would be NaN)
+                    alpha = math.exp2(m[h] - m_new)
+                    l[h] *= alpha
                     for i in range(DG):
-                        acc[i] += p * float32(vh[c * DG + i])
-                m = m_new
+                        acc[h * DG + i] *= alpha
+                    for c in range(NK):
+                        p = math.exp2(s[h * NK + c] - m_new)
+                        l[h] += p
+                        for i in range(DG):
+                            acc[h * DG + i] += p * float32(vh[c * DG + i])
+                    m[h] = m_new
 
-        # Merge the groups: w_g = 2^(m_g - M), o = sum w_g o_g / sum w_g l_g.
-        for j in range(WG):
-            for e in range(PK):
-                sm[O_OFF + g * OP + UPK * (x + U(j * LANES)) + U(e)] = acc[j * PK + e]
-        if x == U(0):
-            sm[M_OFF + g] = m
-            sm[L_OFF + g] = l
+        # Merge the groups, per query head h: w_g = 2^(m_g - M), o = sum w_g o_g / sum w_g l_g.
+        for h in range(R):
+            base = U(h) * HEAD
+            for j in range(WG):
+                for e in range(PK):
+                    sm[base + O_OFF + g * OP + UPK * (x + UL * U(j)) + U(e)] = acc[h * DG + j * PK + e]
+            if x == U(0):
+                sm[base + M_OFF + g] = m[h]
+                sm[base + L_OFF + g] = l[h]
         cuda.syncthreads()
-        m_all = NEG_INF
-        for i in range(NG):
-            m_all = max(m_all, sm[M_OFF + U(i)])
-        if t < UNG:
+        if t < UR * UNG:  # thread t weighs group t % G of query head t // G
+            base = (t // UNG) * HEAD
+            m_all = NEG_INF
+            for i in range(NG):
+                m_all = max(m_all, sm[base + M_OFF + U(i)])
             w = float32(0)  # a group without keys (m_g = -inf) weighs nothing
-            if sm[M_OFF + t] > NEG_INF:
-                w = math.exp2(sm[M_OFF + t] - m_all)
-            sm[W_OFF + t] = w
+            if sm[base + M_OFF + t % UNG] > NEG_INF:
+                w = math.exp2(sm[base + M_OFF + t % UNG] - m_all)
+            sm[base + W_OFF + t % UNG] = w
         cuda.syncthreads()
-        l_all = float32(0)
-        for i in range(NG):
-            l_all += sm[W_OFF + U(i)] * sm[L_OFF + U(i)]
-        for r in range(COL_STEPS):
-            col = t + U(r * NT)
-            if col < D:
-                o_sum = float32(0)
-                for i in range(NG):
-                    o_sum += sm[W_OFF + U(i)] * sm[O_OFF + U(i) * OP + col]
-                if FINAL:
-                    o[bh, col] = o_sum / l_all
-                    if col == U(0):
-                        lse[bh] = m_all * LN2 + math.log(l_all)
-                else:
-                    sid = U(split_id)
-                    if l_all > float32(0):
-                        o[bh, sid, col] = o_sum / l_all
+        for h in range(R):
+            base = U(h) * HEAD
+            row = q0 + U(h)
+            m_all = NEG_INF
+            for i in range(NG):
+                m_all = max(m_all, sm[base + M_OFF + U(i)])
+            l_all = float32(0)
+            for i in range(NG):
+                l_all += sm[base + W_OFF + U(i)] * sm[base + L_OFF + U(i)]
+            for r in range(COL_STEPS):
+                col = t + U(r * NT)
+                if col < D:
+                    o_sum = float32(0)
+                    for i in range(NG):
+                        o_sum += sm[base + W_OFF + U(i)] * sm[base + O_OFF + U(i) * OP + col]
+                    if FINAL:
+                        o[row, col] = o_sum / l_all
                         if col == U(0):
-                            lse[bh, sid] = m_all * LN2 + math.log(l_all)
-                    else:  # an empty split
-                        o[bh, sid, col] = float32(0)
-                        if col == U(0):
-                            lse[bh, sid] = NEG_INF
+                            lse[row] = m_all * LN2 + math.log(l_all)
+                    else:
+                        sid = U(split_id)
+                        if l_all > float32(0):
+                            o[row, sid, col] = o_sum / l_all
+                            if col == U(0):
+                                lse[row, sid] = m_all * LN2 + math.log(l_all)
+                        else:  # an empty split
+                            o[row, sid, col] = float32(0)
+                            if col == U(0):
+                                lse[row, sid] = NEG_INF
 
     return decode
 
@@ -346,7 +379,7 @@ def default_num_splits(batch_heads: int, length: int, keys_per_tile: int) -> int
     return max(1, min(want, tiles))
 
 
-def _decode_inputs(q, k_cache, v_cache, num_threads, scale):
+def _decode_inputs(q, k_cache, v_cache, num_threads, scale, heads_per_block=1):
     for name, x in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
         _checks._array(name, x)
         if x.ndim != 4:
@@ -370,8 +403,12 @@ def _decode_inputs(q, k_cache, v_cache, num_threads, scale):
     for name, x in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
         _checks._contiguous(name, x)
     _checks._head_dim("q", d)
+    rows = _checks.positive_int("heads_per_block", heads_per_block)
+    if (H // Hkv) % rows:
+        raise ValueError(f"heads_per_block={rows} must divide the {H // Hkv} query heads per kv head "
+                         f"(q has {H} heads, the cache {Hkv}): a block serves query heads of one kv head")
     cfg = Config(d, _checks.positive_int("num_threads", default_threads(d) if num_threads is None
-                                          else num_threads), np.dtype(q.dtype).itemsize)
+                                          else num_threads), np.dtype(q.dtype).itemsize, rows)
     try:
         cfg.check()
     except ValueError as err:
@@ -392,12 +429,14 @@ class DecodeStep:
     q's dtype and ``lse`` (B, H, 1) float32, the same buffers every call.
     """
 
-    def __init__(self, q, k_cache, v_cache, num_splits=None, scale=None, num_threads=None, bind=True):
+    def __init__(self, q, k_cache, v_cache, num_splits=None, scale=None, num_threads=None, heads_per_block=1,
+                 bind=True):
         self.host = not _checks.is_device(q)
-        B, H, Hkv, L, d, cfg, scale = _decode_inputs(q, k_cache, v_cache, num_threads, scale)
+        B, H, Hkv, L, d, cfg, scale = _decode_inputs(q, k_cache, v_cache, num_threads, scale, heads_per_block)
         T = cfg.keys_per_tile
+        blocks = B * H // cfg.rows  # blocks per split: one per R query heads of one kv head
         if num_splits is None:
-            num_splits = default_num_splits(B * H, L, T)
+            num_splits = default_num_splits(blocks, L, T)
         self.num_splits = S = _checks.positive_int("num_splits", num_splits)
         chunk = -(-(-(-L // S)) // T) * T  # ceil(L / S) rounded up to whole tiles
         self.config = cfg
@@ -410,12 +449,12 @@ class DecodeStep:
         tail = (np.int32(L), np.int32(chunk), np.int32(H // Hkv), np.float32(scale * LOG2E))
         o2, lse1 = self.o.reshape(B * H, d), self.lse.reshape(B * H)
         if S == 1:
-            self.launches = [(build_kernel(cfg, True), (1, B * H), cfg.num_threads, cfg.smem_bytes(),
+            self.launches = [(build_kernel(cfg, True), (1, blocks), cfg.num_threads, cfg.smem_bytes(),
                               *args, o2, lse1, *tail)]
         else:
             o_part = empty((B * H, S, d), np.float32, "o_part")
             lse_part = empty((B * H, S), np.float32, "lse_part")
-            self.launches = [(build_kernel(cfg, False), (S, B * H), cfg.num_threads, cfg.smem_bytes(),
+            self.launches = [(build_kernel(cfg, False), (S, blocks), cfg.num_threads, cfg.smem_bytes(),
                               *args, o_part, lse_part, *tail),
                              (build_combine(S), (B * H,), d, 0, o_part, lse_part, o2, lse1)]
         self.bound = [BoundLaunch(*x) for x in self.launches] if bind else None
@@ -431,24 +470,26 @@ class DecodeStep:
         return self.o, self.lse
 
 
-def prepare_decode(q, k_cache, v_cache, num_splits=1, scale=None, *, num_threads=None) -> DecodeStep:
+def prepare_decode(q, k_cache, v_cache, num_splits=1, scale=None, *, num_threads=None,
+                   heads_per_block=1) -> DecodeStep:
     """A ``DecodeStep`` to call repeatedly: ``num_splits=1`` is ``decode_attention``, more
     (or None, the default count) is ``flash_decoding``. numpy inputs are copied to the
     device once (the step's ``q``, ``k_cache``, ``v_cache``); outputs stay on the device."""
-    return DecodeStep(q, k_cache, v_cache, num_splits, scale, num_threads)
+    return DecodeStep(q, k_cache, v_cache, num_splits, scale, num_threads, heads_per_block)
 
 
-def _run(q, k_cache, v_cache, num_splits, num_threads, scale):
-    step = DecodeStep(q, k_cache, v_cache, num_splits, scale, num_threads, bind=False)
+def _run(q, k_cache, v_cache, num_splits, num_threads, scale, heads_per_block=1):
+    step = DecodeStep(q, k_cache, v_cache, num_splits, scale, num_threads, heads_per_block, bind=False)
     o, lse = step()
     return to_caller(o, step.host), to_caller(lse, step.host)
 
 
-def decode_attention(q, k_cache, v_cache, scale=None, *, num_threads=None):
-    """One block per (batch, head) over the whole cache. Returns ``(o, lse)``."""
-    return _run(q, k_cache, v_cache, 1, num_threads, scale)
+def decode_attention(q, k_cache, v_cache, scale=None, *, num_threads=None, heads_per_block=1):
+    """One block per (batch, head) over the whole cache, or per ``heads_per_block`` query
+    heads of one kv head (the GQA group: K/V read once for them). Returns ``(o, lse)``."""
+    return _run(q, k_cache, v_cache, 1, num_threads, scale, heads_per_block)
 
 
-def flash_decoding(q, k_cache, v_cache, num_splits=None, scale=None, *, num_threads=None):
+def flash_decoding(q, k_cache, v_cache, num_splits=None, scale=None, *, num_threads=None, heads_per_block=1):
     """Split-KV decoding (partials per split, then a log-sum-exp combine). Returns ``(o, lse)``."""
-    return _run(q, k_cache, v_cache, num_splits, num_threads, scale)
+    return _run(q, k_cache, v_cache, num_splits, num_threads, scale, heads_per_block)
