@@ -21,47 +21,56 @@ flash_decoding (Flash-Decoding, Dao et al. 2023): grid (num_splits, B*H),
     ceil(2 * SMs / (B*H)), but no more splits than tiles of keys (each split gets
     at least one tile), and 1 if B*H already gives two waves.
 
+Either schedule serves R = ``heads_per_block`` query heads a block, all of one kv head
+(grid (S, B*H / R)): R = 1 by default; R = the GQA group (H / Hkv) reads each K/V row
+once for the whole group (from HBM, and once through L2), where R = 1 has each of the
+group's query heads read it (the re-reads come from L2 when they fit).
+
 Inside a block of ``num_threads`` threads (256 by default, whole warps):
 
     words: the cache is read in 4-byte words, one fp32 element or two fp16 ones
         (pk = 1 or 2 elements a word; fp16 pairs are unpacked in registers).
-    key groups: 8 neighbouring lanes (4 groups per warp), G = num_threads / 8 of them.
-        Lane x of a group owns words x + 8 j (j < d / (8 pk)) of every row its group
-        reads, i.e. head dimensions pk (x + 8 j) + e (e < pk), of q, K, V and of its
-        output accumulator: one warp load (one j) reads 32 contiguous bytes, a whole
-        sector, of each of 4 consecutive key rows.
-    tiles: T = G * n keys, n = 256 pk / d keys per group, so that a lane holds 32
-        words of K and 32 of V per tile, in registers (fp32: T = 64 at d = 128, 128 at
-        d = 64, 256 at d = 32 with 256 threads; fp16: twice that). In the tile at key
-        c0, group g takes keys c0 + g + G c (c < n).
+    key groups: ``lanes`` neighbouring lanes, 8 (4 groups per warp), or more when R d
+        passes 256 (16 or 32: a lane holds at most 32 values of q, over the R heads),
+        G = num_threads / lanes of them. Lane x of a group owns words x + lanes j
+        (j < d / (lanes pk)) of every row its group reads, i.e. head dimensions
+        pk (x + lanes j) + e (e < pk), of q, K, V and of its output accumulators: one
+        warp load (one j) reads 32 contiguous bytes (8 lanes), a whole sector, of each
+        of 4 consecutive key rows.
+    tiles: T = G * n keys, n = max(1, 32 / (R w)) keys per group (w = d / (lanes pk)
+        words a lane reads of a row), so that a lane holds 32 / R words of K and as
+        many of V per tile, in registers (R = 1, fp32: T = 64 at d = 128, 128 at d = 64,
+        256 at d = 32 with 256 threads; fp16: twice that). In the tile at key c0, group
+        g takes keys c0 + g + G c (c < n).
 
     load q (scaled by scale * log2 e) and K of the first tile into registers
     for each tile (no shared memory, no barrier):
         1. issue the loads of V of this tile             (in flight during 2 and 3)
-        2. scores: each lane's partial dot products over its d / 8 dimensions,
-           summed over the group's 8 lanes by 3 butterfly shuffles (xor 1, 2, 4),
-           so every lane of the group holds its n scores; keys at or past the end
-           of the block's range score -inf
+        2. scores: each lane's partial dot products over its d / lanes dimensions,
+           for each of the R query heads, summed over the group's lanes by butterfly
+           shuffles (xor 1, 2, 4, ...), so every lane of the group holds its R n
+           scores; keys at or past the end of the block's range score -inf
         3. issue the loads of K of the next tile          (in flight during 4 and
            the next tile's 1 and 2)
-        4. online softmax per group: m_new = max(m, scores), alpha = 2^(m - m_new),
+        4. online softmax per group and query head: m_new = max(m, scores), alpha = 2^(m - m_new),
            p = 2^(s - m_new), l = alpha l + sum p, acc = alpha acc + sum p v.
            The 8 lanes of a group each evaluate the group's exp2s (8 per key): the
            special-function unit is otherwise idle next to the 2 d / 8 FMAs per key
            and lane, and handing one lane's p to the others would cost shuffles.
-    merge the G groups once, through shared memory (2 barriers): group g writes
+    merge the G groups once per query head, through shared memory (2 barriers): group g writes
         m_g, l_g and o_g = acc; with M = max_g m_g and w_g = 2^(m_g - M),
         o = sum_g w_g o_g / sum_g w_g l_g and lse = M ln 2 + ln sum_g w_g l_g.
 
-    shared memory (float32 words): m_g, l_g, w_g (3 G), then o_g at a pitch of
-        d + 8 (G (d + 8)): 17.4 KB at d = 128 with 256 threads, 9.6 KB at d = 64.
+    shared memory (float32 words), per query head: m_g, l_g, w_g (3 G), then o_g at a
+        pitch of d + 8 (G (d + 8)): 17.4 KB at d = 128 with 256 threads, 9.6 KB at d = 64
+        (R = 1); 35.6 and 38.4 KB with R = 4.
         Registers, not shared memory, bound the blocks per multiprocessor: the
         kernel is compiled for at most 128 a thread, so two blocks of 256 threads
         (16 warps) share one. sm_90 builds use 102 to 128, without spills except
         8 to 16 bytes with fp16 at d = 32 and 64 (ptxas 13.5; none on the H200's 13.0).
 
-HBM traffic per query head: the kv head's K and V once (query heads of one group
-each read it: GQA re-reads come from L2 when they fit), q once, o and lse once; plus,
+HBM traffic per query head: the kv head's K and V once (with R = 1 the query heads of a
+group each read it: GQA re-reads come from L2 when they fit), q once, o and lse once; plus,
 for flash_decoding, num_splits * (d + 1) float32 words written and read back.
 
 numba's CUDA simulator has no warp shuffles: there the group sum of step 2 goes
