@@ -19,7 +19,7 @@ float32; decoding takes q (batch, heads, 1, d) and caches (batch, kv_heads, L, d
 head_dim is 32, 64 or 128; storage float32 or float16, arithmetic float32.
 """
 from ._cuda import poisoned_outputs
-from .decode import decode_attention, flash_decoding, prepare_decode
+from .decode_step import decode_attention, flash_decoding, prepare_decode
 from .flash1 import flash_attention_v1
 from .flash2 import flash_attention
 from .flash_backward import flash_attention_backward

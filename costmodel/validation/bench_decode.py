@@ -13,7 +13,7 @@ Each time is the median of 20 CUDA-event samples after 3 warm-up calls. Four bra
 ``time_s_api_host`` and ``time_s`` time the public API call (checks, reshapes, numba
 dispatch; output buffers allocated once, ``reused_buffers``); ``time_s_host`` and
 ``time_s_gpu`` time a ``prepare_decode`` step (its launches alone). ``*_host`` is the plain
-bracket of ``calibrate.time_launches`` (host launch work included where a kernel is shorter
+bracket of ``kernels.timing.time_launches`` (host launch work included where a kernel is shorter
 than it: what a caller waits for); ``time_s`` / ``time_s_gpu`` bracket the call behind a
 sleeping kernel that holds the stream back, so the bracket holds GPU work alone. Caches
 smaller than twice the L2 rotate over copies so that no call finds them there. ``bytes``
@@ -22,8 +22,8 @@ counts K + V + q + o once (the minimum HBM traffic), ``bandwidth_Bps = bytes / t
 on outputs poisoned (NaN) before the call. ``launch`` holds the host cost of one launch of
 an empty six-array kernel through numba and through ``BoundLaunch``.
 
-    python3 -m kernels.bench_decode --out decode.json            # GPU, about a minute
-    NUMBA_ENABLE_CUDASIM=1 python3 -m kernels.bench_decode --tiny --out /tmp/decode.json
+    python3 -m costmodel.validation.bench_decode --out decode.json            # GPU, about a minute
+    NUMBA_ENABLE_CUDASIM=1 python3 -m costmodel.validation.bench_decode --tiny --out /tmp/decode.json
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ import time
 import numpy as np
 from numba import cuda
 
-from . import decode, reference
-from ._cuda import SIMULATOR, poisoned_outputs, reused_buffers
-from .bench import kernel_resources, l2_bytes, rotation_count
-from .calibrate import device_info, time_launches
+from costmodel.validation.device import device_info
+from kernels import decode, decode_step, reference
+from kernels._cuda import SIMULATOR, poisoned_outputs, reused_buffers
+from kernels.timing import kernel_resources, l2_bytes, rotation_count, time_launches
 
 WARMUP, REPEATS = 3, 20
 HOLD_NS = 1_000_000  # the sleeping kernel's hold: far longer than the host takes to issue one call
@@ -93,7 +93,7 @@ def run_config(B, L, d, H, Hkv, dtype, rng, num_threads, warmup, repeats):
         cfg = decode.Config(d, threads, item, hpb)
         opts = dict(num_splits=splits, num_threads=threads, heads_per_block=hpb)
         with poisoned_outputs():
-            steps = [decode.prepare_decode(*x, **opts) for x in sets]
+            steps = [decode_step.prepare_decode(*x, **opts) for x in sets]
         o, lse = steps[0]()
         o_h, lse_h = o.copy_to_host(), lse.copy_to_host()
         calls = 0
@@ -105,7 +105,7 @@ def run_config(B, L, d, H, Hkv, dtype, rng, num_threads, warmup, repeats):
 
         def api():
             nonlocal calls
-            decode.flash_decoding(*sets[calls % n_sets], **opts)
+            decode_step.flash_decoding(*sets[calls % n_sets], **opts)
             calls += 1
 
         t_host = statistics.median(time_launches(prepared, repeats, warmup))
@@ -125,8 +125,6 @@ def run_config(B, L, d, H, Hkv, dtype, rng, num_threads, warmup, repeats):
             why_not_raw=steps[0].bound[0].why_not_raw,
             rel_err=reference.rel_error(o_h[rows], ro), rel_err_lse=reference.rel_error(lse_h[rows], rl),
             fully_written=bool(np.isfinite(o_h).all() and np.isfinite(lse_h).all())))
-        del steps
-    del sets
     return out
 
 
@@ -134,8 +132,8 @@ def launch_costs(launches: int, repeats: int) -> dict:
     """Host cost of one launch of an empty kernel with six device arrays (calibrate's
     ``empty_kernel``): back to back between two events, per launch, and one launch alone
     in a bracket, through numba's dispatch and through ``BoundLaunch``."""
-    from ._cuda import BoundLaunch
-    from .calibrate import empty_kernel
+    from kernels._cuda import BoundLaunch
+    from kernels.microbench import empty_kernel
 
     arrays = [cuda.device_array(16, np.float32) for _ in range(6)]
     bound = BoundLaunch(empty_kernel, (1,), 32, 0, *arrays)
@@ -179,10 +177,10 @@ def main(argv=None) -> int:
     warmup, repeats = (0, 1) if args.tiny else (WARMUP, REPEATS)
     result = dict(
         environment=dict(device_info(), date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                         command=" ".join(["python3", "-m", "kernels.bench_decode"] + list(argv)),
+                         command=" ".join(["python3", "-m", "costmodel.validation.bench_decode"] + list(argv)),
                          simulator=SIMULATOR),
         conventions=dict(time_s="public API call, median of CUDA-event brackets behind a sleeping kernel (GPU time)",
-                         time_s_api_host="public API call, median of calibrate.time_launches brackets (host "
+                         time_s_api_host="public API call, median of kernels.timing.time_launches brackets (host "
                          "work included)", time_s_gpu="prepare_decode step, GPU time as time_s",
                          time_s_host="prepare_decode step, host launch included, as time_s_api_host",
                          bytes="K + V + q + o once", rel_err="o of the first and last sequence vs "
