@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hardware_specs.implementations import ImplementationsSection
+from hardware_specs.numba_kernels import NumbaKernelsSection
 
 # Compute units whose peak rates a spec may give, in FLOP/s (OP/s for int8), dense
 # (no structured sparsity). "fp32" and "fp64" are the SIMT (CUDA-core) rates; the
@@ -118,6 +119,7 @@ class GPUSpec(BaseModel):
     measured: dict[str, Measurement] = Field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     implementations: ImplementationsSection | None = None  # fitted attention timing (hardware_specs/implementations.py)
+    numba_kernels: NumbaKernelsSection | None = None  # our kernels' fitted timing (hardware_specs/numba_kernels.py)
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
