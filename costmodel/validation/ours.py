@@ -8,7 +8,10 @@ section of the spec (``hardware_specs/numba_kernels.py``, fitted by ``fit_ours``
 * matmul kernels (``qk_scale_mask`` and ``pv_matmul`` of the standard path, ``flash1_fwd``,
   ``flash2_fwd``, ``flash2_bwd``, ``decode``): the FP32 SIMT lanes at ``<kernel>_efficiency[_d<d>]``
   of the calibrated peak (term 3's ``tensor_efficiency``), a block drawing at most a share
-  warps / ``warps_to_saturate`` of its SM (term 1 with the issue share: FA1's B*H blocks on 132 SMs);
+  warps / ``warps_to_saturate`` of its SM (term 1 with the issue share: FA1's B*H blocks on 132 SMs),
+  except a kernel that spills to local memory (``SPILLING``: FA1 at d = 128), whose one block fills
+  its SM's load/store path (the H200: FA1 d = 128 ran at the same rate per SM with one block as with
+  two, FA1 d = 64 at 0.58 of it);
   the fused kernels run MMA, exp and softmax in the same warps (``serial_compute``);
 * memory kernels (``softmax``, ``bwd_fill_dq``, ``bwd_preprocess``, ``bwd_cast_dq``,
   ``decode_combine``): the DRAM bandwidth at ``<kernel>_memory_efficiency``;
@@ -33,6 +36,10 @@ FUSED_KERNELS = ("flash1_fwd", "flash2_fwd", "flash2_bwd", "decode")  # MMA, exp
 PER_HEAD_DIM = ("qk_scale_mask", "pv_matmul", "flash1_fwd", "flash2_fwd", "flash2_bwd")  # tiles differ by d
 MEMORY_KERNELS = ("softmax", "bwd_fill_dq", "bwd_preprocess", "bwd_cast_dq", "decode_combine")
 STEP_FAMILIES = ("decode", "flash_decoding")  # timed through prepare_decode (costmodel/validation/run.py)
+# Kernels that keep part of their register tile in local memory: one block's local loads and stores
+# already fill its SM's load/store path, so a block saturates its SM whatever warps_to_saturate says.
+SPILLING = {("flash1_fwd", 128): "288-byte stack frame, its O micro-tile in local memory "
+                                 "(ptxas -v, costmodel/validation/NOTES.md)"}
 
 
 def efficiency_name(kernel: str, head_dim: int) -> str | None:
@@ -69,7 +76,7 @@ def timing_params(spec, section, kernel: str, head_dim: int, efficiency: float |
     return TimingParams(
         tensor_efficiency=eff if kernel in MATMUL_KERNELS else 1.0,
         memory_efficiency=eff if kernel in MEMORY_KERNELS else 1.0,
-        warps_to_saturate=section.value("warps_to_saturate"),
+        warps_to_saturate=None if (kernel, head_dim) in SPILLING else section.value("warps_to_saturate"),
         dram_latency_s=latency if kernel == "decode" else None, l2_latency_s=latency if kernel == "decode" else None,
         kernel_fixed_s=section.value("kernel_fixed_s", 0.0) if fixed_s is None else fixed_s,
         launch_s=0.0, serial_compute=kernel in FUSED_KERNELS)
