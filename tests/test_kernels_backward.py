@@ -33,10 +33,10 @@ def test_backward_unequal_tiles():
 
 
 @pytest.mark.parametrize("n,d,dtype", [(37, 32, np.float32), (16, 64, np.float32), (5, 128, np.float16),
-                                       (50, 128, np.float32)])
+                                       (21, 128, np.float32)])
 def test_preprocess_warp_per_row_rowsum(n, d, dtype):
     """Algorithm 2 line 4, D_i = rowsum(dO_i o O_i), one warp per row (16 rows a block):
-    N = 37, 5 and 50 leave the last block part empty; poisoned, so every row must be written."""
+    N = 37, 5 and 21 leave the last block part empty; poisoned, so every row must be written."""
     from numba import cuda
 
     from kernels.flash_backward import preprocess

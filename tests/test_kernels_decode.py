@@ -164,14 +164,14 @@ def test_prepared_decode_checks_at_prepare():
 @pytest.mark.parametrize("H,Hkv,R,L,d,dtype,splits", [
     (8, 2, 4, 77, 32, np.float32, 1),     # the whole group of 4 per block, 77 keys: off the tile
     (8, 2, 4, 70, 64, np.float16, 3),     # fp16 pairs, split KV, one split part empty
-    (8, 1, 8, 45, 128, np.float32, 2),    # MQA with 8 query heads: 32 lanes a key, 4 dims a lane
+    (8, 1, 8, 9, 128, np.float32, 2),     # MQA with 8 query heads: 32 lanes a key, 4 dims a lane, 1-key tiles
     (8, 2, 2, 33, 128, np.float32, 1),    # half a group a block (8 lanes a key, 16 dims a lane)
 ])
 def test_decode_one_block_per_kv_head_group(H, Hkv, R, L, d, dtype, splits):
     """heads_per_block = R: each block reads its kv head's K/V once for R query heads;
     float64 reference on fresh seeded inputs, poisoned outputs, lengths off the tile."""
     rng = np.random.default_rng(1700 + H * L + d)
-    q, k, v = _inputs(rng, B=2, H=H, Hkv=Hkv, L=L, d=d, dtype=dtype)
+    q, k, v = _inputs(rng, B=1 + (R < 8), H=H, Hkv=Hkv, L=L, d=d, dtype=dtype)
     with poisoned_outputs():
         o, lse = flash_decoding(q, k, v, num_splits=splits, num_threads=32, heads_per_block=R)
     _check(o, lse, q, k, v, _tol(dtype))
