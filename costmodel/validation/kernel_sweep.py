@@ -17,10 +17,11 @@ head) are compared with the float64 reference on all rows when N <= 2048, else o
 gradients of one head for N <= 2048, else dq on those 512 rows. Inputs are fresh
 random numbers (uniform, unit variance) for every configuration.
 
-FLOP counting (TFLOP/s = flops / time): forward 4 N^2 d per head, halved when
-causal (counted the same for standard attention, which does the dense work);
-sliding window 4 d x (number of attended (i, j) pairs); backward 10 N^2 d per head
-(2.5 x forward), halved when causal; decoding 4 L d per query head.
+FLOP counting (TFLOP/s = flops / time; ``costmodel.flops.attention_core_flops``): 4 d
+per attended (query, key) pair forward, 10 d backward: N^2 per head without a mask,
+N (N + 1) / 2 causal (standard attention counted the same, though it does the dense
+work), the band's pairs with a sliding window; decoding L pairs per query head.
+(Until 2026-12-02 causal counted N^2 / 2: h100_sweep.json's flops are 1/N lower.)
 Bytes (bandwidth = bytes / time): each input read once and each output written once
 (for standard attention also S and P written and read once, float32).
 
@@ -38,6 +39,7 @@ import time
 import numpy as np
 from numba import cuda
 
+from costmodel.flops import attention_core_flops
 from costmodel.validation.kernel_checks import (check_forward, check_rows, environment, fwd_bytes, fwd_flops, rand,
                                                 record, ref_dq_rows, regs)
 from kernels import decode, flash1, flash2, flash_backward, reference, standard
@@ -187,7 +189,7 @@ def run_backward(ns, ds, dtypes, causals, rng, budget):
                         section="backward", kernel="flash2_bwd", batch=B, heads=HEADS, kv_heads=HEADS, N=n,
                         d=d, causal=causal, dtype=np.dtype(dt).name, block_r=br, block_c=bc, num_threads=nt,
                         time_s=t.median_s, samples=len(t.samples_s),
-                        flops=10.0 * n * n * d * B * HEADS * (0.5 if causal else 1.0),
+                        flops=float(attention_core_flops(B * HEADS, n, d, causal=causal, pass_="bwd")),
                         hbm_bytes_min=B * HEADS * (8 * n * d * item + 4 * n),
                         regs_per_thread=r, smem_bytes_per_block=cfg.smem_bytes(), rel_err=max(errs),
                         rel_err_parts=errs, fully_written=written, check=note))
@@ -227,7 +229,7 @@ def run_decode(Ls, batches, rng, budget, H=32, Hkv=8, d=128, dt=np.float16):
                     section="decode", kernel=name, batch=B, heads=H, kv_heads=Hkv, L=L, d=d, causal=False,
                     dtype=np.dtype(dt).name, num_splits=splits, grid=[splits, B * H], time_s=t.median_s,
                     samples=len(t.samples_s), inner=t.inner, input_sets=len(sets),
-                    flops=4.0 * L * d * B * H, hbm_bytes_min=set_bytes + 2 * B * H * d * item + 4 * B * H,
+                    flops=float(attention_core_flops(B * H, 1, d, kv_len=L, causal=False)), hbm_bytes_min=set_bytes + 2 * B * H * d * item + 4 * B * H,
                     regs_per_thread=r, smem_bytes_per_block=cfg.smem_bytes(), rel_err=err, rel_err_lse=err_l,
                     fully_written=bool(np.isfinite(o_h).all()), check="all heads"))
             del sets, q, k, v
