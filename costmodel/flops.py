@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from costmodel._broadcast import Number, Result, check, resolve, to_value
+from costmodel.calculator_io import Number, Result, check, resolve, to_value
 from costmodel.models import ModelConfig
 
 _SHAPE = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "ffn_type")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from costmodel._broadcast import Number, Result, check, element_bytes, to_value
+from costmodel.calculator_io import Number, Result, check, element_bytes, to_value
 from costmodel.models import ModelConfig
 
 

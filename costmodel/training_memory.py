@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from costmodel._broadcast import Number, Result, check, element_bytes, resolve, to_value
+from costmodel.calculator_io import Number, Result, check, element_bytes, resolve, to_value
 from costmodel.models import ModelConfig
 from costmodel.params import count_params_arrays
 

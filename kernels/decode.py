@@ -79,13 +79,11 @@ from numba import cuda, float32, uint32
 from . import _checks
 from ._cuda import (LN2, LOG2E, NEG_INF, SIMULATOR, SMEM_ALIGN, U, as_device, empty, kernel_jit, launch,
                     sm_count, to_caller)
-from ._launch import DECODE
 from ._tiling import device_fn
 
-# Launch numbers shared with the simulator: hardware_specs/kernel_launch.yaml (each with its reason).
-LANES = DECODE["lanes_per_key"]  # lanes per key: one 32-byte sector of a key row per warp load
-LANE_WORDS = DECODE["lane_words"]  # 4-byte words of K (and of V) a lane holds per tile: the keys per group
-MAX_REGISTERS = DECODE["max_registers"]
+LANES = 8         # lanes per key: 8 four-byte words = one 32-byte sector of a key row per warp load
+LANE_WORDS = 32   # 4-byte words of K (and of V) a lane holds per tile: sets the keys per group
+MAX_REGISTERS = 128  # 16 warps per multiprocessor fit (fp16 at d = 64 would take 130: 8 warps)
 FULL_WARP = U(0xFFFFFFFF)
 
 
@@ -139,7 +137,7 @@ class Config:
 
 
 def default_threads(head_dim: int) -> int:
-    return DECODE["threads"]
+    return 256
 
 
 def _group_sum(cfg: Config):

@@ -187,9 +187,9 @@ def measure_tiled_fp32(sizes: Sizes) -> Ceiling:
     calibrated spec's ``calibration`` block, from which our kernels' predictions take
     their FP32 efficiency (``costmodel.validation.numba_fp32_efficiency``)."""
     from kernels._cuda import reused_buffers
-    from kernels.matmul import Config, matmul
+    from kernels.matmul import MatmulTiles, matmul
 
-    cfg = Config()
+    cfg = MatmulTiles()
     n = max(cfg.block_m, sizes.matmul_n // cfg.block_m * cfg.block_m)
     rng = np.random.default_rng(0)
     a = cuda.to_device(rng.standard_normal((n, n)).astype(np.float32))

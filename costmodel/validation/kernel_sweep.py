@@ -75,7 +75,7 @@ def run_fa2(ns, ds, dtypes, causals, rng, budget, tuning=False, window=None, cfg
                         chk = check_forward(o, lse, q, k, v, causal, window, rng)
                         with reused_buffers():
                             t = time_kernel(lambda: flash2.flash_attention(q, k, v, **kw), budget_s=budget)
-                        cfg = flash2.Config(br, bc, d, nt)
+                        cfg = flash2.FA2Tiles(br, bc, d, nt)
                         r, _ = regs(flash2.build_kernel(cfg, causal), "fa2", cfg.smem_bytes())
                         out.append(record(
                             section="fa2_tuning" if tuning else ("window" if window else "fa2"),
@@ -103,7 +103,7 @@ def run_fa1(ns, ds, causals, rng, budget):
                 chk = check_forward(o, lse, q, k, v, causal, None, rng)
                 with reused_buffers():
                     t = time_kernel(lambda: flash1.flash_attention_v1(q, k, v, **kw), budget_s=budget, warmup=1)
-                cfg = flash1.Config(br, bc, d, nt)
+                cfg = flash1.FA1Tiles(br, bc, d, nt)
                 r, _ = regs(flash1.build_kernel(cfg, causal), "fa1", cfg.smem_bytes())
                 out.append(record(
                     section="fa1", kernel="flash1", batch=B, heads=HEADS, kv_heads=HEADS, N=n, d=d,
@@ -182,7 +182,7 @@ def run_backward(ns, ds, dtypes, causals, rng, budget):
                         t = time_kernel(lambda: flash_backward.flash_attention_backward(
                             q, k, v, o, lse, do, causal=causal), budget_s=budget, warmup=1)
                     br, bc, nt = flash_backward.default_config(d)
-                    cfg = flash_backward.Config(br, bc, d, nt)
+                    cfg = flash_backward.BackwardTiles(br, bc, d, nt)
                     r, _ = regs(flash_backward.build_kernel(cfg, causal), "fa2_bwd", cfg.smem_bytes())
                     item = np.dtype(dt).itemsize
                     out.append(record(
@@ -242,7 +242,7 @@ def inspect(out_dir: str) -> dict:
     info = {}
     for d, dtname in ((64, "float32"), (128, "float32")):
         br, bc, nt = FA2_CFG[d]
-        cfg = flash2.Config(br, bc, d, nt)
+        cfg = flash2.FA2Tiles(br, bc, d, nt)
         disp = flash2.build_kernel(cfg, False)
         for sig, kern in disp.overloads.items():
             if str(sig[0].dtype) != dtname:
