@@ -1,4 +1,4 @@
-"""kernels/api.py argument checks, kernels/reference.py, kernels/bench.py and the
+"""kernels/api.py argument checks, kernels/reference.py, kernels/timing.py and the
 NaN poisoning the other kernel tests rely on."""
 import numpy as np
 import pytest
