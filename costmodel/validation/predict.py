@@ -57,7 +57,7 @@ def predict_case(spec, case: Case):
     return prediction_from_simulation(result)
 
 
-MICROKERNEL_THREADS = 128  # kernels.matmul.MatmulTiles().num_threads: the unit of calibration's occupancy sweep
+MICROKERNEL_THREADS = 128  # kernels.matmul.Config().num_threads: the unit of calibration's occupancy sweep
 
 
 def tiled_occupancy(spec, result) -> tuple[float, float]:
