@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hardware_specs.dtypes import dtype_bytes
 from simulators import standard
+from simulators.approximate import APPROX_IMPLS, method_params, simulate_approximate
 from simulators.config import IMPLS, PASSES, AttentionConfig, ScheduleConfig, make_config
 from simulators.flash import flash_kernels
 from simulators.l2 import blocks_per_sm
@@ -71,7 +72,8 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
                        **schedule) -> AttentionResult:
     """Simulate one attention call of ``impl`` on ``spec`` (a GPUSpec or a bundled GPU name).
 
-    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding (or a
+    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding |
+    linformer (proj_len=) | performer (features=, chunk=) | reformer (hash_rounds=, bucket_size=) (or a
     kernels/validate.py family: flash2_fwd, flash_bwd, decode, ...). pass_: fwd | bwd | fwd+bwd.
     path: "closed" (closed form; band masks) or "enumerate" (numba walk of the schedule); sparse
     ``pattern`` names (patterns.PATTERNS) always enumerate. ``schedule`` takes ScheduleConfig's
@@ -94,6 +96,10 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
         raise ValueError(f"path: {path!r} is not allowed; 'closed' or 'enumerate' is")
     cfg = make_config(AttentionConfig, batch=batch, heads=heads, kv_heads=kv_heads, seq_len=seq_len, kv_len=kv_len,
                       head_dim=head_dim, dtype=dtype, causal=causal, window=window, dropout=dropout)
+    if impl in APPROX_IMPLS:  # Linformer / Performer / Reformer: method parameters, not a schedule
+        if pattern:
+            raise ValueError(f"pattern: {impl} has its own sparsity; sparse patterns are allowed for the flash kernels")
+        return simulate_approximate(spec, impl, cfg, pass_, **method_params(impl, {**schedule, 'tensor_cores': tensor_cores}))
     sch = make_config(ScheduleConfig, tensor_cores=tensor_cores,
                       **{k: v for k, v in schedule.items() if v is not None})
     extra: dict = {}
