@@ -9,17 +9,18 @@ for traffic the tensor-level rule misses (a gather that reads its source once pe
 round; a radix sort's passes). This module builds those graphs, counts them into
 ``KernelCount`` values, times them and returns an ``AttentionResult``.
 
-Time of one kernel (GPU time, no launch):
-
-* GEMM: ``simulators.matmul.gemm_time`` (cuBLAS tile quantization, waves, fitted
-  efficiency) where that model exists; otherwise the roofline of ``timing.time_kernel``.
-* anything else: ``simulators.memory_ops.memory_op_time`` (latency + bytes / bandwidth)
-  or the roofline, whichever applies, and no less than its FP32 / SFU time.
+Time of one kernel (GPU time): ``latency_s`` per launch plus its tensor-level bytes at the
+sustained bandwidth of its kernel family (``KERNEL_CLASSES``; GEMMs: or their FLOPs at the
+tensor peak, whichever is longer), the families' bandwidths fitted from Nsight Compute
+durations on the GPU (``hardware_specs/eager_ops.py``, ``costmodel/approx_fit.py``). A
+broadcast subtraction, a reduction over a 64-wide last dimension, a gather or a roll move
+their bytes at a third to a fifth of copy speed: eager PyTorch's cost is in which kernels it
+launches, not only in how many bytes they move.
 
 The call's time is eager PyTorch's: kernel i is issued after the host has spent
-``host_per_kernel_s`` on each kernel up to i, and starts when both it is issued and
-kernel i - 1 has ended (``memory_ops.eager_time``). ``gpu_time_s`` is the kernels' sum,
-what a timer behind a queue that is already full sees.
+``host_per_op_s`` on each op up to i, and starts when both it is issued and kernel i - 1
+has ended (``eager_time``). ``gpu_time_s`` is the kernels' sum, what a timer behind a queue
+that is already full sees.
 
 Memory footprint: tensors live from the kernel that writes them to the last kernel that
 reads them (inputs, parameters and the output throughout): ``extra["memory"]``.
@@ -34,13 +35,27 @@ import numpy as np
 
 from simulators import standard
 from simulators.results import AttentionResult, KernelCount, totals
+from hardware_specs.roofline import matmul_unit
 from simulators.timing import time_kernel
 
 INPUTS = ("Q", "K", "V")
+# PyTorch CUDA kernel families, each with its own sustained bandwidth (hardware_specs/eager_ops.py):
+KERNEL_CLASSES = (
+    "gemm",  # cuBLAS (nvjet) GEMM
+    "pointwise",  # vectorized elementwise over contiguous same-shape operands or a scalar
+    "broadcast",  # add / sub / mul with a broadcast operand (TensorIterator's non-vectorized path)
+    "broadcast_div",  # the same, a division
+    "compare",  # broadcast comparison writing a bool mask
+    "sum_inner", "max_inner", "norm_inner", "argmax_inner",  # reductions over the last dimension
+    "reduce_outer",  # reductions over leading dimensions (or the whole tensor)
+    "softmax",  # torch.softmax over the last dimension
+    "gather", "roll", "slice_copy", "tril", "scan", "sort",
+)
 APPROX_IMPLS = ("linformer", "performer", "reformer")
 INT32, INT64, BOOL = 4, 8, 1
 _BLOCK = 1024  # elements per block of an elementwise kernel (grid size, informational)
 _GEMM_TILE = 128  # output tile rows/cols of a GEMM block (grid size, informational)
+_INT32_MAX = 2**31 - 1
 
 ASSUMPTIONS = {
     "kernels": "one node per CUDA kernel of the plain PyTorch program (costmodel/approx_torch.py), eager, unfused",
@@ -48,9 +63,9 @@ ASSUMPTIONS = {
              "or compare op (other_flops); exp/log counted apart (exp_ops); a sort counts N log2 N compares",
     "hbm_bytes": "tensor-level: each kernel reads its input tensors and writes its outputs once (GEMM operand "
                  "re-reads hit L2); plus stated re-reads (gathers across hash rounds, radix-sort passes)",
-    "time_s": "eager PyTorch: kernels issued host_per_kernel_s apart, each starting when issued and after the one "
-              "before it; GEMMs by simulators.matmul, other kernels by simulators.memory_ops (roofline where "
-              "those models are absent)",
+    "time_s": "eager PyTorch: kernels issued host_per_op_s apart, each starting when issued and after the one "
+              "before it; a kernel's GPU time = latency + bytes / its family's fitted bandwidth (GEMMs: or FLOPs "
+              "at the tensor peak) (hardware_specs/eager_ops.py)",
     "memory": "peak of the bytes of live tensors in launch order (forward only, no autograd saves)",
 }
 
@@ -77,29 +92,41 @@ class KernelGraph:
         return self.tensor(name, elements)
 
     def _add(self, name, kind, reads, writes, grid, matmul=0.0, other=0.0, exp=0.0, reread_bytes=0, gemm=None,
-             note=""):
-        self.g.add_node(name, kind=kind, pass_="fwd", reads=tuple(reads), writes=tuple(writes), grid=grid,
+             note="", cls=None, launches=1, out_elements=0.0):
+        cls = cls or kind
+        if cls not in KERNEL_CLASSES:
+            raise ValueError(f"kernel class {cls!r} of {name} is not one of {', '.join(KERNEL_CLASSES)}")
+        self.g.add_node(name, kind=kind, cls=cls, launches=launches, pass_="fwd", reads=tuple(reads),
+                        writes=tuple(writes), grid=grid, out_elements=float(out_elements),
                         matmul_flops=float(matmul), other_flops=float(other), exp_ops=float(exp),
                         reread_bytes=int(reread_bytes), gemm=gemm, note=note, members=(name,), order=len(self.g))
 
     def gemm(self, name: str, reads, out: str, m: int, n: int, k: int, batch: int = 1, note: str = ""):
-        """``batch`` products C (m x n) = A (m x k) B (k x n): 2 m n k batch FLOPs on tensor cores."""
+        """``batch`` products C (m x n) = A (m x k) B (k x n): 2 m n k batch FLOPs on tensor cores.
+
+        Launches: cuBLAS adds a small second kernel past 65535 batched products (the grid's z
+        limit) or at 2^20 rows and more (seen with Nsight Compute on the H200, 2026-12-02)."""
         self.tensor(out, batch * m * n)
         grid = (math.ceil(n / _GEMM_TILE), math.ceil(m / _GEMM_TILE), batch)
         self._add(name, "gemm", reads, [out], grid, matmul=2.0 * m * n * k * batch, gemm=(m, n, k, batch),
-                  note=note or f"{batch} x ({m} x {k}) @ ({k} x {n})")
+                  note=note or f"{batch} x ({m} x {k}) @ ({k} x {n})",
+                  launches=1 + int(batch > 65535 or m >= 2**20), out_elements=batch * m * n)
 
     def op(self, name: str, kind: str, reads, out: str | list[tuple[str, float, int | None]], elements: float,
            out_elements: float | None = None, out_bytes: int | None = None, other: float = 1.0, exp: float = 0.0,
-           reread_bytes: int = 0, note: str = ""):
+           reread_bytes: int = 0, note: str = "", cls: str | None = None, launches: int = 1):
         """A memory-bound kernel over ``elements`` elements (its largest operand); ``other`` / ``exp``
         per element. ``out``: the output tensor (``out_elements`` of ``out_bytes``), or a list of
         (name, elements, element bytes) for several."""
         outs = out if isinstance(out, list) else [(out, elements if out_elements is None else out_elements, out_bytes)]
         for t, n_el, nb in outs:
             self.tensor(t, n_el, nb)
+        # TensorIterator halves a kernel until 32-bit indexing fits (PyTorch's with_32bit_indexing)
+        if elements > _INT32_MAX:
+            launches = max(launches, 2 ** math.ceil(math.log2(elements / _INT32_MAX)))
         self._add(name, kind, reads, [t for t, _, _ in outs], (max(1, math.ceil(elements / _BLOCK)),),
-                  other=other * elements, exp=exp * elements, reread_bytes=reread_bytes, note=note or kind)
+                  other=other * elements, exp=exp * elements, reread_bytes=reread_bytes, note=note or kind, cls=cls,
+                  launches=launches, out_elements=sum(n_el for _, n_el, _ in outs))
 
     def finish(self) -> nx.DiGraph:
         standard.connect(self.g, inputs=INPUTS + tuple(self.params), outputs=("O",))
@@ -148,46 +175,45 @@ def peak_memory(g: nx.DiGraph) -> dict:
             "largest_tensor": largest, "largest_tensor_bytes": int(tensors[largest])}
 
 
-def _models():
-    """The step branch's GEMM and memory-op models, or None where they are not installed."""
-    try:
-        from simulators import matmul, memory_ops
-    except ImportError:
-        return None
-    return matmul, memory_ops
+def kernel_gpu_time(spec, ops, node: dict, kc: KernelCount, dtype: str) -> tuple[float, dict[str, float]]:
+    """GPU seconds of one kernel node: latency per launch + bytes at its family's bandwidth + a time per
+    output element (a reduction's row, a mask's element) (GEMMs: or their FLOPs at the tensor peak,
+    whichever is longer); (time, per-term times)."""
+    nbytes = kc.hbm_read_bytes + kc.hbm_write_bytes
+    fam = ops.families.get(node["cls"])
+    if fam is None:
+        raise ValueError(f"gpu: the eager-ops fit for {spec.name} has no family {node['cls']!r}")
+    times = {"latency": ops.latency_s * node["launches"],
+             node["cls"]: nbytes / fam.bandwidth_Bps + node["out_elements"] * fam.per_output_s}
+    if node["kind"] == "gemm":
+        times["tensor"] = kc.matmul_flops / spec.peak_flops_per_s[matmul_unit(dtype, True)]
+    return times["latency"] + max(v for k, v in times.items() if k != "latency"), times
+
+
+def eager_time(gpu_s, host_s: float) -> float:
+    """Wall time of kernels issued in order by a host spending ``host_s`` on each: kernel i is issued at
+    (i + 1) host_s and starts then or when kernel i - 1 ends, whichever is later."""
+    gpu_s = np.asarray(gpu_s, dtype=np.float64)
+    if gpu_s.size == 0:
+        return 0.0
+    issue = host_s * np.arange(1, gpu_s.size + 1)
+    tail = np.cumsum(gpu_s[::-1])[::-1]
+    return float(np.max(issue + tail))
 
 
 def time_kernels(spec, kcs: list[KernelCount], g: nx.DiGraph, dtype: str):
-    """(KernelResults with GPU times, the eager wall time of the sequence, the host time per kernel)."""
-    models = _models()
+    """(KernelResults with GPU times, the eager wall time of the sequence, the fit used)."""
+    from hardware_specs.eager_ops import eager_ops
+
+    ops = eager_ops(spec)
     results, gpu = [], []
     for kc in kcs:
-        r = time_kernel(spec, kc, dtype, True)  # roofline; fills grid, waves, bytes
-        times = dict(r.times_s)
-        if models is not None:
-            matmul, memory_ops = models
-            nbytes = kc.hbm_read_bytes + kc.hbm_write_bytes
-            if g.nodes[kc.name]["kind"] == "gemm":
-                m, n, k, batch = g.nodes[kc.name]["gemm"]
-                times = {"gemm": float(matmul.gemm_time(spec, m, n, k, dtype, batch=batch))}
-            else:
-                times = {"memory_op": float(memory_ops.memory_op_time(spec, nbytes)),
-                         **{key: v for key, v in r.times_s.items() if key not in ("hbm", "l2")}}
-        bound = max(times, key=times.get)
-        gpu.append(times[bound])
-        results.append(r.model_copy(update={"times_s": times, "bound": bound, "time_s": times[bound],
-                                            "launch_s": 0.0}))
-    if models is not None:
-        from hardware_specs.op_timing import memory_ops_model
-
-        host = memory_ops_model(spec).launch.host_per_kernel_s
-        wall = float(models[1].eager_time(np.array(gpu), host))
-    else:
-        host = spec.kernel_launch_s
-        issue = np.cumsum(np.full(len(gpu), host))
-        tail = np.cumsum(np.array(gpu)[::-1])[::-1]
-        wall = float(np.max(issue + tail)) if gpu else 0.0
-    return results, wall, host
+        r = time_kernel(spec, kc, dtype, True)  # the roofline's fields: grid, waves, bytes
+        t, times = kernel_gpu_time(spec, ops, g.nodes[kc.name], kc, dtype)
+        gpu.append(t)
+        bound = max((k for k in times if k != "latency"), key=times.get)
+        results.append(r.model_copy(update={"times_s": times, "bound": bound, "time_s": t, "launch_s": 0.0}))
+    return results, eager_time(gpu, ops.host_per_op_s), ops
 
 
 METHOD_PARAMS = {"linformer": ("proj_len",), "performer": ("features", "chunk"),
@@ -242,10 +268,11 @@ def simulate_approximate(spec, impl: str, cfg, pass_: str = "fwd", proj_len: int
     else:
         raise ValueError(f"impl: {impl!r} is not allowed; one of {', '.join(APPROX_IMPLS)} is")
     g = kg.finish()
-    kernels, wall, host = time_kernels(spec, counts(g), g, cfg.dtype)
+    kernels, wall, ops = time_kernels(spec, counts(g), g, cfg.dtype)
     tot = totals(kernels)
     tot["time_s"] = wall
-    extra = {"memory": peak_memory(g), "params": params, "host_per_kernel_s": host,
-             "timing_models": "simulators.matmul + simulators.memory_ops" if _models() else "roofline (timing.py)"}
+    extra = {"memory": peak_memory(g), "params": params, "host_per_kernel_s": ops.host_per_op_s,
+             "eager_ops": ops.assumed or f"fitted on {ops.spec} ({ops.measured.date if ops.measured else '?'})",
+             "launches": sum(g.nodes[k.name]["launches"] for k in kernels)}
     return AttentionResult(gpu=spec.name, impl=impl, pass_=pass_, path="tensor-level graph", config=cfg.model_dump(),
                            schedule=params, assumptions=ASSUMPTIONS, kernels=kernels, extra=extra, **tot)

@@ -36,8 +36,8 @@ def graph(cfg, proj_len: int) -> KernelGraph:
     kg.gemm("proj_k", ["E", "K"], "Kp", k, d, n, bh, note="E K, E broadcast over batch x heads")
     kg.gemm("proj_v", ["F", "V"], "Vp", k, d, n, bh, note="F V")
     kg.gemm("qk", ["Q", "Kp"], "S", n, k, d, bh)
-    kg.op("scale", "elementwise", ["S"], "S_scaled", bh * n * k, other=ELEMENTWISE_FLOPS["scale"])
+    kg.op("scale", "elementwise", ["S"], "S_scaled", bh * n * k, other=ELEMENTWISE_FLOPS["scale"], cls="pointwise")
     kg.op("softmax", "rowwise", ["S_scaled"], "P", bh * n * k, other=ELEMENTWISE_FLOPS["softmax"],
-          exp=ELEMENTWISE_EXP["softmax"])
+          exp=ELEMENTWISE_EXP["softmax"], cls="softmax")
     kg.gemm("pv", ["P", "Vp"], "O", n, d, k, bh)
     return kg

@@ -40,16 +40,18 @@ from simulators.approximate import KernelGraph
 def _features(kg: KernelGraph, x: str, is_query: bool, m: int) -> str:
     bh, n, d = kg.cfg.batch_heads, kg.cfg.seq_len, kg.cfg.head_dim
     p = x.lower()
-    kg.op(f"{p}_w_scale", "elementwise", ["W"], f"{p}_Ws", m * d)
+    kg.op(f"{p}_w_scale", "elementwise", ["W"], f"{p}_Ws", m * d, cls="pointwise")
     kg.gemm(f"{p}_proj", [x, f"{p}_Ws"], f"{p}_proj_out", bh * n, m, d, 1, note="X W^T folded to one GEMM")
-    kg.op(f"{p}_sq_mul", "elementwise", [x], f"{p}_x2", bh * n * d)
-    kg.op(f"{p}_sq_sum", "reduction", [f"{p}_x2"], f"{p}_sq", bh * n * d, out_elements=bh * n)
+    kg.op(f"{p}_sq_mul", "elementwise", [x], f"{p}_x2", bh * n * d, cls="pointwise")
+    kg.op(f"{p}_sq_sum", "reduction", [f"{p}_x2"], f"{p}_sq", bh * n * d, out_elements=bh * n, cls="sum_inner")
     kg.op(f"{p}_stab", "reduction", [f"{p}_proj_out"], f"{p}_stab_out", bh * n * m,
-          out_elements=bh * n if is_query else bh, note="row max" if is_query else "max over the head")
-    kg.op(f"{p}_off_mul", "elementwise", [f"{p}_sq"], f"{p}_sq2", bh * n)
-    kg.op(f"{p}_off_add", "elementwise", [f"{p}_sq2", f"{p}_stab_out"], f"{p}_off", bh * n)
-    kg.op(f"{p}_sub", "elementwise", [f"{p}_proj_out", f"{p}_off"], f"{p}_shifted", bh * n * m)
-    kg.op(f"{p}_exp", "elementwise", [f"{p}_shifted"], f"{p}_phi", bh * n * m, other=0.0, exp=1.0)
+          out_elements=bh * n if is_query else bh, note="row max" if is_query else "max over the head",
+          cls="max_inner" if is_query else "reduce_outer")
+    kg.op(f"{p}_off_mul", "elementwise", [f"{p}_sq"], f"{p}_sq2", bh * n, cls="pointwise")
+    kg.op(f"{p}_off_add", "elementwise", [f"{p}_sq2", f"{p}_stab_out"], f"{p}_off", bh * n,
+          cls="pointwise" if is_query else "broadcast")
+    kg.op(f"{p}_sub", "elementwise", [f"{p}_proj_out", f"{p}_off"], f"{p}_shifted", bh * n * m, cls="broadcast")
+    kg.op(f"{p}_exp", "elementwise", [f"{p}_shifted"], f"{p}_phi", bh * n * m, other=0.0, exp=1.0, cls="pointwise")
     return f"{p}_phi"
 
 
@@ -62,28 +64,28 @@ def graph(cfg, features: int, chunk: int = 128) -> KernelGraph:
     qf, kf = _features(kg, "Q", True, m), _features(kg, "K", False, m)
     if not cfg.causal:
         kg.gemm("kv", [kf, "V"], "KV", m, d, n, bh, note="(K')^T V")
-        kg.op("ksum", "reduction", [kf], "Ksum", bh * n * m, out_elements=bh * m)
+        kg.op("ksum", "reduction", [kf], "Ksum", bh * n * m, out_elements=bh * m, cls="reduce_outer")
         kg.gemm("num", [qf, "KV"], "Num", n, d, m, bh)
         kg.gemm("den", [qf, "Ksum"], "Den", n, 1, m, bh, note="Q' ksum, a batched GEMV")
-        kg.op("div", "elementwise", ["Num", "Den"], "O", bh * n * d)
+        kg.op("div", "elementwise", ["Num", "Den"], "O", bh * n * d, cls="broadcast_div")
         return kg
     if chunk < 1 or n % chunk:
         raise ValueError(f"seq_len: {n} is not a multiple of the prefix-sum chunk {chunk}; "
                          f"a multiple of {chunk} is allowed")
     c, nc = chunk, n // chunk
     kg.gemm("intra_qk", [qf, kf], "A", c, c, m, bh * nc)
-    kg.op("tril", "elementwise", ["A"], "A_tril", bh * n * c)
+    kg.op("tril", "elementwise", ["A"], "A_tril", bh * n * c, cls="tril")
     kg.gemm("intra_av", ["A_tril", "V"], "Num1", c, d, c, bh * nc)
-    kg.op("intra_sum", "reduction", ["A_tril"], "Den1", bh * n * c, out_elements=bh * n)
+    kg.op("intra_sum", "reduction", ["A_tril"], "Den1", bh * n * c, out_elements=bh * n, cls="sum_inner")
     kg.gemm("chunk_kv", [kf, "V"], "KVc", m, d, c, bh * nc)
-    kg.op("kv_cumsum", "scan", ["KVc"], "KVcs", bh * nc * m * d)
-    kg.op("kv_excl", "elementwise", ["KVcs", "KVc"], "State", bh * nc * m * d)
-    kg.op("chunk_ksum", "reduction", [kf], "Ksc", bh * n * m, out_elements=bh * nc * m)
-    kg.op("ks_cumsum", "scan", ["Ksc"], "Kscs", bh * nc * m)
-    kg.op("ks_excl", "elementwise", ["Kscs", "Ksc"], "Z", bh * nc * m)
+    kg.op("kv_cumsum", "scan", ["KVc"], "KVcs", bh * nc * m * d, cls="scan")
+    kg.op("kv_excl", "elementwise", ["KVcs", "KVc"], "State", bh * nc * m * d, cls="pointwise")
+    kg.op("chunk_ksum", "reduction", [kf], "Ksc", bh * n * m, out_elements=bh * nc * m, cls="reduce_outer")
+    kg.op("ks_cumsum", "scan", ["Ksc"], "Kscs", bh * nc * m, cls="scan")
+    kg.op("ks_excl", "elementwise", ["Kscs", "Ksc"], "Z", bh * nc * m, cls="pointwise")
     kg.gemm("inter_qs", [qf, "State"], "Num2", c, d, m, bh * nc)
-    kg.op("add_num", "elementwise", ["Num1", "Num2"], "Num", bh * n * d)
+    kg.op("add_num", "elementwise", ["Num1", "Num2"], "Num", bh * n * d, cls="pointwise")
     kg.gemm("inter_qz", [qf, "Z"], "Den2", c, 1, m, bh * nc)
-    kg.op("add_den", "elementwise", ["Den1", "Den2"], "Den", bh * n)
-    kg.op("div", "elementwise", ["Num", "Den"], "O", bh * n * d)
+    kg.op("add_den", "elementwise", ["Den1", "Den2"], "Den", bh * n, cls="pointwise")
+    kg.op("div", "elementwise", ["Num", "Den"], "O", bh * n * d, cls="broadcast_div")
     return kg

@@ -15,9 +15,9 @@ LSH attention"). With n_b = N / m buckets, as costmodel/approx_torch.py runs it
     keys       bucket x N + position     int32, transposed to (rows, N)
     sort       torch.sort of each row    N log2 N compares a row (the paper's O(N log N));
                bytes: sort_bytes_per_element below
-    gather     rows of X and V in sorted order (X, V read once per round)
+    gather     rows of X and V in sorted order (a head's rounds run back to back: X, V read once)
     normalize  the keys' rows            N d
-    look back  roll + cat of K, V, positions, buckets  (chunk c beside chunk c - 1)
+    look back  roll + cat (two slice copies) of K, V, positions, buckets (chunk c beside chunk c - 1)
     qk, pv     per chunk (m x d) @ (d x 2m) and (m x 2m) @ (2m x d)   4 N m d each, a row
     masks      other bucket (, future), itself: compares and fills over N 2m scores
     softmax    max, subtract, exp, sum, divide over N 2m; lse = max + log sum
@@ -79,55 +79,67 @@ def graph(cfg, hash_rounds: int, bucket_size: int) -> KernelGraph:
     scores = el * 2 * m  # (rows, n_b, m, 2m)
     kg = KernelGraph(cfg)
     kg.param("R", d * r * nb // 2)
-    kg.op("arange", "elementwise", [], "Pos", n, out_bytes=INT64, other=0.0)
-    kg.op("rot_neg", "elementwise", ["R"], "R_neg", d * r * nb // 2)
-    kg.op("rot_cat", "copy", ["R", "R_neg"], "R2", d * r * nb, other=0.0)
+    kg.op("arange", "elementwise", [], "Pos", n, out_bytes=INT64, other=0.0, cls="pointwise")
+    kg.op("rot_neg", "elementwise", ["R"], "R_neg", d * r * nb // 2, cls="pointwise")
+    kg.op("rot_cat", "copy", ["R", "R_neg"], "R2", d * r * nb, other=0.0, cls="slice_copy")
     kg.gemm("hash", ["Q", "R2"], "Rot", bh * n, r * nb, d, 1, note="X [R, -R] folded to one GEMM")
-    kg.op("argmax", "reduction", ["Rot"], "Bucket", bh * n * r * nb, out_elements=el, out_bytes=INT64)
-    kg.op("keys_t", "copy", ["Bucket"], "Keys_t", el, out_bytes=INT32, other=0.0, note="transpose + int32 cast")
-    kg.op("pos_i32", "elementwise", ["Pos"], "Pos32", n, out_bytes=INT32, other=0.0)
-    kg.op("keys_pos", "elementwise", ["Keys_t", "Pos32"], "Keys", el, out_bytes=INT32, other=2.0)
+    kg.op("argmax", "reduction", ["Rot"], "Bucket", bh * n * r * nb, out_elements=el, out_bytes=INT64,
+          cls="argmax_inner")
+    kg.op("keys_t", "copy", ["Bucket"], "Keys_t", el, out_bytes=INT32, other=0.0, note="transpose + int32 cast",
+          cls="slice_copy")
+    kg.op("pos_i32", "elementwise", ["Pos"], "Pos32", n, out_bytes=INT32, other=0.0, cls="pointwise")
+    kg.op("keys_pos", "elementwise", ["Keys_t", "Pos32"], "Keys", el, out_bytes=INT32, other=2.0, cls="broadcast")
     per_el, launches = sort_traffic(rows, n)
     kg.op("sort", "sort", ["Keys"], [("SKeys", el, INT32), ("Idx", el, INT64)], el,
           other=math.log2(n), reread_bytes=int(per_el * el) - el * (INT32 + INT32 + INT64),
-          note=f"torch.sort, {rows} rows of {n}: {per_el:.0f} B/element over {launches} kernels")
-    kg.g.nodes["sort"]["launches"] = launches
-    for x, out in (("Q", "SQ"), ("V", "SV")):  # each round reads the whole of X once
-        kg.op(f"gather_{x.lower()}", "gather", [x, "Idx"], out, el * d, other=0.0,
-              reread_bytes=(r - 1) * bh * n * d * e, note=f"rows of {x} in sorted order, once per round")
-    kg.op("norm", "reduction", ["SQ"], "Nrm", el * d, out_elements=el, other=2.0)
-    kg.op("clamp", "elementwise", ["Nrm"], "Nrm_c", el)
-    kg.op("div_norm", "elementwise", ["SQ", "Nrm_c"], "SK", el * d)
-    for x, src, nbytes in (("k", "SK", e), ("v", "SV", e), ("pos", "Idx", INT64), ("bkt", "Bq", INT32)):
-        if x == "pos":  # torch runs the scores product before building the masks' operands
-            kg.gemm("qk", ["SQ", "SK_2"], "Dots", m, 2 * m, d, rows * nb)
-            kg.op("scale", "elementwise", ["Dots"], "Dots_s", scores, other=ELEMENTWISE_FLOPS["scale"])
-        if x == "bkt":
-            kg.op("bucket_of", "elementwise", ["SKeys"], "Bq", el, out_bytes=INT32)
-        width = d if x in ("k", "v") else 1
-        kg.op(f"roll_{x}", "copy", [src], f"{src}_prev", el * width, out_bytes=nbytes, other=0.0)
-        kg.op(f"cat_{x}", "copy", [src, f"{src}_prev"], f"{src}_2", 2 * el * width, out_bytes=nbytes, other=0.0)
-    kg.op("bucket_mask", "elementwise", ["Bq", "Bq_2"], "Mask", scores, out_bytes=BOOL)
+          note=f"torch.sort, {rows} rows of {n}: {per_el:.0f} B/element over {launches} kernels", cls="sort",
+          launches=launches)
+    for x, out in (("Q", "SQ"), ("V", "SV")):  # the rounds of one head run back to back: X is read once (L2)
+        kg.op(f"gather_{x.lower()}", "gather", [x, "Idx"], out, el * d, other=0.0, cls="gather",
+              note=f"rows of {x} in sorted order, every round")
+    kg.op("norm", "reduction", ["SQ"], "Nrm", el * d, out_elements=el, other=2.0, cls="norm_inner")
+    kg.op("clamp", "elementwise", ["Nrm"], "Nrm_c", el, cls="pointwise")
+    kg.op("div_norm", "elementwise", ["SQ", "Nrm_c"], "SK", el * d, cls="broadcast_div")
+
+    def look_one_back(x: str, src: str, width: int, nbytes: int) -> None:
+        """torch.cat([t, t.roll(1, chunk axis)], dim=4): a roll, then one copy per input into its slice."""
+        kg.op(f"roll_{x}", "copy", [src], f"{src}_prev", el * width, out_bytes=nbytes, other=0.0, cls="roll")
+        kg.op(f"cat_{x}", "copy", [src], f"{src}_2a", el * width, out_bytes=nbytes, other=0.0, cls="slice_copy",
+              note="first half of the cat")
+        kg.op(f"cat_{x}_prev", "copy", [f"{src}_prev"], f"{src}_2b", el * width, out_bytes=nbytes, other=0.0,
+              cls="slice_copy", note="second half of the cat")
+
+    def both(src: str) -> list[str]:  # the two halves of one cat buffer
+        return [f"{src}_2a", f"{src}_2b"]
+
+    look_one_back("k", "SK", d, e)
+    look_one_back("v", "SV", d, e)
+    kg.gemm("qk", ["SQ", *both("SK")], "Dots", m, 2 * m, d, rows * nb)
+    kg.op("scale", "elementwise", ["Dots"], "Dots_s", scores, other=ELEMENTWISE_FLOPS["scale"], cls="pointwise")
+    look_one_back("pos", "Idx", 1, INT64)
+    kg.op("bucket_of", "elementwise", ["SKeys"], "Bq", el, out_bytes=INT32, cls="pointwise")
+    look_one_back("bkt", "Bq", 1, INT32)
+    kg.op("bucket_mask", "elementwise", ["Bq", *both("Bq")], "Mask", scores, out_bytes=BOOL, cls="compare")
     mask = "Mask"
     if cfg.causal:
-        kg.op("causal_cmp", "elementwise", ["Idx", "Idx_2"], "Future", scores, out_bytes=BOOL)
-        kg.op("mask_or", "elementwise", ["Mask", "Future"], "Mask2", scores, out_bytes=BOOL)
+        kg.op("causal_cmp", "elementwise", ["Idx", *both("Idx")], "Future", scores, out_bytes=BOOL, cls="compare")
+        kg.op("mask_or", "elementwise", ["Mask", "Future"], "Mask2", scores, out_bytes=BOOL, cls="pointwise")
         mask = "Mask2"
-    kg.op("mask_fill", "elementwise", ["Dots_s", mask], "Dots_m", scores)
-    kg.op("self_cmp", "elementwise", ["Idx", "Idx_2"], "Self", scores, out_bytes=BOOL)
-    kg.op("self_fill", "elementwise", ["Dots_m", "Self"], "Dots_f", scores)
-    kg.op("row_max", "reduction", ["Dots_f"], "Mx", scores, out_elements=el)
-    kg.op("sub_max", "elementwise", ["Dots_f", "Mx"], "Dm", scores)
-    kg.op("exp", "elementwise", ["Dm"], "Ex", scores, other=0.0, exp=1.0)
-    kg.op("row_sum", "reduction", ["Ex"], "Sm", scores, out_elements=el)
-    kg.op("normalize", "elementwise", ["Ex", "Sm"], "P", scores)
-    kg.gemm("pv", ["P", "SV_2"], "BO", m, d, 2 * m, rows * nb)
-    kg.op("log", "elementwise", ["Sm"], "Lg", el, other=0.0, exp=1.0)
-    kg.op("lse_add", "elementwise", ["Mx", "Lg"], "Lse", el)
-    kg.op("undo", "scatter", ["Idx", "Pos"], "Undo", el, out_bytes=INT64, other=0.0)
-    kg.op("unsort_o", "gather", ["BO", "Undo"], "O_r", el * d, other=0.0)
-    kg.op("unsort_lse", "gather", ["Lse", "Undo"], "Z", el, other=0.0)
-    kg.op("round_softmax", "rowwise", ["Z"], "Wt", el, other=ELEMENTWISE_FLOPS["softmax"], exp=1.0)
-    kg.op("round_mul", "elementwise", ["O_r", "Wt"], "OW", el * d)
-    kg.op("round_sum", "reduction", ["OW"], "O", el * d, out_elements=bh * n * d)
+    kg.op("mask_fill", "elementwise", ["Dots_s", mask], "Dots_m", scores, cls="pointwise")
+    kg.op("self_cmp", "elementwise", ["Idx", *both("Idx")], "Self", scores, out_bytes=BOOL, cls="compare")
+    kg.op("self_fill", "elementwise", ["Dots_m", "Self"], "Dots_f", scores, cls="pointwise")
+    kg.op("row_max", "reduction", ["Dots_f"], "Mx", scores, out_elements=el, cls="max_inner")
+    kg.op("sub_max", "elementwise", ["Dots_f", "Mx"], "Dm", scores, cls="broadcast")
+    kg.op("exp", "elementwise", ["Dm"], "Ex", scores, other=0.0, exp=1.0, cls="pointwise")
+    kg.op("row_sum", "reduction", ["Ex"], "Sm", scores, out_elements=el, cls="sum_inner")
+    kg.op("normalize", "elementwise", ["Ex", "Sm"], "P", scores, cls="broadcast_div")
+    kg.gemm("pv", ["P", *both("SV")], "BO", m, d, 2 * m, rows * nb)
+    kg.op("log", "elementwise", ["Sm"], "Lg", el, other=0.0, exp=1.0, cls="pointwise")
+    kg.op("lse_add", "elementwise", ["Mx", "Lg"], "Lse", el, cls="pointwise")
+    kg.op("undo", "scatter", ["Idx", "Pos"], "Undo", el, out_bytes=INT64, other=0.0, cls="gather")
+    kg.op("unsort_o", "gather", ["BO", "Undo"], "O_r", el * d, other=0.0, cls="gather")
+    kg.op("unsort_lse", "gather", ["Lse", "Undo"], "Z", el, other=0.0, cls="gather")
+    kg.op("round_softmax", "rowwise", ["Z"], "Wt", el, other=ELEMENTWISE_FLOPS["softmax"], exp=1.0, cls="softmax")
+    kg.op("round_mul", "elementwise", ["O_r", "Wt"], "OW", el * d, cls="broadcast")
+    kg.op("round_sum", "reduction", ["OW"], "O", el * d, out_elements=bh * n * d, cls="reduce_outer")
     return kg
