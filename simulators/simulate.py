@@ -10,6 +10,7 @@ from simulators.flash import flash_kernels
 from simulators.l2 import blocks_per_sm
 from simulators.patterns import Pattern, tile_classes
 from simulators.results import AttentionResult, KernelCount, totals
+from simulators.implementations import TORCH_IMPLS
 from simulators.timing import time_kernel
 
 # kernels/validate.py's family names -> (impl, pass, schedule defaults)
@@ -83,13 +84,17 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
         from hardware_specs import load_gpu
 
         spec = load_gpu(spec)
+    if impl in TORCH_IMPLS:
+        return _simulate_implementation(spec, impl, pass_, dict(
+            batch=batch, heads=heads, kv_heads=kv_heads, seq_len=seq_len, kv_len=kv_len, head_dim=head_dim,
+            dtype=dtype, causal=causal, window=window, dropout=dropout), pattern, path, schedule)
     if impl in FAMILIES:
         impl, pass_, defaults = FAMILIES[impl]
         for key, value in defaults.items():
             if schedule.get(key) is None:
                 schedule[key] = value
     if impl not in IMPLS:
-        raise ValueError(f"impl: {impl!r} is not allowed; one of {', '.join(IMPLS)} is")
+        raise ValueError(f"impl: {impl!r} is not allowed; one of {', '.join(IMPLS + TORCH_IMPLS)} is")
     if pass_ not in PASSES:
         raise ValueError(f"pass: {pass_!r} is not allowed; one of {', '.join(PASSES)} is")
     if path not in ("closed", "enumerate"):
@@ -135,3 +140,31 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
         gpu=spec.name, impl=impl, pass_=pass_, path=used_path, config=cfg.model_dump(),
         schedule={**sch.model_dump(), **info}, assumptions=ASSUMPTIONS, kernels=kernels, extra=extra,
         **totals(kernels))
+
+
+def _simulate_implementation(spec, impl, pass_, problem, pattern, path, schedule) -> AttentionResult:
+    """A named implementation (simulators/implementations/catalog.yaml), timed with the spec's fitted
+    parameters (or its basis: scaled from a calibrated GPU, or per-architecture defaults)."""
+    from simulators.implementations import run
+    from simulators.implementations.params import timing_basis
+
+    if pass_ not in PASSES:
+        raise ValueError(f"pass: {pass_!r} is not allowed; one of {', '.join(PASSES)} is")
+    if pattern:
+        raise ValueError(f"pattern: {impl} runs dense (or causal) attention only; sparse patterns need flash2")
+    given = {k: v for k, v in schedule.items() if v is not None}
+    if given:
+        raise ValueError(f"{next(iter(given))}: {impl} launches its own schedule (catalog.yaml); "
+                         f"schedule options are allowed for our impls ({', '.join(IMPLS)})")
+    if problem["window"] is not None:
+        raise ValueError(f"window: not modelled for {impl}; use flash2 for sliding windows")
+    cfg = make_config(AttentionConfig, **problem)
+    basis = timing_basis(spec)
+    counts = run.count(spec, impl, cfg, pass_)
+    kernels, overhead = run.time(spec, impl, counts, cfg, pass_, basis)
+    tot = totals(kernels)
+    tot["time_s"] += overhead
+    return AttentionResult(
+        gpu=spec.name, impl=impl, pass_=pass_, path=path, config=cfg.model_dump(),
+        schedule={"timing_basis": basis.name, "kernels": [k.name for k in kernels]},
+        assumptions={**ASSUMPTIONS, **run.ASSUMPTIONS}, kernels=kernels, call_overhead_s=overhead, **tot)
