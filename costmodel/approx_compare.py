@@ -20,17 +20,21 @@ from pathlib import Path
 import numpy as np
 
 APPROX = ("linformer", "performer", "reformer")
+RESULTS = Path(__file__).resolve().parent / "results" / "approx-h200.json"
+PREDICTED = Path(__file__).resolve().parent / "results" / "approx-h200-predicted.json"
 EXACT = ("torch-flash", "torch-cudnn")
 
 
 def _impl(method: str) -> str:
-    from simulators import IMPLS
-
+    try:
+        from simulators.implementations import TORCH_IMPLS
+    except ImportError:  # before the implementation models: FlashAttention-2 on tensor cores
+        TORCH_IMPLS = ()
     if method in APPROX:
         return method
     if method == "exact-eager":
-        return "standard"
-    return method if method in IMPLS else "flash2"
+        return "torch-eager" if "torch-eager" in TORCH_IMPLS else "standard"
+    return method if method in TORCH_IMPLS else "flash2"
 
 
 def predict(case: dict, spec) -> dict:
@@ -121,6 +125,37 @@ def crossovers(table: list[dict], which: str = "eager") -> list[dict]:
     return out
 
 
+def report(results: dict, spec_name: str = "h200-sxm-141gb-measured") -> dict:
+    """Rows, errors (all cases, and held out: d = 128, no case of the fit grid) and crossovers."""
+    from hardware_specs import load_gpu
+
+    table = rows(results, load_gpu(spec_name))
+    held = [r for r in table if r["head_dim"] != 64]
+    return {"spec": spec_name, "rows": table,
+            "errors": {"eager": errors(table, "eager"), "gpu": errors(table, "gpu")},
+            "errors_heldout_d128": {"eager": errors(held, "eager"), "gpu": errors(held, "gpu")},
+            "crossovers": crossovers(table)}
+
+
+def main(argv=None) -> None:
+    """python3 -m costmodel.approx_compare [--results FILE] [--out FILE]: the predictions beside the measurements."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--out", default=str(PREDICTED))
+    args = ap.parse_args(argv)
+    rep = report(load(args.results))
+    Path(args.out).write_text(json.dumps(rep, indent=1))
+    for label, e in rep["errors_heldout_d128"]["eager"].items():
+        print(f"{label:20s} held-out (d=128) median |error|: eager {e['median_abs']:.1%}, "
+              f"GPU {rep['errors_heldout_d128']['gpu'][label]['median_abs']:.1%}")
+    for c in rep["crossovers"]:
+        print(f"crossover {c['method']}{' causal' if c['causal'] else ''} d={c['head_dim']}: measured {c['measured']}, "
+              f"predicted {c['predicted']}")
+    print("wrote", args.out)
+
+
 def predicted_crossovers(spec, seq_lens=(1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072),
                          head_dims=(64, 128)) -> list[dict]:
     """Crossovers on a GPU never measured: the model alone, on the bench's shapes."""
@@ -134,4 +169,8 @@ def predicted_crossovers(spec, seq_lens=(1024, 2048, 4096, 8192, 16384, 32768, 6
                         "dtype": "bf16"}
                 p = predict(case, spec)
                 table.append({**case, "predicted_eager_s": p["eager_time_s"], "measured_eager_s": p["eager_time_s"]})
-    return [{k: v for k, v in r.items() if k != "measured"} for r in crossovers(table)]
+    return [{k: v for k, v in r.items() if k not in ("measured", "octaves_off")} for r in crossovers(table)]
+
+
+if __name__ == "__main__":
+    main()

@@ -87,6 +87,26 @@ def _fit_two(x: np.ndarray, t: np.ndarray, with_outputs: bool) -> tuple[float, f
     return min(cands, key=lambda c: float(np.sum((w * (x @ np.array(c) - t)) ** 2)))
 
 
+def eager_overhead(results: dict, spec, head_dim: int = 64) -> tuple[float, float]:
+    """(call_overhead_s, gap_per_kernel_s): least squares of measured eager - queued GPU time against the
+    simulated kernel count, over the approximations' timed cases at ``head_dim`` (the other d is held out)."""
+    from simulators import simulate_attention
+
+    x, y = [], []
+    for rec in results["records"]:
+        case = rec["case"]
+        if "gpu_time_s" not in rec or case["method"] not in APPROX or case["head_dim"] != head_dim:
+            continue
+        r = simulate_attention(spec, case["method"], batch=case["batch"], heads=case["heads"],
+                               seq_len=case["seq_len"], head_dim=case["head_dim"], dtype=case["dtype"],
+                               causal=case["causal"])
+        x.append(r.extra["launches"])
+        y.append(rec["eager_time_s"] - rec["gpu_time_s"])
+    a = np.vstack([np.ones(len(x)), x]).T
+    (t0, gap), *_ = np.linalg.lstsq(a, np.array(y), rcond=None)
+    return float(max(t0, 0.0)), float(max(gap, 0.0))
+
+
 def fit(results: dict, spec) -> dict:
     from hardware_specs.roofline import matmul_unit
 
@@ -111,15 +131,19 @@ def fit(results: dict, spec) -> dict:
         families[cls] = {"bandwidth_Bps": float(1 / inv_bw), "per_output_s": float(per_out), "kernels": len(big),
                          "median_abs_err": float(np.median(np.abs(err)))}
     meta = results["meta"]
+    t0, gap = eager_overhead(results, spec)
     return {
         "spec": spec.name, "latency_s": latency, "host_per_op_s": float(meta["host_per_op_s"]),
+        "call_overhead_s": t0, "gap_per_kernel_s": gap,
         "reference_hbm_Bps": float(spec.hbm_bandwidth_Bps), "families": families,
         "measured": {"method": f"python3 -m costmodel.approx_fit: Nsight Compute durations (gpu__time_duration, "
                                f"caches flushed, --clock-control none) of {len(rows)} kernel nodes of the "
                                f"approximations at d=64, N=4096 and 32768, bf16; per family, duration - latency = "
                                f"bytes / bandwidth + outputs x per_output_s (simulated tensor-level bytes and output "
                                f"elements; least squares on relative error, both terms >= 0, the second only where "
-                               f"it helps); latency = median of kernels under 1 MB; "
+                               f"it helps); latency = median of kernels under 1 MB; call_overhead_s, "
+                               f"gap_per_kernel_s: least squares of (eager - queued) CUDA-event call times against "
+                               f"the kernel count, approximations at d=64 (d=128 held out); "
                                f"host_per_op_s: 400 chained tiny adds, wall clock. Left out: "
                                f"{'; '.join(skipped) or 'none'}",
                      "date": meta["date"][:10], "gpu": meta["gpu"], "torch": meta["torch"],
@@ -142,7 +166,8 @@ def main(argv=None) -> None:
         print(f"{cls:14s} {f['bandwidth_Bps'] / 1e12:6.2f} TB/s {f['per_output_s'] * 1e12:7.3f} ps/output "
               f"{f['kernels']:3d} kernels  fit error "
               f"{f['median_abs_err']:.1%}")
-    print(f"latency {data['latency_s'] * 1e6:.2f} us, host {data['host_per_op_s'] * 1e6:.1f} us/op; wrote {args.out}")
+    print(f"latency {data['latency_s'] * 1e6:.2f} us, host {data['host_per_op_s'] * 1e6:.1f} us/op, eager call "
+          f"{data['call_overhead_s'] * 1e6:.0f} us + {data['gap_per_kernel_s'] * 1e6:.2f} us/kernel; wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 A calibrated file ``hardware_specs/calibrated/<gpu>-eager-ops.yaml`` holds one ``EagerOps``:
 for each kernel family of ``simulators.approximate.KERNEL_CLASSES`` the DRAM bandwidth (B/s)
 that family's kernels sustain, counting the tensor-level bytes the simulator counts, and a time
-per output element (s; a reduction finishing a row, a comparison writing a mask element) (a
+per output element (s; a reduction finishing a row, a comparison writing a mask element), and
+what an eager call costs over its kernels' queued time: ``call_overhead_s`` plus
+``gap_per_kernel_s`` per kernel (s; fitted from CUDA-event times of whole calls with and
+without the queue filled first) (a
 broadcast subtraction moves its bytes at well under copy speed: TensorIterator's
 non-vectorized path; a reduction over a 64-element last dimension at a quarter of it), a
 per-kernel latency (s: ramp-up and tail of a launch, what a kernel of no bytes takes) and the
@@ -52,6 +55,8 @@ class EagerOps(BaseModel):
     spec: str  # the GPUSpec name the fit belongs to
     latency_s: float = Field(ge=0)  # GPU time of a kernel that moves nothing
     host_per_op_s: float = Field(ge=0)  # host time per eager op (dispatch + launch)
+    call_overhead_s: float = Field(default=0.0, ge=0)  # an eager call's time over its queued GPU time, fixed part
+    gap_per_kernel_s: float = Field(default=0.0, ge=0)  # ... and per kernel launched
     reference_hbm_Bps: float = Field(gt=0)  # that spec's HBM bandwidth: the scale for other GPUs
     families: dict[str, FamilyFit]
     measured: EagerOpsFit | None = None

@@ -17,10 +17,11 @@ broadcast subtraction, a reduction over a 64-wide last dimension, a gather or a 
 their bytes at a third to a fifth of copy speed: eager PyTorch's cost is in which kernels it
 launches, not only in how many bytes they move.
 
-The call's time is eager PyTorch's: kernel i is issued after the host has spent
-``host_per_op_s`` on each op up to i, and starts when both it is issued and kernel i - 1
-has ended (``eager_time``). ``gpu_time_s`` is the kernels' sum, what a timer behind a queue
-that is already full sees.
+The call's time is eager PyTorch's: the larger of (a) the host-bound sequence, kernel i issued
+after the host has spent ``host_per_op_s`` on each op up to i and started when both it is
+issued and kernel i - 1 has ended (``eager_time``), and (b) the GPU-bound one, the kernels'
+sum plus ``call_overhead_s`` and ``gap_per_kernel_s`` per launch (both fitted). ``gpu_time_s``
+is the kernels' sum, what a timer behind a queue that is already full sees.
 
 Memory footprint: tensors live from the kernel that writes them to the last kernel that
 reads them (inputs, parameters and the output throughout): ``extra["memory"]``.
@@ -213,7 +214,9 @@ def time_kernels(spec, kcs: list[KernelCount], g: nx.DiGraph, dtype: str):
         gpu.append(t)
         bound = max((k for k in times if k != "latency"), key=times.get)
         results.append(r.model_copy(update={"times_s": times, "bound": bound, "time_s": t, "launch_s": 0.0}))
-    return results, eager_time(gpu, ops.host_per_op_s), ops
+    launches = sum(g.nodes[k.name]["launches"] for k in kcs)
+    queued = ops.call_overhead_s + sum(gpu) + ops.gap_per_kernel_s * launches  # the GPU never waits on the host
+    return results, max(eager_time(gpu, ops.host_per_op_s), queued), ops
 
 
 METHOD_PARAMS = {"linformer": ("proj_len",), "performer": ("features", "chunk"),
