@@ -30,7 +30,7 @@ import yaml
 from costmodel.approx_compare import APPROX
 
 RESULTS = Path(__file__).resolve().parent / "results" / "approx-h200.json"
-OUT = Path(__file__).resolve().parent.parent / "hardware_specs" / "calibrated" / "h200-sxm-141gb-eager-ops.yaml"
+OUT = Path(__file__).resolve().parent.parent / "hardware_specs" / "eager-ops" / "h200-sxm-141gb-measured.yaml"
 SPEC = "h200-sxm-141gb-measured"
 SMALL_BYTES = 1e6
 

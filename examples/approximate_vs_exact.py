@@ -59,8 +59,8 @@ def figure(table: list[dict], y: str, title: str, d: int = 64) -> go.Figure:
                 fig.add_scatter(x=ns, y=[r["flops"] for r in pts], mode="lines+markers", row=1, col=col,
                                 line={"color": color}, name=method, legendgroup=method, showlegend=col == 1)
     fig.update_xaxes(type="log", title_text="sequence length N")
-    fig.update_yaxes(type="log", title_text="time (ms), eager call" if y == "time" else "FLOPs (forward)",
-                     row=1, col=1)
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title_text="time (ms), eager call" if y == "time" else "FLOPs (forward)", row=1, col=1)
     fig.update_layout(title=title)
     return fig
 

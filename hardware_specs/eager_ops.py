@@ -1,6 +1,7 @@
 """Eager PyTorch's kernel families on one GPU: sustained bandwidth per family, latency, host time per op.
 
-A calibrated file ``hardware_specs/calibrated/<gpu>-eager-ops.yaml`` holds one ``EagerOps``:
+A file ``hardware_specs/eager-ops/<spec name>.yaml`` holds one ``EagerOps`` (kept out of
+``calibrated/``, which holds GPU specs only):
 for each kernel family of ``simulators.approximate.KERNEL_CLASSES`` the DRAM bandwidth (B/s)
 that family's kernels sustain, counting the tensor-level bytes the simulator counts, and a time
 per output element (s; a reduction finishing a row, a comparison writing a mask element), and
@@ -27,7 +28,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-CALIBRATED = Path(__file__).resolve().parent / "calibrated"
+FITS = Path(__file__).resolve().parent / "eager-ops"
 
 
 class FamilyFit(BaseModel):
@@ -64,14 +65,14 @@ class EagerOps(BaseModel):
 
 
 def _fits() -> list[EagerOps]:
-    return [EagerOps.model_validate(yaml.safe_load(p.read_text())) for p in sorted(CALIBRATED.glob("*-eager-ops.yaml"))]
+    return [EagerOps.model_validate(yaml.safe_load(p.read_text())) for p in sorted(FITS.glob("*.yaml"))]
 
 
 def eager_ops(spec) -> EagerOps:
     """The fit made on ``spec``, or the first fit scaled to ``spec``'s HBM bandwidth (module docstring)."""
     fits = _fits()
     if not fits:
-        raise ValueError(f"gpu: no eager-ops fit in {CALIBRATED}; run python3 -m costmodel.approx_fit")
+        raise ValueError(f"gpu: no eager-ops fit in {FITS}; run python3 -m costmodel.approx_fit")
     for f in fits:
         if f.spec == spec.name:
             return f

@@ -1,6 +1,6 @@
 """The H200 measurements of the approximations (costmodel/results/approx-h200.json, 2026-12-02), checked on a CPU.
 
-The eager-ops fit committed in hardware_specs/calibrated/ is made again from the raw file, the
+The eager-ops fit committed in hardware_specs/calibrated/ is made again from the raw file (hardware_specs/eager-ops/), the
 predictions file is made again with the current model (a model change that is not re-recorded
 fails here), the simulated kernel lists are checked against the kernels Nsight Compute saw, and
 the issue's targets are checked on the held-out cases (d = 128: no kernel of the fit grid).
