@@ -8,9 +8,11 @@ kernels in order; a case whose kernel count differs from the simulated one is le
 named. Then:
 
 * ``latency_s``: the median duration of the kernels that move under 1 MB;
-* per family, over its kernels of 1 MB or more: duration - latency = bytes / bandwidth +
-  outputs x per_output_s (least squares on the relative error, both >= 0; GEMMs: bytes only,
-  and only those whose FLOPs at the tensor peak take under half their duration);
+* per family, over its kernels of 1 MB or more: duration - latency = max(bytes / bandwidth,
+  outputs x per_output_s), two ceilings (streaming, or issuing output elements), chosen to
+  minimise the squared relative error, the bandwidth at most the spec's measured copy
+  bandwidth (GEMMs: bytes only, and only those whose FLOPs at the tensor peak take under half
+  their duration);
 * ``host_per_op_s``: the bench's chain of tiny adds (wall clock over 400 ops).
 
 The timing sweep (every N, d = 64 and 128, CUDA events) is the held-out grid: its call times
@@ -35,13 +37,22 @@ SPEC = "h200-sxm-141gb-measured"
 SMALL_BYTES = 1e6
 
 
-def matched_kernels(results: dict, spec) -> tuple[list[dict], list[str]]:
-    """(one row per simulated kernel node with its measured duration, the cases left out and why)."""
-    from simulators import approximate, linformer, performer, reformer
+def _graph(case: dict):
+    """The simulated kernel graph of a bench case (the bench's default method parameters)."""
+    from simulators import linformer, performer, reformer
     from simulators.config import AttentionConfig
 
-    builders = {"linformer": lambda c: linformer.graph(c, 256), "performer": lambda c: performer.graph(c, 256, 128),
-                "reformer": lambda c: reformer.graph(c, 4, 64)}
+    cfg = AttentionConfig(batch=case["batch"], heads=case["heads"], seq_len=case["seq_len"],
+                          head_dim=case["head_dim"], dtype=case["dtype"], causal=case["causal"])
+    build = {"linformer": lambda c: linformer.graph(c, 256), "performer": lambda c: performer.graph(c, 256, 128),
+             "reformer": lambda c: reformer.graph(c, 4, 64)}[case["method"]]
+    return build(cfg).finish()
+
+
+def matched_kernels(results: dict, spec) -> tuple[list[dict], list[str]]:
+    """(one row per simulated kernel node with its measured duration, the cases left out and why)."""
+    from simulators import approximate
+
     rows, skipped = [], []
     for entry in (results.get("ncu") or {}).get("cases", []):
         case, measured = entry["case"], entry["kernels"]
@@ -52,9 +63,7 @@ def matched_kernels(results: dict, spec) -> tuple[list[dict], list[str]]:
         if {**params, **case.get("params", {})} != params:
             skipped.append(f"{case}: parameters other than the defaults")
             continue
-        cfg = AttentionConfig(batch=case["batch"], heads=case["heads"], seq_len=case["seq_len"],
-                              head_dim=case["head_dim"], dtype=case["dtype"], causal=case["causal"])
-        g = builders[case["method"]](cfg).finish()
+        g = _graph(case)
         nodes = approximate.counts(g)
         want = sum(g.nodes[k.name]["launches"] for k in nodes)
         if want != len(measured):
@@ -76,31 +85,28 @@ def matched_kernels(results: dict, spec) -> tuple[list[dict], list[str]]:
     return rows, skipped
 
 
-def _fit_two(x: np.ndarray, t: np.ndarray, with_outputs: bool) -> tuple[float, float]:
-    """(seconds per byte, seconds per output) >= 0 minimising the relative error of t = x @ (a, b)."""
-    w = 1.0 / t
-    cands = [(float(np.sum(w * w * t * x[:, 0]) / np.sum(w * w * x[:, 0] ** 2)), 0.0)]  # bytes only
-    if with_outputs and len({tuple(r) for r in (x / x[:, :1])}) > 1:
-        coef, *_ = np.linalg.lstsq(x * w[:, None], t * w, rcond=None)
-        if np.all(coef > 0):
-            cands.append((float(coef[0]), float(coef[1])))
-    return min(cands, key=lambda c: float(np.sum((w * (x @ np.array(c) - t)) ** 2)))
+def _fit_two(x: np.ndarray, t: np.ndarray, with_outputs: bool, copy_Bps: float) -> tuple[float, float]:
+    """(seconds per byte a, seconds per output b) of t = max(a bytes, b outputs), minimising the relative
+    error, with 1 / a no higher than the copy bandwidth: a kernel streams its bytes at the family's
+    bandwidth or issues its outputs at the family's rate, whichever takes longer (two ceilings)."""
+    a_grid = sorted({max(float(v), 1.0 / copy_Bps) for v in t / x[:, 0]})
+    b_grid = [0.0] + (sorted({float(v) for v in t / np.maximum(x[:, 1], 1.0)}) if with_outputs else [])
+
+    def cost(a, b):
+        return float(np.sum((np.maximum(a * x[:, 0], b * x[:, 1]) / t - 1) ** 2))
+    return min(((a, b) for a in a_grid for b in b_grid), key=lambda c: cost(*c))
 
 
 def eager_overhead(results: dict, spec, head_dim: int = 64) -> tuple[float, float]:
     """(call_overhead_s, gap_per_kernel_s): least squares of measured eager - queued GPU time against the
     simulated kernel count, over the approximations' timed cases at ``head_dim`` (the other d is held out)."""
-    from simulators import simulate_attention
-
     x, y = [], []
     for rec in results["records"]:
         case = rec["case"]
         if "gpu_time_s" not in rec or case["method"] not in APPROX or case["head_dim"] != head_dim:
             continue
-        r = simulate_attention(spec, case["method"], batch=case["batch"], heads=case["heads"],
-                               seq_len=case["seq_len"], head_dim=case["head_dim"], dtype=case["dtype"],
-                               causal=case["causal"])
-        x.append(r.extra["launches"])
+        g = _graph(case)
+        x.append(sum(g.nodes[v]["launches"] for v in g.nodes if "launches" in g.nodes[v]))
         y.append(rec["eager_time_s"] - rec["gpu_time_s"])
     a = np.vstack([np.ones(len(x)), x]).T
     (t0, gap), *_ = np.linalg.lstsq(a, np.array(y), rcond=None)
@@ -124,8 +130,8 @@ def fit(results: dict, spec) -> dict:
             continue
         busy = np.array([max(r["time_s"] - latency * r["launches"], 0.1 * r["time_s"]) for r in big])
         x = np.array([[r["bytes"], r["outputs"]] for r in big], dtype=float)
-        inv_bw, per_out = _fit_two(x, busy, with_outputs=cls != "gemm")
-        pred = [latency * r["launches"] + max(r["bytes"] * inv_bw + r["outputs"] * per_out, r["flops"] / peak)
+        inv_bw, per_out = _fit_two(x, busy, with_outputs=cls != "gemm", copy_Bps=spec.hbm_bandwidth_Bps)
+        pred = [latency * r["launches"] + max(r["bytes"] * inv_bw, r["outputs"] * per_out, r["flops"] / peak)
                 for r in big]
         err = [p / r["time_s"] - 1 for p, r in zip(pred, big)]
         families[cls] = {"bandwidth_Bps": float(1 / inv_bw), "per_output_s": float(per_out), "kernels": len(big),
@@ -139,9 +145,9 @@ def fit(results: dict, spec) -> dict:
         "measured": {"method": f"python3 -m costmodel.approx_fit: Nsight Compute durations (gpu__time_duration, "
                                f"caches flushed, --clock-control none) of {len(rows)} kernel nodes of the "
                                f"approximations at d=64, N=4096 and 32768, bf16; per family, duration - latency = "
-                               f"bytes / bandwidth + outputs x per_output_s (simulated tensor-level bytes and output "
-                               f"elements; least squares on relative error, both terms >= 0, the second only where "
-                               f"it helps); latency = median of kernels under 1 MB; call_overhead_s, "
+                               f"max(bytes / bandwidth, outputs x per_output_s) (simulated tensor-level bytes and "
+                               f"output elements; least squared relative error, bandwidth <= the measured copy "
+                               f"bandwidth); latency = median of kernels under 1 MB; call_overhead_s, "
                                f"gap_per_kernel_s: least squares of (eager - queued) CUDA-event call times against "
                                f"the kernel count, approximations at d=64 (d=128 held out); "
                                f"host_per_op_s: 400 chained tiny adds, wall clock. Left out: "

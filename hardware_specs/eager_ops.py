@@ -4,7 +4,8 @@ A file ``hardware_specs/eager-ops/<spec name>.yaml`` holds one ``EagerOps`` (kep
 ``calibrated/``, which holds GPU specs only):
 for each kernel family of ``simulators.approximate.KERNEL_CLASSES`` the DRAM bandwidth (B/s)
 that family's kernels sustain, counting the tensor-level bytes the simulator counts, and a time
-per output element (s; a reduction finishing a row, a comparison writing a mask element), and
+per output element (s; a reduction finishing a row, a comparison writing a mask element): a
+kernel takes the longer of the two (two ceilings); and
 what an eager call costs over its kernels' queued time: ``call_overhead_s`` plus
 ``gap_per_kernel_s`` per kernel (s; fitted from CUDA-event times of whole calls with and
 without the queue filled first) (a

@@ -9,9 +9,10 @@ for traffic the tensor-level rule misses (a gather that reads its source once pe
 round; a radix sort's passes). This module builds those graphs, counts them into
 ``KernelCount`` values, times them and returns an ``AttentionResult``.
 
-Time of one kernel (GPU time): ``latency_s`` per launch plus its tensor-level bytes at the
-sustained bandwidth of its kernel family (``KERNEL_CLASSES``; GEMMs: or their FLOPs at the
-tensor peak, whichever is longer), the families' bandwidths fitted from Nsight Compute
+Time of one kernel (GPU time): ``latency_s`` per launch plus the longer of its tensor-level
+bytes at the sustained bandwidth of its kernel family (``KERNEL_CLASSES``) and its output
+elements at the family's time per output (GEMMs: or their FLOPs at the tensor peak), the
+families' two ceilings fitted from Nsight Compute
 durations on the GPU (``hardware_specs/eager_ops.py``, ``costmodel/approx_fit.py``). A
 broadcast subtraction, a reduction over a 64-wide last dimension, a gather or a roll move
 their bytes at a third to a fifth of copy speed: eager PyTorch's cost is in which kernels it
@@ -48,8 +49,10 @@ KERNEL_CLASSES = (
     "broadcast_div",  # the same, a division
     "compare",  # broadcast comparison writing a bool mask
     "sum_inner", "max_inner", "norm_inner", "argmax_inner",  # reductions over the last dimension
+    "sum_inner_64",  # a sum over a last dimension of <= 64 elements (a third of sum_inner's speed on the H200)
     "reduce_outer",  # reductions over leading dimensions (or the whole tensor)
-    "softmax",  # torch.softmax over the last dimension
+    "softmax",  # torch.softmax over the last dimension (softmax_warp_forward)
+    "softmax_outer",  # torch.softmax over a leading dimension (cunn_SpatialSoftMaxForward)
     "gather", "roll", "slice_copy", "tril", "scan", "sort",
 )
 APPROX_IMPLS = ("linformer", "performer", "reformer")
@@ -177,15 +180,15 @@ def peak_memory(g: nx.DiGraph) -> dict:
 
 
 def kernel_gpu_time(spec, ops, node: dict, kc: KernelCount, dtype: str) -> tuple[float, dict[str, float]]:
-    """GPU seconds of one kernel node: latency per launch + bytes at its family's bandwidth + a time per
-    output element (a reduction's row, a mask's element) (GEMMs: or their FLOPs at the tensor peak,
-    whichever is longer); (time, per-term times)."""
+    """GPU seconds of one kernel node: latency per launch + the longer of its bytes at its family's
+    bandwidth and its output elements at the family's time per output (a reduction's rows, a mask's
+    elements); GEMMs: or their FLOPs at the tensor peak; (time, per-term times)."""
     nbytes = kc.hbm_read_bytes + kc.hbm_write_bytes
     fam = ops.families.get(node["cls"])
     if fam is None:
         raise ValueError(f"gpu: the eager-ops fit for {spec.name} has no family {node['cls']!r}")
     times = {"latency": ops.latency_s * node["launches"],
-             node["cls"]: nbytes / fam.bandwidth_Bps + node["out_elements"] * fam.per_output_s}
+             node["cls"]: max(nbytes / fam.bandwidth_Bps, node["out_elements"] * fam.per_output_s)}
     if node["kind"] == "gemm":
         times["tensor"] = kc.matmul_flops / spec.peak_flops_per_s[matmul_unit(dtype, True)]
     return times["latency"] + max(v for k, v in times.items() if k != "latency"), times

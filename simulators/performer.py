@@ -43,7 +43,8 @@ def _features(kg: KernelGraph, x: str, is_query: bool, m: int) -> str:
     kg.op(f"{p}_w_scale", "elementwise", ["W"], f"{p}_Ws", m * d, cls="pointwise")
     kg.gemm(f"{p}_proj", [x, f"{p}_Ws"], f"{p}_proj_out", bh * n, m, d, 1, note="X W^T folded to one GEMM")
     kg.op(f"{p}_sq_mul", "elementwise", [x], f"{p}_x2", bh * n * d, cls="pointwise")
-    kg.op(f"{p}_sq_sum", "reduction", [f"{p}_x2"], f"{p}_sq", bh * n * d, out_elements=bh * n, cls="sum_inner")
+    kg.op(f"{p}_sq_sum", "reduction", [f"{p}_x2"], f"{p}_sq", bh * n * d, out_elements=bh * n,
+          cls="sum_inner_64" if d <= 64 else "sum_inner")
     kg.op(f"{p}_stab", "reduction", [f"{p}_proj_out"], f"{p}_stab_out", bh * n * m,
           out_elements=bh * n if is_query else bh, note="row max" if is_query else "max over the head",
           cls="max_inner" if is_query else "reduce_outer")

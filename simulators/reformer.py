@@ -139,7 +139,7 @@ def graph(cfg, hash_rounds: int, bucket_size: int) -> KernelGraph:
     kg.op("undo", "scatter", ["Idx", "Pos"], "Undo", el, out_bytes=INT64, other=0.0, cls="gather")
     kg.op("unsort_o", "gather", ["BO", "Undo"], "O_r", el * d, other=0.0, cls="gather")
     kg.op("unsort_lse", "gather", ["Lse", "Undo"], "Z", el, other=0.0, cls="gather")
-    kg.op("round_softmax", "rowwise", ["Z"], "Wt", el, other=ELEMENTWISE_FLOPS["softmax"], exp=1.0, cls="softmax")
+    kg.op("round_softmax", "rowwise", ["Z"], "Wt", el, other=ELEMENTWISE_FLOPS["softmax"], exp=1.0, cls="softmax_outer")
     kg.op("round_mul", "elementwise", ["O_r", "Wt"], "OW", el * d, cls="broadcast")
     kg.op("round_sum", "reduction", ["OW"], "O", el * d, out_elements=bh * n * d, cls="reduce_outer")
     return kg
