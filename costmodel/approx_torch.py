@@ -98,6 +98,7 @@ def reformer_attention(qk, v, R, causal: bool = False, bucket_size: int = 64):
     keys = buckets.transpose(-2, -1).to(torch.int32, memory_format=torch.contiguous_format)  # (B, H, n, N)  [keys_t]
     keys = torch.add(pos.to(torch.int32), keys, alpha=N)  # bucket * N + position  [keys_pos]
     skeys, idx = torch.sort(keys, dim=-1)  # (B, H, n, N) int32, int64  [sort]
+    del rot, buckets, keys  # each intermediate freed at its last use: the footprint the simulator counts
     gidx = idx.unsqueeze(-1).expand(B, H, n, N, d)
     sq = torch.gather(qk.unsqueeze(2).expand(B, H, n, N, d), 3, gidx)  # (B, H, n, N, d)  [gather_qk]
     sv = torch.gather(v.unsqueeze(2).expand(B, H, n, N, d), 3, gidx)  # [gather_v]
@@ -109,7 +110,9 @@ def reformer_attention(qk, v, R, causal: bool = False, bucket_size: int = 64):
     shape = (B, H, n, nb, b)
     kc = look_one_back(sk.view(*shape, d))  # (B, H, n, nb, 2b, d)  [roll_k] [cat_k]
     vc = look_one_back(sv.view(*shape, d))  # [roll_v] [cat_v]
+    del sk, sv
     dots = torch.matmul(sq.view(*shape, d), kc.transpose(-2, -1))  # (B, H, n, nb, b, 2b)  [qk]
+    del sq, kc
     dots = dots * d ** -0.5  # [scale]
     pos_q = idx.view(shape)
     pos_k = look_one_back(pos_q)  # [roll_pos] [cat_pos]
@@ -119,14 +122,18 @@ def reformer_attention(qk, v, R, causal: bool = False, bucket_size: int = 64):
     if causal:
         mask = mask | (pos_q.unsqueeze(-1) < pos_k.unsqueeze(-2))  # [causal_cmp] [mask_or]
     dots = dots.masked_fill(mask, float("-inf"))  # [mask_fill]
+    del mask
     dots = dots.masked_fill(pos_q.unsqueeze(-1) == pos_k.unsqueeze(-2), -1e5)  # itself, last resort  [self_cmp] [self_fill]
     mx = dots.amax(-1, keepdim=True)  # [row_max]
     e = torch.exp(dots - mx)  # [sub_max] [exp]
+    del dots
     s = e.sum(-1, keepdim=True)  # [row_sum]
     bo = torch.matmul(e / s, vc)  # (B, H, n, nb, b, d)  [normalize] [pv]
+    del e, vc
     lse = (mx + torch.log(s)).view(B, H, n, N)  # [log] [lse_add]
     undo = torch.empty_like(idx).scatter_(-1, idx, pos.expand_as(idx))  # inverse permutation  [undo]
     o = torch.gather(bo.view(B, H, n, N, d), 3, undo.unsqueeze(-1).expand(B, H, n, N, d))  # [unsort_o]
+    del bo
     z = torch.gather(lse, 3, undo)  # (B, H, n, N)  [unsort_lse]
     w = torch.softmax(z, dim=2)  # rounds' weights exp(z_r - logsumexp_r z)  [round_softmax]
     return (o * w.unsqueeze(-1)).sum(2)  # (B, H, N, d)  [round_mul] [round_sum]

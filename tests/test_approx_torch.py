@@ -182,3 +182,62 @@ def test_bad_shapes_name_the_field():
         at.performer_attention(x, x, x, torch.zeros(8, 4), causal=True, chunk=16)
     with pytest.raises(ValueError, match="seq_len"):
         at.reformer_attention(x, x, torch.zeros(4, 1, 2), bucket_size=8)
+
+
+class _LiveBytes:
+    """Bytes of the tensors an op sequence allocates, alive until Python drops them (a dispatch-mode tracker)."""
+
+    def __init__(self, base: int):
+        import weakref
+
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        tracker = self
+        self.now = self.peak = base
+        self.live: dict[int, int] = {}
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                for t in out if isinstance(out, (tuple, list)) else [out]:
+                    if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes():
+                        key = t.untyped_storage().data_ptr()
+                        if key not in tracker.live:
+                            tracker.live[key] = t.untyped_storage().nbytes()
+                            tracker.now += tracker.live[key]
+                            tracker.peak = max(tracker.peak, tracker.now)
+                            weakref.finalize(t, tracker._free, key)
+                return out
+
+        self.mode = Mode()
+
+    def _free(self, key):
+        self.now -= self.live.pop(key, 0)
+
+
+@pytest.mark.parametrize("impl,kw", [("linformer", {}), ("performer", {}), ("performer", {"causal": True}),
+                                     ("reformer", {}), ("reformer", {"causal": True})])
+def test_footprint_is_the_programs_on_cpu(impl, kw):
+    """The simulator frees a tensor after its last reader; Python at the end of that statement (or at del):
+    the program's peak lies between the simulated one and one tensor more."""
+    from simulators import simulate_attention
+
+    g = torch.Generator().manual_seed(SEED)
+    B, H, N, d = 1, 2, 1024, 64
+    q, k, v = (torch.randn(B, H, N, d, generator=g, dtype=torch.bfloat16) for _ in range(3))
+    if impl == "linformer":
+        params = at.linformer_projections(256, N, g, torch.bfloat16)
+        fn = lambda: at.linformer_attention(q, k, v, *params)  # noqa: E731
+    elif impl == "performer":
+        params = [at.performer_random_features(256, d, g, torch.bfloat16)]
+        fn = lambda: at.performer_attention(q, k, v, params[0], **kw)  # noqa: E731
+    else:
+        params = [at.reformer_rotations(d, 4, N // 64, g, torch.bfloat16)]
+        fn = lambda: at.reformer_attention(q, v, params[0], bucket_size=64, **kw)  # noqa: E731
+    live = _LiveBytes(sum(t.nbytes for t in [q, k, v, *params]))
+    with torch.no_grad(), live.mode:
+        fn()
+    mem = simulate_attention("h200-sxm-141gb", impl, batch=B, heads=H, seq_len=N, head_dim=d, dtype="bf16",
+                             **kw).extra["memory"]
+    print(f"{impl} {kw}: program peak {live.peak / 1e6:.2f} MB, simulated {mem['peak_bytes'] / 1e6:.2f} MB")
+    assert 0.97 * mem["peak_bytes"] <= live.peak <= mem["peak_bytes"] + mem["largest_tensor_bytes"]
