@@ -93,18 +93,18 @@ def reformer_attention(qk, v, R, causal: bool = False, bucket_size: int = 64):
     if N != nb * b:
         raise ValueError(f"seq_len: {N} must equal n_buckets x bucket_size = {nb} x {b}")
     pos = torch.arange(N, device=qk.device)  # [arange]
-    rot = torch.matmul(qk, torch.cat([R, -R], dim=-1).reshape(d, n * nb))  # (B, H, N, n*nb)  [rot_cat] [hash]
+    rot = torch.matmul(qk, torch.cat([R, -R], dim=-1).reshape(d, n * nb))  # (B, H, N, n*nb)  [rot_neg] [rot_cat] [hash]
     buckets = rot.view(B, H, N, n, nb).argmax(-1)  # (B, H, N, n)  [argmax]
     keys = buckets.transpose(-2, -1).to(torch.int32, memory_format=torch.contiguous_format)  # (B, H, n, N)  [keys_t]
-    keys = torch.add(pos.to(torch.int32), keys, alpha=N)  # bucket * N + position  [keys_pos]
+    keys = torch.add(pos.to(torch.int32), keys, alpha=N)  # bucket * N + position  [pos_i32] [keys_pos]
     skeys, idx = torch.sort(keys, dim=-1)  # (B, H, n, N) int32, int64  [sort]
     del rot, buckets, keys  # each intermediate freed at its last use: the footprint the simulator counts
     gidx = idx.unsqueeze(-1).expand(B, H, n, N, d)
-    sq = torch.gather(qk.unsqueeze(2).expand(B, H, n, N, d), 3, gidx)  # (B, H, n, N, d)  [gather_qk]
+    sq = torch.gather(qk.unsqueeze(2).expand(B, H, n, N, d), 3, gidx)  # (B, H, n, N, d)  [gather_q]
     sv = torch.gather(v.unsqueeze(2).expand(B, H, n, N, d), 3, gidx)  # [gather_v]
     sk = F.normalize(sq, dim=-1)  # [norm] [clamp] [div_norm]
 
-    def look_one_back(x):  # chunk c sees chunk c and c - 1 (dim 3 is the chunk axis)
+    def look_one_back(x):  # chunk c sees chunk c and c - 1 (dim 3 is the chunk axis): a roll, one slice copy per input
         return torch.cat([x, x.roll(1, dims=3)], dim=4)
 
     shape = (B, H, n, nb, b)

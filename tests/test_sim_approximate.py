@@ -137,3 +137,31 @@ def test_cli_attention_impl_performer(capsys):
     assert main(["attention", "--impl", "flash2", "--features", "64", "--batch", "1", "--heads", "2",
                  "--seq-len", "1024", "--head-dim", "64"]) == 2
     assert "--features" in capsys.readouterr().err
+
+
+def test_simulated_kernels_are_the_programs_tagged_ops():
+    """Each ``# [name]`` tag in costmodel/approx_torch.py is a simulated kernel and each kernel is tagged: the
+    simulator and the program tell the same story (a cat's second slice copy, ``cat_x_prev``, shares its tag)."""
+    import re
+    from pathlib import Path
+
+    src = (Path(__file__).resolve().parent.parent / "costmodel" / "approx_torch.py").read_text()
+
+    def tags(fn: str) -> set[str]:
+        body = src[src.index(f"def {fn}("):]
+        body = body[:body.index("\ndef ", 1)]
+        comments = " ".join(line.split("#", 1)[1] for line in body.splitlines() if "#" in line)
+        return {t for t in re.findall(r"\[([a-z][a-z_0-9*]*)\]", comments) if "*" not in t}
+
+    feats = tags("performer_features")
+    cases = {
+        ("linformer", False): tags("linformer_attention"),
+        ("performer", False): {f"{p}_{t}" for p in "qk" for t in feats} | {"kv", "ksum", "num", "den", "div"},
+        ("performer", True): {f"{p}_{t}" for p in "qk" for t in feats} | (tags("performer_attention") - {
+            "kv", "ksum", "num", "den"}),
+        ("reformer", True): tags("reformer_attention"),
+    }
+    for (impl, causal), want in cases.items():
+        got = {k.name for k in sim(impl, 2048, causal=causal).kernels}
+        got = {n.removesuffix("_prev") if n.startswith("cat_") else n for n in got}
+        assert got == want, (impl, causal, sorted(got ^ want))
