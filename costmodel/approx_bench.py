@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
-import os
 import subprocess
 import sys
 import time
