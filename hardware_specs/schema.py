@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hardware_specs.implementations import ImplementationsSection
+
 # Compute units whose peak rates a spec may give, in FLOP/s (OP/s for int8), dense
 # (no structured sparsity). "fp32" and "fp64" are the SIMT (CUDA-core) rates; the
 # "_tensor" units are matrix units (NVIDIA tensor cores, AMD matrix cores).
@@ -118,6 +120,7 @@ class GPUSpec(BaseModel):
     sources: dict[str, str]
     measured: dict[str, Measurement] = Field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    implementations: ImplementationsSection | None = None  # fitted attention timing (hardware_specs/implementations.py)
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
