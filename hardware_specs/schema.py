@@ -97,6 +97,9 @@ class GPUSpec(BaseModel):
     display_name: str
     vendor: Literal["nvidia", "amd"]
     architecture: str
+    # Device names this spec is for (``hardware_specs.device_names``): each entry the words that
+    # must all appear in the lower-cased name the driver reports ("h100 pcie").
+    device_names: list[str] = Field(default_factory=list)
     sm_count: int = Field(gt=0, lt=_COUNT_LIMIT)
     boost_clock_Hz: float = Field(gt=0)
     fp32_lanes_per_sm: int = Field(gt=0, lt=_COUNT_LIMIT)
