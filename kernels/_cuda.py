@@ -106,8 +106,9 @@ class BoundLaunch:
     Calling it issues ``cuLaunchKernel`` with a parameter array built at bind time, so the
     host's work per call is the driver call alone. numba's own launch (``launch`` above)
     types every argument, marshals each array's descriptor and builds a launch config on
-    every call: about 40 us for six arrays on the H200 (``kernel_launch_s`` of the
-    calibrated spec). The arrays must stay alive and in place while it is in use; the
+    every call: an empty six-array kernel took 58 us a launch that way on the H200 and
+    7.1 us bound (back to back, 2026-12-02, costmodel/validation/bench_decode.py). The
+    arrays must stay alive and in place while it is in use; the
     kernel reads whatever they hold when it runs, as a CUDA graph's node would.
 
     In the simulator, and if the driver path cannot be set up, it falls back to ``launch``
