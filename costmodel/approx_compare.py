@@ -26,10 +26,7 @@ EXACT = ("torch-flash", "torch-cudnn")
 
 
 def _impl(method: str) -> str:
-    try:
-        from simulators.implementations import TORCH_IMPLS
-    except ImportError:  # before the implementation models: FlashAttention-2 on tensor cores
-        TORCH_IMPLS = ()
+    from simulators.implementations import TORCH_IMPLS
     if method in APPROX:
         return method
     if method == "exact-eager":
