@@ -26,7 +26,10 @@ EXACT = ("torch-flash", "torch-cudnn")
 
 
 def _impl(method: str) -> str:
-    from simulators.implementations import TORCH_IMPLS
+    try:
+        from simulators.implementations import TORCH_IMPLS
+    except ImportError:  # before the implementation models: FlashAttention-2 on tensor cores
+        TORCH_IMPLS = ()
     if method in APPROX:
         return method
     if method == "exact-eager":

@@ -19,7 +19,7 @@ mixes all positions, so a causal call is refused.
 
 from __future__ import annotations
 
-from simulators.kernel_graph import KernelGraph
+from simulators.approximate import KernelGraph
 from simulators.counting import ELEMENTWISE_EXP, ELEMENTWISE_FLOPS
 
 

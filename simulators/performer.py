@@ -34,7 +34,7 @@ Matmul FLOPs per head: bidirectional 4 N m d (features) + 4 N m d + 2 N m; causa
 
 from __future__ import annotations
 
-from simulators.kernel_graph import KernelGraph
+from simulators.approximate import KernelGraph
 
 
 def _features(kg: KernelGraph, x: str, is_query: bool, m: int) -> str:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 
-from simulators.kernel_graph import BOOL, INT32, INT64, KernelGraph
+from simulators.approximate import BOOL, INT32, INT64, KernelGraph
 from simulators.counting import ELEMENTWISE_FLOPS
 
 SMALL_SORT_MAX = 4096  # PyTorch Sort.h should_use_small_sort: rows of <= 4096 sort in one shared-memory kernel
