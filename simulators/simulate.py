@@ -6,6 +6,7 @@ from hardware_specs.dtypes import dtype_bytes
 from simulators import standard
 from simulators.approximate import APPROX_IMPLS, method_params, simulate_approximate
 from simulators.config import IMPLS, PASSES, AttentionConfig, ScheduleConfig, make_config
+from simulators.counting import PAIR_MATMUL_FLOPS
 from simulators.flash import flash_kernels
 from simulators.l2 import blocks_per_sm
 from simulators.patterns import Pattern, tile_classes
@@ -142,7 +143,7 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
             kept_pairs = int(sum(kept[h % len(kept)] for h in range(cfg.heads)) * cfg.batch)
             extra["pattern"] = {"names": list(pattern.names), "kept_pairs": kept_pairs,
                                 "density": kept_pairs / (cfg.batch_heads * cfg.seq_len * cfg.kv_len),
-                                "nominal_fwd_matmul_flops": 4.0 * head_dim * kept_pairs,
+                                "nominal_fwd_matmul_flops": float(PAIR_MATMUL_FLOPS["fwd"] * head_dim * kept_pairs),
                                 "tiles_kept": int((classes > 0).sum()), "tiles_total": int(classes.size)}
         counts, info = flash_kernels(spec, cfg, sch, impl, pass_, path, classes)
         used_path = "enumerate" if (path == "enumerate" or classes is not None) else "closed"
