@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hardware_specs.implementations import ImplementationsSection
+from hardware_specs.numba_kernels import NumbaKernelsSection
 
 # Compute units whose peak rates a spec may give, in FLOP/s (OP/s for int8), dense
 # (no structured sparsity). "fp32" and "fp64" are the SIMT (CUDA-core) rates; the
@@ -96,6 +97,9 @@ class GPUSpec(BaseModel):
     display_name: str
     vendor: Literal["nvidia", "amd"]
     architecture: str
+    # Device names this spec is for (``hardware_specs.device_names``): each entry the words that
+    # must all appear in the lower-cased name the driver reports ("h100 pcie").
+    device_names: list[str] = Field(default_factory=list)
     sm_count: int = Field(gt=0, lt=_COUNT_LIMIT)
     boost_clock_Hz: float = Field(gt=0)
     fp32_lanes_per_sm: int = Field(gt=0, lt=_COUNT_LIMIT)
@@ -118,6 +122,7 @@ class GPUSpec(BaseModel):
     measured: dict[str, Measurement] = Field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     implementations: ImplementationsSection | None = None  # fitted attention timing (hardware_specs/implementations.py)
+    numba_kernels: NumbaKernelsSection | None = None  # our kernels' fitted timing (hardware_specs/numba_kernels.py)
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")

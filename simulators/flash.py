@@ -5,11 +5,9 @@ and occupancy, counts it with the closed form (closed.py, banded masks) or the
 enumeration (walk.py; any tile mask), and turns the moments into FLOPs and smem
 bytes (counting.py). The small helper kernels of the backward pass and Flash-Decoding's
 reduction touch every tile once (no reuse to model: DRAM = global bytes) and are
-counted directly, the same way in both paths, as if their loads were coalesced. The
-backward's preprocess in kernels/flash_backward.py is not: a thread reads one row of O
-and dO, so a warp's load touches 32 sectors 4d bytes apart, and whether their re-reads
-over the row hit depends on L1 and on how many rows are resident, which this model does
-not hold (the H200 moved 6.6x its bytes; tests/test_sim_flash.py keeps the number).
+counted directly, the same way in both paths, their loads coalesced (the backward's
+preprocess reads each row with one warp since 2026-12-02; with one row a thread it moved
+6.6x its bytes on the H200).
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ import math
 import numpy as np
 
 from hardware_specs.dtypes import dtype_bytes
+from hardware_specs.kernel_launch import decode_launch
 from simulators import closed, walk as enum
 from simulators import counting as F
 from simulators.config import flash_block_sizes
@@ -84,9 +83,12 @@ def resolve_blocks(spec, cfg, sch, s_bytes: int, kernels: tuple[str, ...] = ()) 
     return br, bc
 
 
-# kernels/decode.py's schedule: 256 threads in key groups of 8 lanes, each lane holding 32
-# 4-byte words of K (and of V) per tile, compiled for at most 128 registers a thread.
-DECODE_THREADS, DECODE_LANES, DECODE_LANE_WORDS, DECODE_REGS = 256, 8, 32, 128
+# kernels/decode.py's schedule: threads in key groups of lanes, each lane holding words of K
+# (and of V) per tile, under a register cap; the numbers are the kernel's own, read from
+# hardware_specs/kernel_launch.yaml (256 threads, 8 lanes, 32 words, 128 registers).
+_DECODE = decode_launch()
+DECODE_THREADS, DECODE_LANES = _DECODE.threads, _DECODE.lanes_per_key
+DECODE_LANE_WORDS, DECODE_REGS = _DECODE.lane_words, _DECODE.max_registers
 
 
 def decode_keys_per_tile(d: int, element_bytes: float, threads: int) -> int:
@@ -256,8 +258,8 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
             out.append(_own_kernel(spec, sch, "bwd_fill_dq", (math.ceil(n_elems / 256),),
                                    "grid (ceil(B*H*N*d / 256),): zero the fp32 dQ accumulator",
                                    read=0, write=n_elems * a))
-            out.append(_own_kernel(spec, sch, "bwd_preprocess", (math.ceil(cfg.seq_len / 128), bh),
-                                   "grid (ceil(N / 128), B*H): one row a thread, D = rowsum(dO o O)",
+            out.append(_own_kernel(spec, sch, "bwd_preprocess", (math.ceil(cfg.seq_len / 16), bh),
+                                   "grid (ceil(N / 16), B*H): one warp per row, 4 rows a warp, D = rowsum(dO o O)",
                                    read=2 * n_elems * e, write=bh * cfg.seq_len * STAT_BYTES,
                                    other=2 * n_elems, threads=128))
             fp, bpsm = _occupancy(spec, sch, tile_footprint_bytes("flash2_bwd", br, bc, d, s), threads,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from hardware_specs.dtypes import dtype_bytes
 from simulators import standard
+from simulators.approximate import APPROX_IMPLS, method_params, simulate_approximate
 from simulators.config import IMPLS, PASSES, AttentionConfig, ScheduleConfig, make_config
+from simulators.counting import PAIR_MATMUL_FLOPS
 from simulators.flash import flash_kernels
 from simulators.l2 import blocks_per_sm
 from simulators.patterns import Pattern, tile_classes
@@ -79,8 +81,9 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
                        **schedule) -> AttentionResult:
     """Simulate one attention call of ``impl`` on ``spec`` (a GPUSpec or a bundled GPU name).
 
-    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding.
-    pass_: fwd | bwd | fwd+bwd.
+    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding |
+    linformer (proj_len=) | performer (features=, chunk=) | reformer (hash_rounds=, bucket_size=) |
+    torch-flash | torch-cudnn | torch-efficient | torch-math | torch-eager. pass_: fwd | bwd | fwd+bwd.
     path: "closed" (closed form; band masks) or "enumerate" (numba walk of the schedule); sparse
     ``pattern`` names (patterns.PATTERNS) always enumerate. ``schedule`` takes ScheduleConfig's
     fields (block_r, block_c, sram_bytes, splits, page_size, fa1_io, l2_fraction, ...).
@@ -110,6 +113,10 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
         largest = max(dims, key=dims.get)
         raise ValueError(f"{largest}: B={cfg.batch}, H={cfg.heads}, N={cfg.seq_len}, L={cfg.kv_len}, d={cfg.head_dim} is "
                          f"{dense_flops:.3g} FLOPs; problems up to {MAX_FLOPS:.3g} FLOPs (2^60) are simulated")
+    if impl in APPROX_IMPLS:  # Linformer / Performer / Reformer: method parameters, not a schedule
+        if pattern:
+            raise ValueError(f"pattern: {impl} has its own sparsity; sparse patterns are allowed for the flash kernels")
+        return simulate_approximate(spec, impl, cfg, pass_, **method_params(impl, {**schedule, 'tensor_cores': tensor_cores}))
     sch = make_config(ScheduleConfig, tensor_cores=tensor_cores,
                       **{k: v for k, v in schedule.items() if v is not None})
     extra: dict = {}
@@ -136,7 +143,7 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
             kept_pairs = int(sum(kept[h % len(kept)] for h in range(cfg.heads)) * cfg.batch)
             extra["pattern"] = {"names": list(pattern.names), "kept_pairs": kept_pairs,
                                 "density": kept_pairs / (cfg.batch_heads * cfg.seq_len * cfg.kv_len),
-                                "nominal_fwd_matmul_flops": 4.0 * head_dim * kept_pairs,
+                                "nominal_fwd_matmul_flops": float(PAIR_MATMUL_FLOPS["fwd"] * head_dim * kept_pairs),
                                 "tiles_kept": int((classes > 0).sum()), "tiles_total": int(classes.size)}
         counts, info = flash_kernels(spec, cfg, sch, impl, pass_, path, classes)
         used_path = "enumerate" if (path == "enumerate" or classes is not None) else "closed"
