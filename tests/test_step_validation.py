@@ -9,8 +9,9 @@ import pytest
 
 from costmodel.models import load_model
 from costmodel.validation import step_grids
-from costmodel.validation.step_calibrate import fitted_sections, load_results_run2
-from costmodel.validation.step_compare import compare, load_results, summary
+from costmodel.validation.step_calibrate import fitted_sections
+from costmodel.validation.step_compare import compare, summary
+from costmodel.validation.step_results import load_results, load_results_run2
 from costmodel.validation.step_fit import fit_families, fit_memory_ops
 from hardware_specs import load_gpu
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from costmodel.validation.step_compare import load_results
+from costmodel.validation.step_results import load_results, load_results_run2
 from costmodel.validation.step_fit import family_errors, fit_attention, fit_gemm, fit_memory_ops, fit_unaligned
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "hardware_specs" / "calibrated" / "h200-sxm-141gb-measured.yaml"
@@ -65,13 +65,6 @@ def main(argv=None) -> int:
     if args.write:
         write_sections(gemm, mem)
     return 0
-
-
-def load_results_run2() -> dict:
-    from importlib import resources
-    import json
-
-    return json.loads(resources.files("costmodel.validation").joinpath("results/h200/step_run2.json").read_text())
 
 
 if __name__ == "__main__":

@@ -14,17 +14,10 @@ import argparse
 import json
 import statistics
 import sys
-from importlib import resources
-from pathlib import Path
 
-DEFAULT_RESULTS = "results/h200/step_run1.json"
+from costmodel.validation.step_results import load_results, load_results_run2
+
 DEFAULT_SPEC = "h200-sxm-141gb-measured"
-
-
-def load_results(path: str | None = None) -> dict:
-    if path is None:
-        return json.loads(resources.files("costmodel.validation").joinpath(DEFAULT_RESULTS).read_text())
-    return json.loads(Path(path).read_text())
 
 
 def kernel_class(name: str) -> str | None:
@@ -122,15 +115,37 @@ def text_table(rows: list[dict]) -> str:
     return table(out, ("model", "phase", "B", "S", "measured ms", "predicted ms", "err", "peak GB", "pred GB", "err"))
 
 
+def markdown(rows: list[dict]) -> str:
+    head = "| model | phase | B | S | run | measured ms | predicted ms | err | peak GB | predicted GB | err |"
+    out = [head, "|" + "---|" * 11]
+    for r in rows:
+        run = "2" if "families" in r["run"] else "1"
+        peak = f"{r['measured_peak_bytes'] / 1e9:.2f}" if r["measured_peak_bytes"] else "(no baseline)"
+        merr = f"{r['memory_err']:+.1%}" if r["memory_err"] is not None else ""
+        out.append(f"| {r['model']} | {r['phase']} | {r['batch']} | {r['seq_len']} | {run} | {r['measured_s'] * 1e3:.2f} "
+                   f"| {r['predicted_s'] * 1e3:.2f} | {r['time_err']:+.1%} | {peak} | "
+                   f"{r['predicted_peak_bytes'] / 1e9:.2f} | {merr} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m costmodel.validation.step_compare")
-    p.add_argument("--results")
+    p.add_argument("--results", nargs="*", help="results files (default: the two committed H200 runs)")
     p.add_argument("--spec", default=DEFAULT_SPEC)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true")
     args = p.parse_args(argv)
-    rows = compare(load_results(args.results), args.spec)
+    if args.results:
+        runs = [load_results(f) for f in args.results]
+    else:
+        runs = [load_results(), load_results_run2()]
+    rows = [row for run in runs for row in compare(run, args.spec)]
     if args.json:
         print(json.dumps({"rows": rows, "summary": summary(rows)}))
+    elif args.markdown:
+        print(markdown(rows))
+        print()
+        print(json.dumps(summary(rows)))
     else:
         print(text_table(rows))
         print(json.dumps(summary(rows), indent=1))
