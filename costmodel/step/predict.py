@@ -313,6 +313,8 @@ def predict_batch(model, gpu, new_tokens, context_lens, *, dtype: str = "bf16", 
         xi = np.maximum(x, 1).astype(np.int64)
         return np.where(x > 0, x * np.asarray(mean_keys_per_query(xi, True, window), dtype=np.float64), 0.0)
 
+    if np.any(n.sum(axis=-1) == 0):
+        raise ValueError("new_tokens: every batch needs at least one new token; got a batch of zeros")
     keys = (F(c + n) - F(c)).sum(axis=-1)
     kv = (np.minimum(c + n, window) if window else c + n)
     active = (n > 0)
