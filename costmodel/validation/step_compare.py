@@ -24,7 +24,7 @@ def kernel_class(name: str) -> str | None:
     """A profiled kernel's class: gemm, attention, memory (elementwise / reduction / copy), or None
     for entries that are not kernels (profiler annotations)."""
     n = name.lower()
-    if n.startswith(("optimizer.", "profilerstep")) or "#" in name:
+    if n.startswith(("optimizer.", "profilerstep")):  # torch.profiler's annotations ("Optimizer.step#AdamW.step")
         return None
     if "sdpa" in n or "fmha" in n or "flash" in n or "cudnn::fusion" in n or "dot_do_o" in n or "convert_dq" in n:
         return "attention"
