@@ -78,3 +78,14 @@ def test_family_table_reproduces_its_points(runs):
         if r["split"] == "fit":
             f = fams[r["family"]]
             assert r["time_s"] in f.table_s and r["bytes"] in f.table_bytes
+
+
+def test_cli_validate_steps_json(capsys):
+    import json
+
+    from costmodel.cli.main import main
+
+    assert main(["validate-steps", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["summary"]["time"]["n"] == len(data["rows"]) >= 70
+    assert main(["validate-steps", "--results", "/nonexistent/run.json"]) == 2
