@@ -192,3 +192,15 @@ def test_attention_counts_against_the_simulator():
     model_flops = 4 * H * d * B * S * mean_keys_per_query(S, True, None)
     assert 1.0 <= pre.matmul_flops / model_flops < 1.2  # whole diagonal tiles computed
     assert 1.0 <= pre.hbm_bytes / attention_hbm_bytes(B * S, B * S, H * d, G * d, 2, 2) < 1.1
+
+
+def test_grad_accumulation_repeats_the_micro_batch_and_keeps_gradients():
+    from costmodel.params import count_params
+
+    one = predict_step("tinyllama-1.1b", GPU, "train", batch=8, seq_len=2048)
+    four = predict_step("tinyllama-1.1b", GPU, "train", batch=8, seq_len=2048, grad_accum=4)
+    opt = sum(float(o.time_s) for o in one.ops if o.part == "optimizer")
+    assert float(four.gpu_time_s) == pytest.approx(4 * (float(one.gpu_time_s) - opt) + opt)
+    assert _flops(four) == pytest.approx(4 * _flops(one))
+    # the first micro-batches' fp32 gradients stay alive through the later forwards
+    assert four.memory_bytes - one.memory_bytes == pytest.approx(4 * count_params(load_model("tinyllama-1.1b")).total)

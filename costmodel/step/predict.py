@@ -281,7 +281,8 @@ def predict_step(model, gpu, phase: str = "prefill", *, batch=1, seq_len=512, dt
         tokens = Tokens(T=B * S, sequences=B, keys=B * S * keys, kv_tokens=B * S)
         new, cache = B * S, B * S
     if phase == "train":
-        memory = training_memory_terms(cfg, forward_ops(cfg, tokens, opts), tokens.T, opts.tensor_parallel, recompute)
+        memory = training_memory_terms(cfg, forward_ops(cfg, tokens, opts), tokens.T, opts.tensor_parallel, recompute,
+                                       ga)
     else:
         memory = inference_memory(cfg, tokens.T, B, cache, opts.weight_bytes, opts.act_bytes,
                                   kv_dtype or ("bf16" if dtype == "fp8" else dtype), opts.tensor_parallel)
