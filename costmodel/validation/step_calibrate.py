@@ -33,8 +33,8 @@ def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured"):
     spec = spec.model_copy(update={"gemm": None, "memory_ops": None})
     date = dt.date.fromisoformat(run2["meta"]["date"][:10])
     gpu = run1["meta"].get("gpu", "unknown")
-    mem = fit_memory_ops(run1["memory_ops"], run2["launch"], date, gpu, run2.get("host"),
-                         family_rows=run2.get("families"))
+    host = {**run2.get("host", {}), "graph_gap": run2.get("graph_gap")}  # graph_gap: none measured yet
+    mem = fit_memory_ops(run1["memory_ops"], run2["launch"], date, gpu, host, family_rows=run2.get("families"))
     spec = spec.model_copy(update={"memory_ops": mem})
     errs = family_errors(spec, run2.get("families", []))
     fams = {k: v.model_copy(update={"heldout_median_abs_err": errs[k][0], "heldout_max_abs_err": errs[k][1]})

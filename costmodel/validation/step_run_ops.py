@@ -230,3 +230,38 @@ def run_families(r: Run):
     r.save()
 
 
+
+
+def run_graph_gap(r: Run):
+    """The gap between consecutive *different* kernels of a CUDA graph (not yet run on the GPU).
+
+    A model's decode graph alternates kernel functions; the op grids replay R copies of one. Here a
+    dependent chain cycles through six kernels of the decode families (add, mul by a broadcast, cast up,
+    row mean, cat, cast down) on decode-sized tensors, captured once as the chain and once per kernel
+    as R copies; gap = (chain time - the sum of the per-kernel times) / kernels. ``step_fit`` turns
+    it into ``LaunchModel.graph_per_kernel_s``.
+    """
+    dev, bf = r.dev, torch.bfloat16
+    rows = []
+    for T in (1, 32):
+        x = torch.randn(T, 4096, device=dev, dtype=bf)
+        w = torch.randn(4096, device=dev, dtype=bf)
+        steps = [lambda v: v + v, lambda v: v * w, lambda v: v.float(), lambda v: v.mean(-1, keepdim=True) + v,
+                 lambda v: torch.cat([v[..., 2048:], v[..., :2048]], dim=-1), lambda v: v.to(bf)]
+
+        def chain(i, n=60):
+            v = x
+            for j in range(n):
+                v = steps[j % len(steps)](v)
+            return v
+        t_chain = r.graph_time(chain, 3) / 60
+        singles = []
+        v = x
+        for s in steps:  # each kernel alone, R copies, on the input the chain gives it
+            out = s(v)
+            singles.append(r.graph_time(lambda i, s=s, v=v: s(v), 50))
+            v = out
+        rows.append({"T": T, "chain_per_kernel_s": t_chain, "single_per_kernel_s": sum(singles) / len(singles),
+                     "gap_s": t_chain - sum(singles) / len(singles)})
+    r.data["graph_gap"] = rows
+    r.save()
