@@ -92,9 +92,6 @@ class BlockManager:
         self.cpu_used += n
         return n
 
-    def can_swap_in(self, rid: int) -> bool:
-        return len(self._free) - self.swapped[rid] >= self.watermark_blocks
-
     def swap_in(self, rid: int) -> int:
         """Bring ``rid``'s blocks back from host memory; returns the blocks copied (CPU -> GPU)."""
         n = self.swapped.pop(rid)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from costmodel.serving.blocks import BlockManager
+from costmodel.serving.blocks import BlockManager, blocks_for
 from costmodel.serving.request import Request
 
 SCHEDULERS = ("continuous", "chunked", "static")
@@ -116,14 +116,16 @@ class Scheduler:
         return preempted
 
     def _swap_in(self, batch: Batch) -> None:
+        """Swapped requests back, oldest first, while their blocks and the next step's slots fit
+        above the watermark; they decode in this step."""
         bm, bs = self.bm, self.bm.block_size
-        while self.swapped and len(self.running) < self.max_seqs and bm.can_swap_in(self.swapped[0].rid):
-            r = self.swapped.popleft()
-            batch.swap_blocks += bm.swap_in(r.rid)
-            if not bm.grow(r.rid, r.computed + self.lookahead):
-                r.cap = bm.held(r.rid) * bs
-                self.running.append(r)  # decodes next step, once a block frees
+        while self.swapped and len(self.running) < self.max_seqs:
+            r = self.swapped[0]
+            if bm.free_blocks - blocks_for(r.computed + self.lookahead, bs) < bm.watermark_blocks:
                 break
+            self.swapped.popleft()
+            batch.swap_blocks += bm.swap_in(r.rid)
+            bm.grow(r.rid, r.computed + self.lookahead)
             r.cap = bm.held(r.rid) * bs
             self.running.append(r)
             batch.decode.append(r)

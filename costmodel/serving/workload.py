@@ -86,7 +86,7 @@ def parse_dist(text: str, field: str = "length"):
         value = float(text)
     except ValueError:
         raise ValueError(f"{field}: {text!r} is not a number, a known form or an existing file; {_DIST_HELP}") from None
-    if value != int(value) or value < 1:
+    if not math.isfinite(value) or value != int(value) or value < 1:
         raise ValueError(f"{field}: {text!r}: a fixed length is a whole number >= 1")
     return lambda rng, n: np.full(n, int(value), dtype=np.int64)
 
@@ -113,7 +113,7 @@ def _length(field: str, path: Path, row: int, value) -> int:
         x = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{field}: {path} row {row + 1}: {value!r} is not a number") from None
-    if x != int(x) or x < 1:
+    if not math.isfinite(x) or x != int(x) or x < 1:
         raise ValueError(f"{field}: {path} row {row + 1}: {value!r}; lengths are whole numbers >= 1")
     return int(x)
 
