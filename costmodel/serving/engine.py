@@ -81,7 +81,7 @@ def run_engine(requests: list[Request], scheduler: Scheduler, step_time, accepte
             in_system -= len(finished)
             busy_batch = start(now)
     if in_system:
-        stuck = len(scheduler.waiting) + len(scheduler.running) + len(scheduler.swapped)
+        stuck = in_system
         raise ValueError(f"{stuck} request(s) could never be scheduled: a prompt needs more KV blocks than "
                          f"the cache has ({bm.num_blocks} of {bm.block_size} tokens) or more tokens than "
                          f"max_batch_tokens ({scheduler.max_batch_tokens})")

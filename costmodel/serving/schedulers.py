@@ -62,7 +62,8 @@ class Scheduler:
         self.preemption = preemption
         self.lookahead = 1 + gamma  # KV slots a decode step writes
         self.waiting: deque[Request] = deque()
-        self.running: list[Request] = []
+        self.running: list[Request] = []  # decoding, in the order their prefills ended
+        self.prefilling: list[Request] = []  # admitted, prefill not finished (chunked prefill)
         self.swapped: deque[Request] = deque()
         self.preemptions = 0
         self.swapped_blocks = 0
@@ -72,14 +73,18 @@ class Scheduler:
 
     @property
     def idle(self) -> bool:
-        return not (self.waiting or self.running or self.swapped)
+        return not (self.waiting or self.running or self.prefilling or self.swapped)
+
+    @property
+    def admitted(self) -> int:
+        return len(self.running) + len(self.prefilling)
 
     # ------------------------------------------------------------ shared steps
 
     def _preempt(self, victim: Request, batch: Batch) -> None:
         victim.preemptions += 1
         self.preemptions += 1
-        if self.preemption == "swap" and self.bm.can_swap_out(victim.rid) and victim.computed:
+        if self.preemption == "swap" and victim.in_decode and self.bm.can_swap_out(victim.rid):
             batch.swap_blocks += self.bm.swap_out(victim.rid)
             self.swapped_blocks += self.bm.swapped[victim.rid]
             victim.cap = 0
@@ -90,18 +95,18 @@ class Scheduler:
             victim.cap = 0
             self.waiting.appendleft(victim)
 
-    def _decodes(self, batch: Batch, decoding: list[Request]) -> bool:
-        """Put each decoding request (in order) in the batch, growing its blocks; preempt from the
-        end of ``self.running`` when blocks run out. Returns whether anyone was preempted."""
-        bm, bs, look, running = self.bm, self.bm.block_size, self.lookahead, self.running
+    def _decodes(self, batch: Batch) -> bool:
+        """Put every decoding request (in order) in the batch, growing its blocks; when none is free,
+        preempt the newest admission (a partial prefill first, then the end of ``running``), down to
+        the request itself. Returns whether anyone was preempted."""
+        bm, bs, look, running, prefilling = self.bm, self.bm.block_size, self.lookahead, self.running, self.prefilling
         preempted = False
-        out, ctx_sum = batch.decode, 0
-        for r in decoding:
-            if r.cap == 0:  # preempted earlier in this step, as a victim of an earlier request
-                continue
+        ctx_sum, i = 0, 0
+        while i < len(running):
+            r = running[i]
             if r.computed + look > r.cap:
                 while not bm.grow(r.rid, r.computed + look):
-                    victim = running.pop()
+                    victim = prefilling.pop() if prefilling else running.pop()
                     self._preempt(victim, batch)
                     preempted = True
                     if victim is r:
@@ -109,17 +114,18 @@ class Scheduler:
                 if r.cap == 0:  # r preempted itself: everyone after it already was
                     break
                 r.cap = bm.held(r.rid) * bs
-            out.append(r)
             ctx_sum += r.computed
+            i += 1
+        batch.decode = running[:]
         batch.decode_ctx_sum += ctx_sum
-        batch.new_tokens += look * len(out)
+        batch.new_tokens += look * len(running)
         return preempted
 
     def _swap_in(self, batch: Batch) -> None:
         """Swapped requests back, oldest first, while their blocks and the next step's slots fit
         above the watermark; they decode in this step."""
         bm, bs = self.bm, self.bm.block_size
-        while self.swapped and len(self.running) < self.max_seqs:
+        while self.swapped and self.admitted < self.max_seqs:
             r = self.swapped[0]
             if bm.free_blocks - blocks_for(r.computed + self.lookahead, bs) < bm.watermark_blocks:
                 break
@@ -145,26 +151,39 @@ class Scheduler:
         leave and free their blocks. ``accepted(r)`` gives the tokens a speculative decode step
         emitted for ``r`` (1 without speculation). Returns the requests that finished."""
         finished = []
-        for r in batch.decode:
-            k = 1 if accepted is None else min(accepted(r), r.output_len - r.generated)
-            r.computed += k
-            r.generated += k
-            if r.generated >= r.output_len:
-                finished.append(r)
+        if accepted is None:
+            for r in batch.decode:
+                r.computed += 1
+                r.generated += 1
+                if r.generated >= r.output_len:
+                    finished.append(r)
+        else:
+            for r in batch.decode:
+                k = min(accepted(r), r.output_len - r.generated)
+                r.computed += k
+                r.generated += k
+                if r.generated >= r.output_len:
+                    finished.append(r)
+        caught_up = []
         for r, n, _ in batch.prefill:
             r.computed += n
             if r.computed == r.prompt_len + r.generated:
                 r.generated += 1
+                caught_up.append(r)
                 if r.generated == 1:
                     r.first_token_s = end_s
                 if r.generated >= r.output_len:
                     finished.append(r)
+        if caught_up:  # prefills done: they decode from the next step, after those already decoding
+            done = set(map(id, caught_up))
+            self.prefilling = [r for r in self.prefilling if id(r) not in done]
+            self.running.extend(r for r in caught_up if r.generated < r.output_len)
         if finished:
             for r in finished:
                 r.finish_s = end_s
                 self.bm.free(r.rid)
                 r.cap = 0
-            gone = set(id(r) for r in finished)
+            gone = set(map(id, finished))
             self.running = [r for r in self.running if id(r) not in gone]
         return finished
 
@@ -181,21 +200,20 @@ class ContinuousScheduler(Scheduler):
         batch = Batch()
         if not self.swapped:
             tokens = 0
-            while self.waiting and len(self.running) < self.max_seqs:
+            while self.waiting and self.admitted < self.max_seqs:
                 r = self.waiting[0]
                 if tokens + r.known > self.max_batch_tokens or not self._admit(r):
                     break
                 self.waiting.popleft()
-                if r.first_scheduled_s != r.first_scheduled_s:
+                if r.first_scheduled_s != r.first_scheduled_s:  # NaN: never scheduled before
                     r.first_scheduled_s = now_s
                 batch.prefill.append((r, r.known, 0))
                 tokens += r.known
-                self.running.append(r)
+                self.prefilling.append(r)
             if batch.prefill:
                 batch.new_tokens = tokens
                 return batch
-        preempted = self._decodes(batch, list(self.running))
-        if not preempted:
+        if not self._decodes(batch):
             self._swap_in(batch)
         return batch if len(batch) else None
 
@@ -207,20 +225,16 @@ class ChunkedScheduler(Scheduler):
 
     def schedule(self, now_s: float) -> Batch | None:
         batch = Batch()
-        decoding = [r for r in self.running if r.computed and r.pending == 1]
-        preempted = self._decodes(batch, decoding)
-        if not preempted:
+        if not self._decodes(batch):
             self._swap_in(batch)
         budget = self.max_batch_tokens - batch.new_tokens
-        for r in self.running:  # partial prefills, in admission order
+        for r in self.prefilling:  # partial prefills, in admission order
             if budget <= 0:
                 break
-            pending = r.pending
-            if pending > 1 or r.computed == 0:
-                n = min(pending, budget)
-                batch.prefill.append((r, n, r.computed))
-                budget -= n
-        while budget > 0 and self.waiting and len(self.running) < self.max_seqs:
+            n = min(r.pending, budget)
+            batch.prefill.append((r, n, r.computed))
+            budget -= n
+        while budget > 0 and self.waiting and self.admitted < self.max_seqs:
             r = self.waiting[0]
             if not self._admit(r):
                 break
@@ -230,7 +244,7 @@ class ChunkedScheduler(Scheduler):
             n = min(r.known, budget)
             batch.prefill.append((r, n, 0))
             budget -= n
-            self.running.append(r)
+            self.prefilling.append(r)
         batch.new_tokens = self.max_batch_tokens - budget
         return batch if len(batch) else None
 

@@ -76,7 +76,8 @@ def simulate_serving(
     swap_space_bytes: float = 0.0, swap_bandwidth_Bps: float | None = None,
     speculative: Speculative | dict | None = None, slo_ttft_s: float | None = None,
     slo_tpot_s: float | None = None, step_time=None, draft_step_time=None, resolution_bits: int | None = 6,
-    step_options: dict | None = None,
+    step_options: dict | None = None, cost: StepCost | None = None, max_passes: int = 3,
+    stand_in_share: float = 0.02,
 ) -> ServingResult:
     """Simulate ``model`` served on ``gpu`` (x ``tensor_parallel``) and return its metrics.
 
@@ -87,7 +88,9 @@ def simulate_serving(
     2048 for chunked); ``max_seqs`` caps the requests in a batch. The KV cache has ``num_blocks``
     blocks (default: from memory minus weights, ``capacity.kv_capacity``). ``step_time(new_tokens,
     context_lens) -> s`` replaces the step predictor (tests); by default it is
-    ``costmodel.step.predict_batch`` with ``step_options`` (launch=, attention_impl=, ...).
+    ``costmodel.step.predict_batch`` with ``step_options`` (launch=, attention_impl=, ...), asked in
+    discovery passes (``cost``; a ``StepCost`` may be passed in to reuse its cache across runs of one
+    model, GPU and TP).
     """
     t_wall = time.perf_counter()
     cfg = load_model(model) if not isinstance(model, ModelConfig) else model
@@ -134,21 +137,37 @@ def simulate_serving(
     swap_blocks = 0
     if preemption == "swap":
         swap_blocks = int(swap_space_bytes // cap["block_bytes_per_gpu"]) if swap_space_bytes else cap["num_blocks"]
-    bm = BlockManager(cap["num_blocks"], block_size, num_cpu_blocks=swap_blocks)
-    sched = make_scheduler(scheduler, bm, max_seqs=max_seqs, max_batch_tokens=max_batch_tokens,
-                           preemption=preemption, gamma=gamma)
     options = {"dtype": dtype, "tensor_parallel": tensor_parallel, **(step_options or {})}
-    predict = step_time or step_predictor(cfg, gpu, **options)
-    draft_predict = None
-    if spec is not None:
-        draft_predict = draft_step_time or step_predictor(draft_cfg, gpu, **{**options, "tensor_parallel": 1})
-    cost = StepCost(predict, resolution_bits=resolution_bits, draft=draft_predict, gamma=gamma,
-                    swap_block_bytes=cap["block_bytes_per_gpu"], swap_bandwidth_Bps=swap_bandwidth_Bps)
-    accepted = AcceptanceSampler(spec.alpha, spec.gamma, seed=seed + 1) if spec is not None else None
+    if cost is None:
+        draft_predict = None
+        if spec is not None:
+            draft_predict = draft_step_time or step_predictor(draft_cfg, gpu, **{**options, "tensor_parallel": 1})
+        cost = StepCost(step_time or step_predictor(cfg, gpu, **options), vectorized=step_time is None,
+                        resolution_bits=resolution_bits, draft=draft_predict, gamma=gamma,
+                        swap_block_bytes=cap["block_bytes_per_gpu"], swap_bandwidth_Bps=swap_bandwidth_Bps)
 
-    requests = [Request(i, float(a), int(p), int(o))
-                for i, (a, p, o) in enumerate(zip(work.arrival_s, work.prompt_len, work.output_len))]
-    run: EngineRun = run_engine(requests, sched, cost, accepted)
+    def serve() -> tuple[EngineRun, object]:
+        bm = BlockManager(cap["num_blocks"], block_size, num_cpu_blocks=swap_blocks)
+        sched = make_scheduler(scheduler, bm, max_seqs=max_seqs, max_batch_tokens=max_batch_tokens,
+                               preemption=preemption, gamma=gamma)
+        accepted = AcceptanceSampler(spec.alpha, spec.gamma, seed=seed + 1) if spec is not None else None
+        requests = [Request(i, float(a), int(p), int(o))
+                    for i, (a, p, o) in enumerate(zip(work.arrival_s, work.prompt_len, work.output_len))]
+        return run_engine(requests, sched, cost, accepted), sched
+
+    if cost.vectorized:  # discovery passes (cost.py): collect unseen batches, predict them together
+        if cost._grid is None:
+            cost.seed_grid(max_seqs, cfg.max_seq_len, max(max_batch_tokens, max_seqs * (1 + gamma)))
+        for _ in range(max_passes):
+            cost.start_pass(discover=True)
+            run, sched = serve()
+            cost.resolve()
+            if cost.stand_in_steps <= stand_in_share * len(run.timeline.start_s):
+                break
+    else:
+        cost.start_pass(discover=False)
+        run, sched = serve()
+    requests = run.requests
     metrics = run_metrics(run, cap["num_blocks"], slo_ttft_s, slo_tpot_s)
     config = {
         "model": cfg.name, "gpu": gpu.name, "scheduler": scheduler, "tensor_parallel": tensor_parallel,
@@ -161,6 +180,7 @@ def simulate_serving(
         config["speculative"] = {"draft": draft_cfg.name, "gamma": spec.gamma, "alpha": spec.alpha,
                                  "expected_tokens_per_step": expected_tokens_per_step(spec.alpha, spec.gamma)}
     metrics["swapped_blocks"] = sched.swapped_blocks
+    metrics["num_blocks"] = cap["num_blocks"]
     return ServingResult(metrics=metrics, config=config, capacity=cap, cost=cost.stats(),
                          wall_s=time.perf_counter() - t_wall, requests=request_table(requests),
                          timeline=run.timeline)
