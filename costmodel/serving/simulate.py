@@ -51,6 +51,7 @@ class ServingResult(BaseModel):
     wall_s: float
     requests: dict = Field(default_factory=dict, exclude=True)  # columns of metrics.request_table
     timeline: Any = Field(default=None, exclude=True)  # engine.Timeline
+    cost_object: Any = Field(default=None, exclude=True)  # the StepCost, to reuse its cache
 
     def to_json(self) -> dict:
         return {**self.metrics, "config": self.config, "capacity": self.capacity, "cost": self.cost,
@@ -183,7 +184,7 @@ def simulate_serving(
     metrics["num_blocks"] = cap["num_blocks"]
     return ServingResult(metrics=metrics, config=config, capacity=cap, cost=cost.stats(),
                          wall_s=time.perf_counter() - t_wall, requests=request_table(requests),
-                         timeline=run.timeline)
+                         timeline=run.timeline, cost_object=cost)
 
 
 __all__ = ["ServingResult", "Speculative", "simulate_serving"]
