@@ -87,3 +87,23 @@ def test_real_loop_serves_a_trace(model):
     assert all(0 < a <= b for a, b in zip(req["ttft_s"], req["e2e_s"]))
     assert sum(s["decodes"] + len(s["chunks"]) for s in out["steps"]) > 0
     assert m["mean_in_system"] == pytest.approx(m["requests_per_s"] * m["e2e_s"]["mean"], rel=1e-6)
+
+
+def test_gpu_runner_smoke_and_compare(tmp_path):
+    # the GPU runner's --smoke path (CPU, toy model) writes the file compare reads; compare re-serves
+    # each trace in the simulator (here as TinyLlama on the H200 spec: the numbers mean nothing, the
+    # plumbing is what is checked)
+    import json
+
+    from costmodel.serving import compare, gpu_run
+
+    assert gpu_run.main(["--out", str(tmp_path), "--smoke", "--budget-s", "120"]) == 0
+    data = json.loads((tmp_path / "serving_h200.json").read_text())
+    assert [(r["scheduler"], r["rate_per_s"]) for r in data["runs"]] == [
+        ("continuous", None), ("continuous", 20.0), ("continuous", 40.0), ("chunked", 40.0)]
+    assert all(r["served"] == r["offered"] == 12 for r in data["runs"])
+    for r in data["runs"]:
+        r["model"] = "tinyllama-1.1b"
+    out = compare.compare(data)
+    assert "saturation_per_s" in out["rows"][0] and "requests_per_s" in out["rows"][1]
+    assert set(out["rows"][1]["steps"]) <= {"decode", "prefill", "mixed"}

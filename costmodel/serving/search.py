@@ -63,9 +63,11 @@ def max_rate_at_slo(model, gpu, *, slo_ttft_s: float | None = 0.5, slo_tpot_s: f
         nonlocal cost
         r = simulate_serving(model, gpu, rate_per_s=rate, cost=cost, **simulate_options)
         cost = r.cost_object
-        ok = rate <= sat and _meets(r.metrics, slo_ttft_s, slo_tpot_s, stat)
+        met_slo = _meets(r.metrics, slo_ttft_s, slo_tpot_s, stat)
+        ok = rate <= sat and met_slo
         trials.append({"rate_per_s": rate, "ttft_s": r.metrics["ttft_s"][stat], "tpot_s": r.metrics["tpot_s"][stat],
-                       "requests_per_s": r.metrics["requests_per_s"], "met": ok})
+                       "requests_per_s": r.metrics["requests_per_s"], "met_slo": met_slo,
+                       "above_saturation": rate > sat, "met": ok})
         return ok, r
 
     rate = min(start_rate_per_s, sat)
@@ -87,7 +89,8 @@ def max_rate_at_slo(model, gpu, *, slo_ttft_s: float | None = 0.5, slo_tpot_s: f
             lo, best = mid, r
         else:
             hi = mid
-    limited = "saturation" if hi is not None and hi > sat else "slo"
+    failed = [t for t in trials if t["rate_per_s"] == hi]
+    limited = "slo" if failed and not failed[-1]["met_slo"] else ("saturation" if hi is not None else "none")
     return {"max_rate_per_s": lo or 0.0, "bracket_per_s": [lo, hi], "saturation_rate_per_s": sat,
             "limited_by": limited, "slo_ttft_s": slo_ttft_s, "slo_tpot_s": slo_tpot_s,
             "stat": stat, "result": best, "trials": trials}

@@ -67,20 +67,29 @@ class PagedModel:
     # ------------------------------------------------------------ the forward pass
 
     def _attend_decode(self, layer, q, gather, mask):
-        """q (B, H, 1, d); gather (B, L) slots; mask (B, 1, 1, L) additive."""
+        """q (B, H, 1, d); gather (B, L) slots; mask (B, 1, 1, L) additive. Grouped-query attention as
+        MHA over the K/V heads with the group's G query heads as G query rows (no K/V repeat, any
+        SDPA backend): query head h = kv head h // G, row h % G."""
         B, L = gather.shape
-        k = self.k[layer][gather.reshape(-1)].view(B, L, *self.k[layer].shape[1:]).transpose(1, 2)  # (B, H_kv, L, d)
-        v = self.v[layer][gather.reshape(-1)].view(B, L, *self.v[layer].shape[1:]).transpose(1, 2)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=k.shape[1] != q.shape[1])
+        Hkv, d = self.k[layer].shape[1:]
+        G = q.shape[1] // Hkv
+        k = self.k[layer][gather.reshape(-1)].view(B, L, Hkv, d).transpose(1, 2)  # (B, H_kv, L, d)
+        v = self.v[layer][gather.reshape(-1)].view(B, L, Hkv, d).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q.reshape(B, Hkv, G, d), k, v, attn_mask=mask)  # (B, H_kv, G, d)
+        return y.reshape(B, Hkv * G, 1, d)
 
     def _attend_chunk(self, layer, q, gather, ctx):
-        """q (1, H, n, d) of a chunk after ``ctx`` cached tokens; gather (ctx + n,) slots."""
+        """q (1, H, n, d) of a chunk after ``ctx`` cached tokens; gather (ctx + n,) slots. The G query
+        heads of a group become G x n query rows (row g n + j is query j of head g)."""
         n = q.shape[2]
+        Hkv, d = self.k[layer].shape[1:]
+        G = q.shape[1] // Hkv
         k = self.k[layer][gather].transpose(0, 1)[None]  # (1, H_kv, ctx + n, d)
         v = self.v[layer][gather].transpose(0, 1)[None]
         keys = torch.arange(ctx + n, device=q.device)
         allowed = keys[None, :] <= (ctx + torch.arange(n, device=q.device))[:, None]  # (n, ctx + n)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=k.shape[1] != q.shape[1])
+        y = F.scaled_dot_product_attention(q.reshape(1, Hkv, G * n, d), k, v, attn_mask=allowed.repeat(G, 1))
+        return y.reshape(1, Hkv * G, n, d)
 
     def forward(self, ids, positions, write_slots, decode, chunks, last_index):
         """ids, positions, write_slots (T,); ``decode``: (n_dec, gather (B, L), mask) for the first
