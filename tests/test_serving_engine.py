@@ -61,3 +61,29 @@ def test_throughput_equals_arrival_rate_below_saturation():
     assert m["requests_per_s"] == pytest.approx(rate, rel=0.05)
     assert m["output_tokens_per_s"] == pytest.approx(rate * np.mean(w.output_len), rel=0.05)
     assert 0 < m["kv_utilization"] < m["kv_utilization_peak"] <= 1
+
+
+@pytest.mark.parametrize("scheduler,blocks,rate", [("chunked", 4000, 6.0), ("continuous", 4000, 6.0),
+                                                   ("chunked", 60, 40.0), ("continuous", 60, 40.0)])
+def test_runs_of_decodes_change_nothing(scheduler, blocks, rate):
+    """Decode runs applied as one event (engine.py) give every request the timestamps that stepping
+    one decode at a time gives, preemptions included (60 blocks of 16 tokens: the cache runs out)."""
+    from costmodel.serving.cost import StepCost
+
+    def predict(new, ctx):  # any cost that depends on the batch: 3 ms + 30 us per token + 20 ns per context token
+        return 3e-3 + 30e-6 * float(np.sum(new)) + 20e-9 * float(np.sum(ctx))
+
+    w = poisson_workload(rate, 400, prompt_len="uniform:16:200", output_len="uniform:2:120", seed=SEED)
+    runs = []
+    for fast in (True, False):
+        cost = StepCost(predict, resolution_bits=None)
+        step = cost if fast else (lambda batch, c=cost: c(batch))  # the lambda hides decode_only
+        bm = BlockManager(blocks, 16)
+        sched = make_scheduler(scheduler, bm, max_seqs=48, max_batch_tokens=256)
+        runs.append((run_engine(_requests(w), sched, step), sched))
+    (fast, s_fast), (slow, s_slow) = runs
+    assert len(fast.timeline.start_s) == len(slow.timeline.start_s)
+    for a, b in zip(fast.requests, slow.requests):
+        assert (a.first_token_s, a.finish_s, a.preemptions) == (b.first_token_s, b.finish_s, b.preemptions)
+    assert s_fast.preemptions == s_slow.preemptions and (blocks > 200 or s_fast.preemptions > 10)
+    assert fast.in_system_area == pytest.approx(slow.in_system_area, rel=1e-12)

@@ -180,9 +180,22 @@ class StepCost:
 
     # ------------------------------------------------------------ the lookup
 
+    def decode_only(self, n: int, ctx_sum: int) -> float:
+        """Seconds of a step of ``n`` decode requests holding ``ctx_sum`` cached tokens in all."""
+        q = self.bits
+        return self._lookup((quantize(n, q), quantize(round(ctx_sum / n), q), ()))
+
     def __call__(self, batch) -> float:
+        t = self._lookup(self._key(batch))
+        if batch.swap_blocks:
+            if not self.swap_bandwidth_Bps:
+                raise ValueError("swap_bandwidth_Bps: preemption='swap' copies blocks to host memory; give the "
+                                 "host link's bandwidth in bytes per second (e.g. PCIe 5.0 x16)")
+            t += batch.swap_blocks * self.swap_block_bytes / self.swap_bandwidth_Bps
+        return t
+
+    def _lookup(self, key) -> float:
         self.lookups += 1
-        key = self._key(batch)
         t = self._cache.get(key)
         if t is None:
             if self.discover:
@@ -192,11 +205,6 @@ class StepCost:
                     t = self.missed[key] = self._stand_in(key)
             else:
                 t = self._cache[key] = float(self._predict_keys([key])[0])
-        if batch.swap_blocks:
-            if not self.swap_bandwidth_Bps:
-                raise ValueError("swap_bandwidth_Bps: preemption='swap' copies blocks to host memory; give the "
-                                 "host link's bandwidth in bytes per second (e.g. PCIe 5.0 x16)")
-            t += batch.swap_blocks * self.swap_block_bytes / self.swap_bandwidth_Bps
         return t
 
     def stats(self) -> dict:

@@ -33,7 +33,7 @@ class Batch:
     """One forward pass: decode requests (1 + gamma new tokens each, context = computed) and
     prefill chunks (request, new tokens, context), plus blocks copied to or from host memory."""
 
-    __slots__ = ("decode", "decode_ctx_sum", "prefill", "swap_blocks", "padded", "new_tokens")
+    __slots__ = ("decode", "decode_ctx_sum", "prefill", "swap_blocks", "padded", "new_tokens", "steps")
 
     def __init__(self):
         self.decode: list[Request] = []
@@ -42,6 +42,7 @@ class Batch:
         self.swap_blocks = 0
         self.padded: tuple[int, int, int] | None = None  # static: (batch, new tokens each, context each)
         self.new_tokens = 0
+        self.steps = 1  # > 1: that many identical decode steps in a row (``Scheduler.run_of_decodes``)
 
     def __len__(self) -> int:
         return len(self.decode) + len(self.prefill)
@@ -152,9 +153,10 @@ class Scheduler:
         emitted for ``r`` (1 without speculation). Returns the requests that finished."""
         finished = []
         if accepted is None:
+            k = batch.steps
             for r in batch.decode:
-                r.computed += 1
-                r.generated += 1
+                r.computed += k
+                r.generated += k
                 if r.generated >= r.output_len:
                     finished.append(r)
         else:
@@ -186,6 +188,44 @@ class Scheduler:
             gone = set(map(id, finished))
             self.running = [r for r in self.running if id(r) not in gone]
         return finished
+
+    def run_of_decodes(self, step_time, gap_s: float):
+        """The next steps as one Batch of ``steps`` decode steps, when nothing but decoding can happen
+        until then (nobody waiting, prefilling or swapped; no speculation): the same requests, each
+        context one longer a step, up to the first finish, up to the step in flight at the next
+        arrival (``gap_s`` from now) and within the free blocks (taken for the whole run at once,
+        so no preemption can fall inside it). Each step's time from ``step_time(n, ctx_sum)``.
+        Returns (batch, step times) or None. The scheduling is the step-by-step one; only the KV
+        blocks in use are recorded as taken at the run's start."""
+        running = self.running
+        if self.waiting or self.prefilling or self.swapped or not running or self.lookahead != 1:
+            return None
+        d = len(running)
+        rem = min(r.output_len - r.generated for r in running)
+        if rem < 2:
+            return None
+        ctx = sum(r.computed for r in running)
+        times, start = [], 0.0
+        while len(times) < rem and (not times or start < gap_s):
+            t = step_time(d, ctx + len(times) * d)
+            times.append(t)
+            start += t
+        bm, bs = self.bm, self.bm.block_size
+        k = len(times)
+        while k >= 2:
+            need = sum(max(0, -(-(r.computed + k) // bs) - r.cap // bs) for r in running)
+            if need <= bm.free_blocks:
+                break
+            k //= 2
+        if k < 2:
+            return None
+        for r in running:
+            if r.computed + k > r.cap:
+                bm.grow(r.rid, r.computed + k)
+                r.cap = bm.held(r.rid) * bs
+        batch = Batch()
+        batch.decode, batch.decode_ctx_sum, batch.new_tokens, batch.steps = running[:], ctx, d, k
+        return batch, times[:k]
 
     def schedule(self, now_s: float) -> Batch | None:  # pragma: no cover - each policy defines it
         raise NotImplementedError
@@ -290,6 +330,9 @@ class StaticScheduler(Scheduler):
             batch.padded = (b, 1, self._pad_prompt + self._steps - 1)
             batch.new_tokens = b
         return batch
+
+    def run_of_decodes(self, step_time, gap_s: float):
+        return None  # its steps are padded; each is applied on its own
 
     def complete(self, batch: Batch, end_s: float, accepted=None) -> list[Request]:
         for r in self._group:
