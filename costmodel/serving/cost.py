@@ -111,7 +111,7 @@ class StepCost:
     def _call(self, fn, new, ctx) -> np.ndarray:
         self.calls += 1
         if self.vectorized:
-            return np.broadcast_to(np.asarray(fn(new, ctx), dtype=np.float64), (new.shape[0],))
+            return np.broadcast_to(np.asarray(fn(new, ctx), dtype=np.float64), (new.shape[0],)).copy()
         return np.array([float(fn(n[n > 0] if np.any(n > 0) else n[:1], c[n > 0] if np.any(n > 0) else c[:1]))
                          for n, c in zip(new, ctx)])
 
