@@ -1,7 +1,7 @@
 """The serving check on a GPU: real continuous batching over a paged KV cache, Poisson traces at three
 rates for two models, every request's token times and every step measured.
 
-    python3 -m costmodel.serving.gpu_run --out DIR [--budget-s 420] [--smoke]
+    python3 -m costmodel.validation.serving_run --out DIR [--budget-s 420] [--smoke]
 
 For each model (Llama-3-8B, TinyLlama-1.1B; bf16, random seeded weights) the rates are 30%, 60% and
 85% of the saturation rate the simulator predicts for the same setup (so the run spans light load
@@ -10,7 +10,7 @@ rate; ``--requests`` requests each (prompts uniform on [256, 1024], outputs on
 [32, 256]), the continuous scheduler; then the chunked one at the middle rate. Decode-only steps are
 CUDA graphs per (batch, context) bucket, captured before the first trace; prefill and mixed steps run
 eager. Writes DIR/serving_h200.json after every run (the traces, the measurements, the setup), so a
-run stopped by its budget keeps what it measured; ``costmodel.serving.compare`` then simulates the
+run stopped by its budget keeps what it measured; ``costmodel.validation.serving_compare`` then simulates the
 same traces and sets the two side by side (on a CPU). ``--smoke`` runs every path on the CPU with a
 toy model and toy traces (no graphs), so the GPU call cannot fail on a typo.
 """
@@ -42,7 +42,7 @@ TOY = ModelConfig(name="toy", source="smoke test", vocab_size=128, d_model=64, n
 
 
 def meta(torch) -> dict:
-    m = {"command": " ".join(["python3 -m costmodel.serving.gpu_run"] + sys.argv[1:]),
+    m = {"command": " ".join(["python3 -m costmodel.validation.serving_run"] + sys.argv[1:]),
          "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__}
     if torch.cuda.is_available():
         m.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)
@@ -60,7 +60,7 @@ def capture_graphs(paged, max_seqs: int, max_ctx: int, deadline: float) -> int:
     requests on the scratch block, so no capture happens inside a timed trace."""
     from costmodel.serving.request import Request
     from costmodel.serving.schedulers import Batch
-    from costmodel.serving.torch_engine import BATCH_BUCKETS, ctx_bucket
+    from costmodel.validation.serving_paged import BATCH_BUCKETS, ctx_bucket
 
     L = ctx_bucket(1, paged.bs)
     lengths = []
@@ -96,11 +96,11 @@ def main(argv=None) -> int:
     deadline = t0 + args.budget_s
     import torch
 
-    from costmodel.reference.model import build
+    from costmodel.validation.reference_model import build
     from costmodel.serving.capacity import kv_capacity
     from costmodel.serving.search import saturation_rate
-    from costmodel.serving.torch_engine import PagedModel
-    from costmodel.serving.torch_loop import serve
+    from costmodel.validation.serving_paged import PagedModel
+    from costmodel.validation.serving_loop import serve
     from hardware_specs import load_gpu
 
     os.makedirs(args.out, exist_ok=True)

@@ -2,7 +2,7 @@
 batches formed by the simulator's own schedulers, its steps timed on the device.
 
 The model's weights and token-wise modules (embedding, norms, q/k/v and output projections, MLP,
-LM head, RoPE tables) are the reference model's (``costmodel.reference.model.build``); only attention
+LM head, RoPE tables) are the reference model's (``costmodel.validation.reference_model``); only attention
 is done here, over KV *pools* of shape (blocks, block_size, H_kv, d) per layer, indexed by the block
 tables of ``costmodel.serving.blocks.BlockManager`` (Kwon et al. 2023 §4.1: a token at position p of
 a request lives in slot p % block_size of its block table[p // block_size]). Per step:
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -60,9 +61,8 @@ class PagedModel:
 
     def slots(self, table: list[int], start: int, stop: int) -> torch.Tensor:
         """Pool slots of positions start..stop-1 of a request with block table ``table``."""
-        p = torch.arange(start, stop)
-        blocks = torch.tensor(table, dtype=torch.long)[p // self.bs]
-        return blocks * self.bs + p % self.bs
+        p = np.arange(start, stop)
+        return torch.from_numpy(np.asarray(table, dtype=np.int64)[p // self.bs] * self.bs + p % self.bs)
 
     # ------------------------------------------------------------ the forward pass
 
@@ -102,7 +102,7 @@ class PagedModel:
         cos = sin = None
         if m.cos is not None:
             cos, sin = m.cos[positions][:, None, :], m.sin[positions][:, None, :]  # (T, 1, d)
-        from costmodel.reference.model import apply_rope
+        from costmodel.validation.reference_model import apply_rope
 
         T = ids.shape[0]
         for li, blk in enumerate(m.layers):
@@ -134,7 +134,7 @@ class PagedModel:
         to here). Returns {rid: next token} for the requests that emitted one."""
         dev, bs = self.device, self.bs
         dec = batch.decode
-        ids, pos, write = [], [], []
+        ids, pos = [], []
         for r in dec:  # decode: the last known token at position computed
             ids.append(tokens[r.rid][r.computed])
             pos.append(r.computed)
@@ -146,11 +146,11 @@ class PagedModel:
             chunks.append((start, n, ctx, self.slots(tables[r.rid], 0, ctx + n).to(dev)))
             start += n
             last.append(start - 1)
-        for r in dec:
-            write.append(self.slots(tables[r.rid], r.computed, r.computed + 1))
-        for r, n, ctx in batch.prefill:
-            write.append(self.slots(tables[r.rid], ctx, ctx + n))
-        write_t = torch.cat(write).to(dev)
+        write = [tables[r.rid][r.computed // bs] * bs + r.computed % bs for r in dec]  # each decode's new slot
+        write_t = torch.tensor(write, dtype=torch.long)
+        if batch.prefill:
+            write_t = torch.cat([write_t] + [self.slots(tables[r.rid], ctx, ctx + n) for r, n, ctx in batch.prefill])
+        write_t = write_t.to(dev)
         if dec and not chunks and use_graphs:
             logits = self._graph_decode(dec, tables, ids, pos, write_t)
         else:
@@ -170,15 +170,24 @@ class PagedModel:
         return out
 
     def _decode_gather(self, dec, tables, B: int, L: int | None = None):
-        lens = [r.computed + 1 for r in dec]
-        L = L or ctx_bucket(max(lens), self.bs)
-        gather = torch.full((B, L), self.scratch_block * self.bs, dtype=torch.long)
-        mask = torch.full((B, 1, 1, L), -math.inf, dtype=self.dtype)
+        """(B, L) pool slots of every decode request's positions 0..L-1 (the scratch slot past its
+        length and for padded rows) and the (B, 1, 1, L) additive mask that hides them."""
+        bs = self.bs
+        lens = np.zeros(B, dtype=np.int64)
+        lens[: len(dec)] = [r.computed + 1 for r in dec]
+        L = L or ctx_bucket(int(lens.max()), bs)
+        nb = -(-L // bs)
+        tab = np.full((B, nb), self.scratch_block, dtype=np.int64)  # block tables, padded with the scratch block
         for i, r in enumerate(dec):
-            gather[i, :lens[i]] = self.slots(tables[r.rid], 0, lens[i])
-            mask[i, ..., :lens[i]] = 0
-        mask[len(dec):, ..., 0] = 0  # padded rows attend to the scratch slot: no NaN
-        return gather.to(self.device), mask.to(self.device)
+            t = tables[r.rid][:nb]
+            tab[i, : len(t)] = t
+        p = np.arange(L)
+        valid = p[None, :] < lens[:, None]  # (B, L)
+        valid[len(dec):, 0] = True  # padded rows attend to the scratch slot: no NaN
+        gather = np.where(valid, tab[:, p // bs] * bs + p % bs, self.scratch_block * bs)
+        mask = torch.zeros((B, 1, 1, L), dtype=self.dtype)
+        mask.masked_fill_(torch.from_numpy(~valid)[:, None, None, :], -math.inf)
+        return torch.from_numpy(gather).to(self.device), mask.to(self.device)
 
     def _graph_decode(self, dec, tables, ids, pos, write_t):
         B = bucket(len(dec))

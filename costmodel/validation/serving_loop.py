@@ -1,5 +1,5 @@
 """Serve a workload for real, in wall-clock time: the simulator's scheduler and block manager form
-each batch, ``torch_engine.PagedModel`` runs it, and every request's token times are measured.
+each batch, ``serving_paged.PagedModel`` runs it, and every request's token times are measured.
 
 The loop is the simulator's engine with the step cost replaced by the step itself: requests whose
 arrival time has passed join the scheduler's queue before each step; the step runs and the device is

@@ -1,6 +1,6 @@
-"""Measured against simulated serving: the GPU run's traces (``gpu_run``) re-served by the simulator.
+"""Measured against simulated serving: the GPU run's traces (``serving_run``) re-served by the simulator.
 
-    python3 -m costmodel.serving.compare RESULTS.json [--gpu SPEC] [--json OUT]
+    python3 -m costmodel.validation.serving_compare RESULTS.json [--gpu SPEC] [--json OUT]
 
 For each measured run the simulator serves the very same trace (arrival times, prompt and output
 lengths) with the same scheduler, limits and KV blocks, and the two are set side by side: throughput,

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-reference = pytest.importorskip("costmodel.reference.model")
+reference = pytest.importorskip("costmodel.validation.reference_model")
 
 from costmodel.models import ModelConfig  # noqa: E402
 from costmodel.serving.blocks import BlockManager  # noqa: E402
 from costmodel.serving.request import Request  # noqa: E402
 from costmodel.serving.schedulers import make_scheduler  # noqa: E402
-from costmodel.serving.torch_engine import PagedModel  # noqa: E402
-from costmodel.serving.torch_loop import serve  # noqa: E402
+from costmodel.validation.serving_paged import PagedModel  # noqa: E402
+from costmodel.validation.serving_loop import serve  # noqa: E402
 from costmodel.serving.workload import Workload  # noqa: E402
 
 SEED = 3
@@ -95,7 +95,7 @@ def test_gpu_runner_smoke_and_compare(tmp_path):
     # plumbing is what is checked)
     import json
 
-    from costmodel.serving import compare, gpu_run
+    from costmodel.validation import serving_compare as compare, serving_run as gpu_run
 
     assert gpu_run.main(["--out", str(tmp_path), "--smoke", "--budget-s", "120"]) == 0
     data = json.loads((tmp_path / "serving_h200.json").read_text())
