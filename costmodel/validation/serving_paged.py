@@ -79,13 +79,16 @@ class PagedModel:
         return y.reshape(B, Hkv * G, 1, d)
 
     def _attend_chunk(self, layer, q, gather, ctx):
-        """q (1, H, n, d) of a chunk after ``ctx`` cached tokens; gather (ctx + n,) slots. The G query
-        heads of a group become G x n query rows (row g n + j is query j of head g)."""
+        """q (1, H, n, d) of a chunk after ``ctx`` cached tokens; gather (ctx + n,) slots. After a
+        context the G query heads of a group become G x n query rows (row g n + j is query j of
+        head g) under an explicit causal mask offset by ``ctx``."""
         n = q.shape[2]
         Hkv, d = self.k[layer].shape[1:]
         G = q.shape[1] // Hkv
         k = self.k[layer][gather].transpose(0, 1)[None]  # (1, H_kv, ctx + n, d)
         v = self.v[layer][gather].transpose(0, 1)[None]
+        if ctx == 0:  # a whole prompt: plain causal attention, which the flash backend takes
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=G > 1)
         keys = torch.arange(ctx + n, device=q.device)
         allowed = keys[None, :] <= (ctx + torch.arange(n, device=q.device))[:, None]  # (n, ctx + n)
         y = F.scaled_dot_product_attention(q.reshape(1, Hkv, G * n, d), k, v, attn_mask=allowed.repeat(G, 1))
