@@ -86,7 +86,9 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
     # The counts are int64 sums; a problem whose dense FLOPs pass 2^60 would wrap them around.
     dense_flops = 4 * cfg.batch * cfg.heads * cfg.seq_len * cfg.kv_len * cfg.head_dim
     if dense_flops > MAX_FLOPS:
-        raise ValueError(f"batch: B={cfg.batch}, H={cfg.heads}, N={cfg.seq_len}, L={cfg.kv_len}, d={cfg.head_dim} is "
+        dims = {"batch": cfg.batch, "heads": cfg.heads, "seq_len": cfg.seq_len, "kv_len": cfg.kv_len}
+        largest = max(dims, key=dims.get)
+        raise ValueError(f"{largest}: B={cfg.batch}, H={cfg.heads}, N={cfg.seq_len}, L={cfg.kv_len}, d={cfg.head_dim} is "
                          f"{dense_flops:.3g} FLOPs; problems up to {MAX_FLOPS:.3g} FLOPs (2^60) are simulated")
     sch = make_config(ScheduleConfig, tensor_cores=tensor_cores,
                       **{k: v for k, v in schedule.items() if v is not None})
