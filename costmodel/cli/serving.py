@@ -130,7 +130,9 @@ def run_sim(args: argparse.Namespace) -> tuple[dict, str]:
                                     stat=args.stat, start_rate_per_s=args.rate or 1.0, **options)
             best = found.pop("result")
             data = {**found, "run": best.to_json() if best else None}
-            text = (f"highest rate with {args.stat} TTFT <= {args.slo_ttft} s / TPOT <= {args.slo_tpot} s: "
+            slo = " and ".join(f"{args.stat} {name} <= {v * 1e3:g} ms" for name, v in
+                               (("TTFT", args.slo_ttft), ("TPOT", args.slo_tpot)) if v is not None)
+            text = (f"highest rate with {slo}: "
                     f"{found['max_rate_per_s']:.2f} req/s (limited by {found['limited_by']}; saturation "
                     f"{found['saturation_rate_per_s']:.2f} req/s; {len(found['trials'])} runs)")
             if best is not None:
