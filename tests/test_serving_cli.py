@@ -10,8 +10,10 @@ import pytest
 from costmodel.cli import main
 from costmodel.models import load_model
 from costmodel.params import count_params
+from costmodel.serving import simulate_serving
 from costmodel.serving.capacity import kv_capacity
 from costmodel.serving.search import max_rate_at_slo
+from costmodel.serving.workload import Workload
 from hardware_specs import load_gpu
 
 SIM = ["serve-sim", "--model", "llama3-8b", "--gpu", "h200-sxm-141gb"]
@@ -82,3 +84,19 @@ def test_max_rate_at_slo_matches_md1():
     assert found["limited_by"] == "slo"
     assert found["max_rate_per_s"] == pytest.approx(0.5 / 0.040, rel=0.06)
     assert np.all(np.diff([t["rate_per_s"] for t in found["trials"][:3]]) > 0)
+
+
+def test_tp_communication_hook_adds_to_every_step():
+    # one request, prompt 8, 3 output tokens; every step 1 s plus 0.25 s of collectives for its 8 (prefill)
+    # or 1 (decode) tokens: the hook sees each step's tokens
+    seen = []
+
+    def comm(tokens):
+        seen.extend(np.atleast_1d(tokens).tolist())
+        return 0.25 * np.ones_like(tokens)
+
+    w = Workload(np.array([0.0]), np.array([8]), np.array([3]), "one request")
+    r = simulate_serving("llama3-8b", "h200-sxm-141gb", w, scheduler="chunked", tensor_parallel=2,
+                         step_time=lambda new, ctx: 1.0, tp_comm_s=comm)
+    assert r.requests["ttft_s"][0] == 1.25 and r.requests["e2e_s"][0] == 3.75
+    assert set(seen) == {8.0, 1.0}

@@ -64,3 +64,4 @@ def test_simulator_emits_gamma_plus_one_tokens_per_step_at_alpha_1():
     assert r.requests["ttft_s"][0] == 1.0 and r.requests["e2e_s"][0] == 3.0
     assert r.metrics["tpot_s"]["mean"] == pytest.approx(2.0 / 8)
     assert r.config["speculative"]["expected_tokens_per_step"] == 4
+

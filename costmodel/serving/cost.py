@@ -20,7 +20,9 @@ The simulator's hot spot is asking ``costmodel.step.predict_batch`` for every fo
 
 Speculative decoding adds gamma draft steps over the decode requests (1 new token each) and one
 draft pass over the prefill chunks; the target verifies 1 + gamma tokens per decode request.
-Swapping adds the blocks copied over the host link at ``swap_bandwidth_Bps``.
+Swapping adds the blocks copied over the host link at ``swap_bandwidth_Bps``. ``comm(tokens)`` adds a
+step's tensor-parallel communication (the step predictor counts compute and memory only), e.g. two
+all-reduces of tokens x d_model activations per layer (Shoeybi et al. 2019 §3).
 """
 
 from __future__ import annotations
@@ -58,10 +60,11 @@ class StepCost:
 
     def __init__(self, predict: Predict, *, vectorized: bool = False, resolution_bits: int | None = 6,
                  draft: Predict | None = None, gamma: int = 0, swap_block_bytes: float = 0.0,
-                 swap_bandwidth_Bps: float | None = None):
+                 swap_bandwidth_Bps: float | None = None, comm=None):
         if resolution_bits is not None and not (isinstance(resolution_bits, int) and resolution_bits >= 1):
             raise ValueError(f"resolution_bits: {resolution_bits!r}; a whole number >= 1, or None for exact")
         self.predict, self.draft, self.vectorized = predict, draft, vectorized
+        self.comm = comm  # tokens (array) -> seconds of the step's TP communication, or None
         self.gamma = gamma
         self.bits = resolution_bits
         self.swap_block_bytes = swap_block_bytes
@@ -127,6 +130,9 @@ class StepCost:
             pre = [i for i, k in enumerate(keys) if k[2]]
             if pre:
                 t[pre] += self._call(self.draft, *self._rows([keys[i] for i in pre], 1, with_decodes=False))
+        if self.comm is not None:  # tensor-parallel collectives of the step, by its tokens
+            tokens = np.array([n * (1 + self.gamma) + sum(m for m, _ in chunks) for n, _, chunks in keys], dtype=np.float64)
+            t = t + np.broadcast_to(np.asarray(self.comm(tokens), dtype=np.float64), t.shape)
         self.predict_wall_s += time.perf_counter() - t0
         return t
 

@@ -77,7 +77,7 @@ def simulate_serving(
     swap_space_bytes: float = 0.0, swap_bandwidth_Bps: float | None = None,
     speculative: Speculative | dict | None = None, slo_ttft_s: float | None = None,
     slo_tpot_s: float | None = None, step_time=None, draft_step_time=None, resolution_bits: int | None = 6,
-    step_options: dict | None = None, cost: StepCost | None = None, max_passes: int = 3,
+    step_options: dict | None = None, tp_comm_s=None, cost: StepCost | None = None, max_passes: int = 3,
     stand_in_share: float = 0.02,
 ) -> ServingResult:
     """Simulate ``model`` served on ``gpu`` (x ``tensor_parallel``) and return its metrics.
@@ -91,7 +91,8 @@ def simulate_serving(
     context_lens) -> s`` replaces the step predictor (tests); by default it is
     ``costmodel.step.predict_batch`` with ``step_options`` (launch=, attention_impl=, ...), asked in
     discovery passes (``cost``; a ``StepCost`` may be passed in to reuse its cache across runs of one
-    model, GPU and TP).
+    model, GPU and TP). ``tp_comm_s(tokens) -> s`` adds each step's tensor-parallel communication
+    (not counted otherwise: with ``tensor_parallel > 1`` and no ``tp_comm_s`` the steps are optimistic).
     """
     t_wall = time.perf_counter()
     cfg = load_model(model) if not isinstance(model, ModelConfig) else model
@@ -145,7 +146,8 @@ def simulate_serving(
             draft_predict = draft_step_time or step_predictor(draft_cfg, gpu, **{**options, "tensor_parallel": 1})
         cost = StepCost(step_time or step_predictor(cfg, gpu, **options), vectorized=step_time is None,
                         resolution_bits=resolution_bits, draft=draft_predict, gamma=gamma,
-                        swap_block_bytes=cap["block_bytes_per_gpu"], swap_bandwidth_Bps=swap_bandwidth_Bps)
+                        swap_block_bytes=cap["block_bytes_per_gpu"], swap_bandwidth_Bps=swap_bandwidth_Bps,
+                        comm=tp_comm_s)
 
     def serve() -> tuple[EngineRun, object]:
         bm = BlockManager(cap["num_blocks"], block_size, num_cpu_blocks=swap_blocks)
@@ -176,6 +178,7 @@ def simulate_serving(
         "kv_dtype": kv_dtype, "weight_dtype": weight_dtype, "preemption": preemption, "workload": work.source,
         "rate_per_s": rate_per_s, "slo_ttft_s": slo_ttft_s, "slo_tpot_s": slo_tpot_s,
         "step_predictor": "given" if step_time else "costmodel.step.predict_batch", "step_options": options,
+        "tp_communication": "given" if tp_comm_s is not None else "not counted",
     }
     if spec is not None:
         config["speculative"] = {"draft": draft_cfg.name, "gamma": spec.gamma, "alpha": spec.alpha,
