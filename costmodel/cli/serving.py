@@ -106,6 +106,8 @@ def _run_text(m: dict, cfg: dict, cap: dict) -> str:
              f"{si(m['input_tokens_per_s'], 'tok/s')} in; mean in system {m['mean_in_system']:.1f}; "
              f"mean batch {m['mean_batch']:.1f}; KV use {100 * m['kv_utilization']:.1f}% mean, "
              f"{100 * m['kv_utilization_peak']:.1f}% peak; {m['preemptions']} preemptions; {m['iterations']} steps"]
+    if cfg["tensor_parallel"] > 1 and cfg.get("tp_communication") == "not counted":
+        lines.append(f"TP {cfg['tensor_parallel']}: compute and memory split; the all-reduces are not counted (optimistic)")
     if m.get("goodput_requests_per_s") is not None:
         lines.append(f"goodput {m['goodput_requests_per_s']:.2f} req/s ({100 * m['slo_attained']:.1f}% met the SLO)")
     return "\n".join(lines)

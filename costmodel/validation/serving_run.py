@@ -132,7 +132,8 @@ def main(argv=None) -> int:
             sat = None
         else:  # the simulator's saturation rate for this very setup sets the rates
             sat, _ = saturation_rate(cfg, gpu, n_requests=args.requests, prompt_len=PROMPT, output_len=OUTPUT,
-                                     scheduler="continuous", max_seqs=MAX_SEQS, num_blocks=blocks)
+                                     scheduler="continuous", max_seqs=MAX_SEQS, max_batch_tokens=CHUNK,
+                                     num_blocks=blocks)
             rates = [f * sat for f in RATE_FRACTIONS]
         with torch.no_grad():
             graphs = 0 if args.smoke else capture_graphs(paged, MAX_SEQS, 1024 + 256, deadline - 60)
