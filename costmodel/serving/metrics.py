@@ -1,7 +1,7 @@
 """What a served run measures: per request TTFT, TPOT, end-to-end latency; per run throughput, goodput,
 KV use and the mean number of requests in the system.
 
-Definitions (those of vLLM's benchmark_serving and of DistServe, Zhong et al. 2024 §2):
+Definitions (those of vLLM's benchmark_serving and of DistServe, Zhong et al. 2024):
 - TTFT: first output token's time minus arrival (queueing and the whole prefill included).
 - TPOT: (finish - first token) / (output tokens - 1), for requests of two or more output tokens.
 - end-to-end: finish minus arrival.

@@ -10,8 +10,8 @@
 - ``chunked``: Sarathi-Serve (Agrawal et al. 2024 §4.2, stall-free batching): each iteration holds
   every running decode (1 token each) first, then continues partial prefills and admits new ones,
   cut into chunks, until ``max_batch_tokens`` tokens are in the batch; prefills and decodes mix.
-- ``static``: the baseline before iteration-level scheduling (FasterTransformer; Orca §2.2): up to
-  ``max_seqs`` waiting requests form a batch, padded to its longest prompt, that decodes until its
+- ``static``: the request-level batching that iteration-level scheduling replaced (FasterTransformer;
+  Yu et al. 2022, Orca): up to ``max_seqs`` waiting requests form a batch, padded to its longest prompt, that decodes until its
   longest output is done; nobody joins or leaves meanwhile, and all responses return at its end.
 
 Every scheduler keeps a block for each token it puts in the cache (``BlockManager``); decode

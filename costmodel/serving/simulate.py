@@ -26,7 +26,7 @@ from costmodel.serving.speculative import AcceptanceSampler, expected_tokens_per
 from costmodel.serving.workload import Workload, load_trace, poisson_workload
 
 DEFAULT_MAX_SEQS = 256  # vLLM SchedulerConfig max_num_seqs default
-DEFAULT_CHUNK_TOKENS = 2048  # Sarathi-Serve evaluates token budgets of 512 and 2048 (Agrawal et al. 2024 §5)
+DEFAULT_CHUNK_TOKENS = 2048  # Sarathi-Serve (Agrawal et al. 2024) evaluates token budgets of 512 and 2048
 
 
 class Speculative(BaseModel):

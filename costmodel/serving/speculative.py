@@ -1,11 +1,11 @@
 """Speculative decoding: a draft model proposes gamma tokens, the target checks them in one pass.
 
 Leviathan, Kalman and Matias 2023, "Fast Inference from Transformers via Speculative Decoding":
-with each draft token accepted independently with probability alpha (their §3.1, alpha the expected
-acceptance rate), the tokens one target step emits follow a capped geometric distribution,
+with each draft token accepted independently with probability alpha (their alpha = E[beta], the
+expected acceptance rate), the tokens one target step emits follow a capped geometric distribution,
 P(k) = alpha^(k-1) (1 - alpha) for k = 1..gamma and P(gamma + 1) = alpha^gamma, whose mean is
 
-    E[tokens per target step] = (1 - alpha^(gamma+1)) / (1 - alpha)        (Eq. 1, Theorem 3.8)
+    E[tokens per target step] = (1 - alpha^(gamma+1)) / (1 - alpha)        (their Eq. 1)
 
 (gamma + 1 in the limit alpha -> 1; 1 at alpha = 0). One step costs gamma draft steps plus one
 target pass over 1 + gamma tokens; with step times measured or predicted for both, the walltime
