@@ -11,8 +11,9 @@
   every running decode (1 token each) first, then continues partial prefills and admits new ones,
   cut into chunks, until ``max_batch_tokens`` tokens are in the batch; prefills and decodes mix.
 - ``static``: the request-level batching that iteration-level scheduling replaced (FasterTransformer;
-  Yu et al. 2022, Orca): up to ``max_seqs`` waiting requests form a batch, padded to its longest prompt, that decodes until its
-  longest output is done; nobody joins or leaves meanwhile, and all responses return at its end.
+  Yu et al. 2022, Orca): up to ``max_seqs`` waiting requests form a batch, padded to its longest
+  prompt, that decodes until its longest output is done; nobody joins or leaves meanwhile, and all
+  responses return at its end.
 
 Every scheduler keeps a block for each token it puts in the cache (``BlockManager``); decode
 entries of speculative decoding process 1 + gamma tokens (the last token and gamma drafts).
