@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from costmodel._broadcast import element_bytes
+from costmodel.calculator_io import element_bytes
 from costmodel.kvcache import batch_that_fits, kv_cache_bytes_per_token
 from costmodel.models import ModelConfig
 from costmodel.params import count_params
