@@ -42,7 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kv-dtype", help="KV cache dtype (default: --dtype)")
     p.add_argument("--gpu-memory-utilization", type=fraction, default=0.9,
                    help="share of GPU memory the engine may use (vLLM's default 0.9)")
-    p.add_argument("--launch", choices=("graph", "eager"), default="graph", help="step launches (default graph)")
+    p.add_argument("--launch", choices=("auto", "graph", "eager"), default="auto",
+                   help="step launches: auto (decode-only steps as CUDA graphs, prefill steps eager; default), graph, eager")
     p.add_argument("--slo-ttft", type=positive_float, metavar="S", help="TTFT target, seconds")
     p.add_argument("--slo-tpot", type=positive_float, metavar="S", help="TPOT target, seconds")
 

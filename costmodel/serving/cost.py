@@ -18,6 +18,8 @@ The simulator's hot spot is asking ``costmodel.step.predict_batch`` for every fo
    with how many of its steps took the stand-in and how far the stand-in was from the predictor
    on those keys (``stats()``; on Llama-3-8B / H200 runs its median error was 1.4%, its largest 6%).
 
+Steps holding a prefill chunk may have their own predictor (``predict_prefill``): vLLM's V0 engine
+and our GPU loop replay decode-only steps as CUDA graphs and launch the others eagerly.
 Speculative decoding adds gamma draft steps over the decode requests (1 new token each) and one
 draft pass over the prefill chunks; the target verifies 1 + gamma tokens per decode request.
 Swapping adds the blocks copied over the host link at ``swap_bandwidth_Bps``. ``comm(tokens)`` adds a
@@ -60,11 +62,15 @@ class StepCost:
 
     def __init__(self, predict: Predict, *, vectorized: bool = False, resolution_bits: int | None = 6,
                  draft: Predict | None = None, gamma: int = 0, swap_block_bytes: float = 0.0,
-                 swap_bandwidth_Bps: float | None = None, comm=None):
+                 swap_bandwidth_Bps: float | None = None, comm=None, predict_prefill: Predict | None = None,
+                 draft_prefill: Predict | None = None):
         if resolution_bits is not None and not (isinstance(resolution_bits, int) and resolution_bits >= 1):
             raise ValueError(f"resolution_bits: {resolution_bits!r}; a whole number >= 1, or None for exact")
         self.predict, self.draft, self.vectorized = predict, draft, vectorized
         self.comm = comm  # tokens (array) -> seconds of the step's TP communication, or None
+        # steps holding prefill chunks may be launched otherwise (vLLM V0: CUDA graphs for decode only)
+        self.predict_prefill = predict_prefill or predict
+        self.draft_prefill = draft_prefill or draft
         self.gamma = gamma
         self.bits = resolution_bits
         self.swap_block_bytes = swap_block_bytes
@@ -120,16 +126,18 @@ class StepCost:
 
     def _predict_keys(self, keys: list) -> np.ndarray:
         t0 = time.perf_counter()
-        t = self._call(self.predict, *self._rows(keys, 1 + self.gamma))
+        t = np.zeros(len(keys))
+        mixed = [i for i, k in enumerate(keys) if k[2]]  # holding a prefill chunk: ``predict_prefill``
+        pure = [i for i, k in enumerate(keys) if not k[2]]
+        for idx, fn in ((pure, self.predict), (mixed, self.predict_prefill)):
+            if idx:
+                t[idx] = self._call(fn, *self._rows([keys[i] for i in idx], 1 + self.gamma))
         if self.draft is not None and self.gamma:
-            dec = [k for k in keys if k[0]]
+            dec = [i for i, k in enumerate(keys) if k[0]]
             if dec:
-                d = self._call(self.draft, *self._rows(dec, 1, with_chunks=False))
-                idx = [i for i, k in enumerate(keys) if k[0]]
-                t[idx] += self.gamma * d
-            pre = [i for i, k in enumerate(keys) if k[2]]
-            if pre:
-                t[pre] += self._call(self.draft, *self._rows([keys[i] for i in pre], 1, with_decodes=False))
+                t[dec] += self.gamma * self._call(self.draft, *self._rows([keys[i] for i in dec], 1, with_chunks=False))
+            if mixed:
+                t[mixed] += self._call(self.draft_prefill, *self._rows([keys[i] for i in mixed], 1, with_decodes=False))
         if self.comm is not None:  # tensor-parallel collectives of the step, by its tokens
             tokens = np.array([n * (1 + self.gamma) + sum(m for m, _ in chunks) for n, _, chunks in keys], dtype=np.float64)
             t = t + np.broadcast_to(np.asarray(self.comm(tokens), dtype=np.float64), t.shape)

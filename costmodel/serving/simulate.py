@@ -89,7 +89,8 @@ def simulate_serving(
     2048 for chunked); ``max_seqs`` caps the requests in a batch. The KV cache has ``num_blocks``
     blocks (default: from memory minus weights, ``capacity.kv_capacity``). ``step_time(new_tokens,
     context_lens) -> s`` replaces the step predictor (tests); by default it is
-    ``costmodel.step.predict_batch`` with ``step_options`` (launch=, attention_impl=, ...), asked in
+    ``costmodel.step.predict_batch`` with ``step_options`` (attention_impl=, ...; launch= "auto" by
+    default: decode-only steps as CUDA graphs, steps with prefill eager, as vLLM's V0 engine runs them), asked in
     discovery passes (``cost``; a ``StepCost`` may be passed in to reuse its cache across runs of one
     model, GPU and TP). ``tp_comm_s(tokens) -> s`` adds each step's tensor-parallel communication
     (not counted otherwise: with ``tensor_parallel > 1`` and no ``tp_comm_s`` the steps are optimistic).
@@ -139,13 +140,22 @@ def simulate_serving(
     swap_blocks = 0
     if preemption == "swap":
         swap_blocks = int(swap_space_bytes // cap["block_bytes_per_gpu"]) if swap_space_bytes else cap["num_blocks"]
-    options = {"dtype": dtype, "tensor_parallel": tensor_parallel, **(step_options or {})}
+    options = {"dtype": dtype, "tensor_parallel": tensor_parallel, "launch": "auto", **(step_options or {})}
+    if options["launch"] not in ("auto", "graph", "eager"):
+        raise ValueError(f"launch: {options['launch']!r}; allowed: auto (graph decodes, eager prefills), graph, eager")
     if cost is None:
-        draft_predict = None
+        launches = ("graph", "eager") if options["launch"] == "auto" else (options["launch"],) * 2
+        target = [step_predictor(cfg, gpu, **{**options, "launch": la}) for la in launches]
+        drafts = [None, None]
         if spec is not None:
-            draft_predict = draft_step_time or step_predictor(draft_cfg, gpu, **{**options, "tensor_parallel": 1})
-        cost = StepCost(step_time or step_predictor(cfg, gpu, **options), vectorized=step_time is None,
-                        resolution_bits=resolution_bits, draft=draft_predict, gamma=gamma,
+            drafts = [step_predictor(draft_cfg, gpu, **{**options, "tensor_parallel": 1, "launch": la})
+                      for la in launches]
+            if draft_step_time:
+                drafts = [draft_step_time] * 2
+        if step_time:
+            target = [step_time] * 2
+        cost = StepCost(target[0], predict_prefill=target[1], vectorized=step_time is None,
+                        resolution_bits=resolution_bits, draft=drafts[0], draft_prefill=drafts[1], gamma=gamma,
                         swap_block_bytes=cap["block_bytes_per_gpu"], swap_bandwidth_Bps=swap_bandwidth_Bps,
                         comm=tp_comm_s)
 

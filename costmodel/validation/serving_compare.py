@@ -26,7 +26,8 @@ def _rel(sim, meas):
 
 
 def step_ratios(model, gpu, steps, **options) -> dict:
-    """predicted / measured seconds of each recorded step, by kind (decode-only, prefill-only, mixed)."""
+    """predicted / measured seconds of each recorded step, by kind (decode-only, prefill-only, mixed);
+    decode-only steps predicted as CUDA graphs, the others eager, as ``serving_paged`` runs them."""
     from costmodel.step import predict_batch
 
     if not steps:
@@ -40,10 +41,12 @@ def step_ratios(model, gpu, steps, **options) -> dict:
             new[i, :d], ctx[i, :d] = 1, round(s["decode_ctx_sum"] / d)
         for j, (m, c) in enumerate(s["chunks"]):
             new[i, d + j], ctx[i, d + j] = m, c
-    pred = np.asarray(predict_batch(model, gpu, new_tokens=new, context_lens=ctx, **options).time_s)
-    meas = np.array([s["time_s"] for s in steps])
     kind = np.array(["mixed" if s["decodes"] and s["chunks"] else ("decode" if s["decodes"] else "prefill")
                      for s in steps])
+    graph, eager = (np.asarray(predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch=la,
+                                             **options).time_s) for la in ("graph", "eager"))
+    pred = np.where(kind == "decode", graph, eager)  # as the loop ran them: decode-only steps as CUDA graphs
+    meas = np.array([s["time_s"] for s in steps])
     out = {}
     for k in ("decode", "prefill", "mixed"):
         r = pred[kind == k] / meas[kind == k]
