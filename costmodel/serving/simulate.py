@@ -90,8 +90,8 @@ def simulate_serving(
     blocks (default: from memory minus weights, ``capacity.kv_capacity``). ``step_time(new_tokens,
     context_lens) -> s`` replaces the step predictor (tests); by default it is
     ``costmodel.step.predict_batch`` with ``step_options`` (attention_impl=, ...; launch= "auto" by
-    default: decode-only steps as CUDA graphs, steps with prefill eager, as vLLM's V0 engine runs them), asked in
-    discovery passes (``cost``; a ``StepCost`` may be passed in to reuse its cache across runs of one
+    default: decode-only steps as CUDA graphs, steps with prefill eager, as vLLM's V0 engine runs
+    them), asked in discovery passes (``cost``; a ``StepCost`` may be passed in to reuse its cache across runs of one
     model, GPU and TP). ``tp_comm_s(tokens) -> s`` adds each step's tensor-parallel communication
     (not counted otherwise: with ``tensor_parallel > 1`` and no ``tp_comm_s`` the steps are optimistic).
     """
@@ -124,6 +124,7 @@ def simulate_serving(
         raise ValueError(f"model: {cfg.name}'s weights ({cap['weights_bytes_per_gpu'] / 1e9:.1f} GB per GPU) leave "
                          f"no room for a KV block on {gpu.name} at tensor_parallel={tensor_parallel}")
     if max_batch_tokens is None:
+        # vLLM SchedulerConfig without chunked prefill: max(max_model_len, 2048)
         max_batch_tokens = max(cfg.max_seq_len, 2048) if scheduler == "continuous" else DEFAULT_CHUNK_TOKENS
     if not (isinstance(max_batch_tokens, int) and max_batch_tokens >= 1 + gamma):
         raise ValueError(f"max_batch_tokens: {max_batch_tokens!r}; a whole number >= {1 + gamma}")
