@@ -137,9 +137,11 @@ class StepCost:
             if dec:
                 t[dec] += self.gamma * self._call(self.draft, *self._rows([keys[i] for i in dec], 1, with_chunks=False))
             if mixed:
-                t[mixed] += self._call(self.draft_prefill, *self._rows([keys[i] for i in mixed], 1, with_decodes=False))
+                rows = self._rows([keys[i] for i in mixed], 1, with_decodes=False)
+                t[mixed] += self._call(self.draft_prefill, *rows)
         if self.comm is not None:  # tensor-parallel collectives of the step, by its tokens
-            tokens = np.array([n * (1 + self.gamma) + sum(m for m, _ in chunks) for n, _, chunks in keys], dtype=np.float64)
+            tokens = np.array([n * (1 + self.gamma) + sum(m for m, _ in chunks) for n, _, chunks in keys],
+                              dtype=np.float64)
             t = t + np.broadcast_to(np.asarray(self.comm(tokens), dtype=np.float64), t.shape)
         self.predict_wall_s += time.perf_counter() - t0
         return t
