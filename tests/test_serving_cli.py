@@ -100,3 +100,11 @@ def test_tp_communication_hook_adds_to_every_step():
                          step_time=lambda new, ctx: 1.0, tp_comm_s=comm)
     assert r.requests["ttft_s"][0] == 1.25 and r.requests["e2e_s"][0] == 3.75
     assert set(seen) == {8.0, 1.0}
+
+
+def test_serve_sim_reads_a_trace(tmp_path):
+    (tmp_path / "t.csv").write_text("arrival_s,prompt_len,output_len\n0.0,100,5\n0.5,300,1\n0.25,50,12\n")
+    data = run_json(SIM + ["--trace", str(tmp_path / "t.csv"), "--scheduler", "continuous"])
+    assert data["requests"] == 3 and data["config"]["workload"].startswith("trace")
+    assert data["output_tokens_per_s"] == pytest.approx(18 / data["span_s"])
+    assert data["span_s"] > 0.5  # the last arrival is at 0.5 s
