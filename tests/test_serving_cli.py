@@ -104,7 +104,11 @@ def test_tp_communication_hook_adds_to_every_step():
 
 def test_serve_sim_reads_a_trace(tmp_path):
     (tmp_path / "t.csv").write_text("arrival_s,prompt_len,output_len\n0.0,100,5\n0.5,300,1\n0.25,50,12\n")
-    data = run_json(SIM + ["--trace", str(tmp_path / "t.csv"), "--scheduler", "continuous"])
+    data = run_json(SIM + ["--trace", str(tmp_path / "t.csv"), "--scheduler", "continuous", "--per-request"])
     assert data["requests"] == 3 and data["config"]["workload"].startswith("trace")
     assert data["output_tokens_per_s"] == pytest.approx(18 / data["span_s"])
     assert data["span_s"] > 0.5  # the last arrival is at 0.5 s
+    per = data["per_request"]
+    assert per["arrival_s"] == [0.0, 0.25, 0.5] and per["output_len"] == [5, 12, 1]  # sorted by arrival
+    assert per["tpot_s"][2] is None  # one output token: no TPOT
+    assert all(t <= e for t, e in zip(per["ttft_s"], per["e2e_s"]))

@@ -72,6 +72,8 @@ def register(subparsers) -> None:
                    help="find the highest --rate meeting --slo-ttft / --slo-tpot (p50) instead of one run")
     p.add_argument("--stat", choices=("p50", "p90", "p99", "mean"), default="p50", help="SLO statistic (--max-rate)")
     p.add_argument("--plot", metavar="STEM", help="write STEM-latency.html and STEM-timeline.html")
+    p.add_argument("--per-request", action="store_true",
+                   help="JSON: add each request's arrival, lengths, TTFT, TPOT, e2e, queueing, preemptions")
     p.set_defaults(func=run_sim)
 
     s = subparsers.add_parser(
@@ -132,7 +134,7 @@ def run_sim(args: argparse.Namespace) -> tuple[dict, str]:
             found = max_rate_at_slo(args.model, args.gpu, slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot,
                                     stat=args.stat, start_rate_per_s=args.rate or 1.0, **options)
             best = found.pop("result")
-            data = {**found, "run": best.to_json() if best else None}
+            data = {**found, "run": best.to_json(args.per_request) if best else None}
             slo = " and ".join(f"{args.stat} {name} <= {v * 1e3:g} ms" for name, v in
                                (("TTFT", args.slo_ttft), ("TPOT", args.slo_tpot)) if v is not None)
             text = (f"highest rate with {slo}: "
@@ -144,7 +146,7 @@ def run_sim(args: argparse.Namespace) -> tuple[dict, str]:
         else:
             result = simulate_serving(args.model, args.gpu, args.trace, rate_per_s=args.rate,
                                       slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, **options)
-            data = result.to_json()
+            data = result.to_json(args.per_request)
             text = _run_text(result.metrics, result.config, result.capacity)
     except ValueError as exc:
         raise ValueError(_option_names(str(exc))) from None

@@ -53,9 +53,14 @@ class ServingResult(BaseModel):
     timeline: Any = Field(default=None, exclude=True)  # engine.Timeline
     cost_object: Any = Field(default=None, exclude=True)  # the StepCost, to reuse its cache
 
-    def to_json(self) -> dict:
-        return {**self.metrics, "config": self.config, "capacity": self.capacity, "cost": self.cost,
-                "wall_s": self.wall_s}
+    def to_json(self, per_request: bool = False) -> dict:
+        """The metrics, setup and cost stats; with ``per_request`` also each request's columns
+        (arrival, lengths, TTFT, TPOT, e2e, queueing, preemptions; NaN -> null)."""
+        out = {**self.metrics, "config": self.config, "capacity": self.capacity, "cost": self.cost,
+               "wall_s": self.wall_s}
+        if per_request:
+            out["per_request"] = {k: v.tolist() for k, v in self.requests.items()}
+        return out
 
 
 def _workload(trace, rate_per_s, n_requests, prompt_len, output_len, seed, max_seq_len) -> Workload:
