@@ -1,7 +1,7 @@
 """The serving check on a GPU: real continuous batching over a paged KV cache, Poisson traces at three
 rates for two models, every request's token times and every step measured.
 
-    python3 -m costmodel.validation.serving_run --out DIR [--budget-s 420] [--smoke]
+    python3 -m costmodel.validation.serving_run --out DIR [--budget-s 420] [--requests 300] [--models M ...] [--smoke]
 
 For each model (Llama-3-8B, TinyLlama-1.1B; bf16, random seeded weights) the rates are 30%, 60% and
 85% of the saturation rate the simulator predicts for the same setup (so the run spans light load
@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget-s", type=float, default=420.0, help="stop (and keep what was measured) after this")
     ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--models", nargs="+", default=list(MODELS), help=f"presets to serve (default {' '.join(MODELS)})")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
     t0 = time.time()
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
         with open(path, "w") as f:
             json.dump(data, f)
 
-    for name in (["toy"] if args.smoke else MODELS):
+    for name in (["toy"] if args.smoke else args.models):
         cfg = TOY if args.smoke else load_model(name)
         if time.time() > deadline - 30:
             data["skipped"].append(f"{name}: out of budget")
