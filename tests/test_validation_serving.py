@@ -27,12 +27,14 @@ def model():
     return reference.build(TINY, dtype=torch.float32, device="cpu", seed=SEED, max_pos=128).eval()
 
 
+@pytest.mark.parametrize("graphs", [False, True])
 @torch.no_grad()
-def test_paged_steps_match_the_full_forward(model):
+def test_paged_steps_match_the_full_forward(model, graphs):
     # three requests, chunked prefill with a 9-token budget over 4-token blocks, blocks handed out
     # interleaved; at every step each emitted token must be the argmax of the reference model's
-    # forward over that request's whole sequence (no cache), and its logits equal within fp32 noise.
-    paged = PagedModel(model, num_blocks=40, block_size=4, dtype=torch.float32, device="cpu")
+    # forward over that request's whole sequence (no cache). ``graphs``: decode-only steps go through
+    # the padded (batch, context) buckets of the CUDA-graph path, emulated on the CPU.
+    paged = PagedModel(model, num_blocks=40, block_size=4, dtype=torch.float32, device="cpu", emulate_graphs=graphs)
     bm = BlockManager(40, 4, watermark_fraction=0)
     sched = make_scheduler("chunked", bm, max_batch_tokens=9)
     rng = np.random.default_rng(SEED)
@@ -43,7 +45,7 @@ def test_paged_steps_match_the_full_forward(model):
     checked, t = 0, 0.0
     while not sched.idle:
         batch = sched.schedule(t)
-        emitted = paged.step(batch, bm.tables, tokens, use_graphs=False)
+        emitted = paged.step(batch, bm.tables, tokens, use_graphs=graphs)
         for rid, tok in emitted.items():
             seq = torch.tensor(tokens[rid])[None]
             ref = model(seq)[0, -1]
@@ -53,6 +55,8 @@ def test_paged_steps_match_the_full_forward(model):
         t += 1.0
         sched.complete(batch, t)
     assert checked == sum(r.output_len for r in reqs)
+    if graphs:  # the three decoding together ran padded to the batch bucket 4 (one scratch row)
+        assert (4, 16) in paged.graphs
     assert all(len(tokens[r.rid]) == r.prompt_len + r.output_len for r in reqs)
 
 

@@ -46,8 +46,9 @@ def ctx_bucket(x: int, block_size: int) -> int:
 class PagedModel:
     """The reference decoder's weights with paged K/V pools; ``step`` runs one batch."""
 
-    def __init__(self, model, num_blocks: int, block_size: int, dtype, device):
+    def __init__(self, model, num_blocks: int, block_size: int, dtype, device, emulate_graphs: bool = False):
         cfg = model.cfg
+        self.emulate_graphs = emulate_graphs
         self.model, self.cfg = model, cfg
         self.bs, self.device, self.dtype = block_size, device, dtype
         self.scratch_block = num_blocks  # one extra block: padded requests of a graph write there
@@ -207,22 +208,36 @@ class PagedModel:
                           mask=mask.clone(), last=torch.arange(B, device=self.device))
             run = lambda s=static: self.forward(s["ids"], s["pos"], s["write"], (B, s["gather"], s["mask"]), [],  # noqa: E731
                                                 s["last"])
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                run()  # warm-up outside the graph (cuBLAS handles, workspaces)
-            torch.cuda.current_stream().wait_stream(stream)
-            g = torch.cuda.CUDAGraph()
-            if self.graph_pool is None:
-                self.graph_pool = torch.cuda.graph_pool_handle()
-            with torch.cuda.graph(g, pool=self.graph_pool):
-                out = run()
-            self.graphs[key] = (g, static, out)
-        g, static, out = self.graphs[key]
+            self.graphs[key] = (self._capture(run), static)
+        replay, static = self.graphs[key]
         for name, t in (("ids", ids_t), ("pos", pos_t), ("write", write_full), ("gather", gather), ("mask", mask)):
             static[name].copy_(t)
-        g.replay()
-        return out[: len(dec)]
+        return replay()[: len(dec)]
+
+    def _capture(self, run):
+        """A replay function for ``run`` (which reads only the static tensors): a CUDA graph on the
+        GPU; on the CPU (``emulate_graphs``) ``run`` itself into a fixed output, so the padded-bucket
+        bookkeeping around the graphs is exercised where no CUDA is."""
+        if self.emulate_graphs:
+            out = run()
+            return lambda: out.copy_(run())
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            run()  # warm-up outside the graph (cuBLAS handles, workspaces)
+        torch.cuda.current_stream().wait_stream(stream)
+        g = torch.cuda.CUDAGraph()
+        if self.graph_pool is None:
+            self.graph_pool = torch.cuda.graph_pool_handle()
+        with torch.cuda.graph(g, pool=self.graph_pool):
+            out = run()
+
+        def replay():
+            g.replay()
+            return out
+
+        replay.graph = g  # kept alive with its output
+        return replay
 
 
 __all__ = ["BATCH_BUCKETS", "PagedModel", "bucket", "ctx_bucket"]
