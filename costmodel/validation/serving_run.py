@@ -12,7 +12,8 @@ CUDA graphs per (batch, context) bucket, captured before the first trace; prefil
 eager. Writes DIR/serving_h200.json after every run (the traces, the measurements, the setup), so a
 run stopped by its budget keeps what it measured; ``costmodel.validation.serving_compare`` then simulates the
 same traces and sets the two side by side (on a CPU). ``--smoke`` runs every path on the CPU with a
-toy model and toy traces (no graphs), so the GPU call cannot fail on a typo.
+toy model and toy traces, the CUDA graphs emulated (``serving_paged.PagedModel._capture``), so the
+GPU call cannot fail on a typo.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
         model = build(cfg, dtype=dtype, device=dev, seed=0, max_pos=cfg.max_seq_len).eval()
         cap = kv_capacity(cfg, gpu, block_size=BLOCK, gpu_memory_utilization=MEMORY_UTILIZATION)
         blocks = 256 if args.smoke else cap["num_blocks"]
-        paged = PagedModel(model, blocks, BLOCK, dtype, dev)
+        paged = PagedModel(model, blocks, BLOCK, dtype, dev, emulate_graphs=args.smoke)  # smoke: graphs emulated
         if args.smoke:
             rates = [20.0, 40.0]
             sat = None
@@ -137,7 +138,8 @@ def main(argv=None) -> int:
                                      num_blocks=blocks)
             rates = [f * sat for f in RATE_FRACTIONS]
         with torch.no_grad():
-            graphs = 0 if args.smoke else capture_graphs(paged, MAX_SEQS, 1024 + 256, deadline - 60)
+            graphs = capture_graphs(paged, 16 if args.smoke else MAX_SEQS, 52 if args.smoke else 1024 + 256,
+                                    deadline - 60)
             # a burst (every request at t = 0) measures the saturation rate; then the Poisson traces
             plan = [("continuous", None)] + [("continuous", r) for r in rates] + [("chunked", rates[len(rates) // 2])]
             for scheduler, rate in plan:
@@ -152,7 +154,7 @@ def main(argv=None) -> int:
                 if rate is None:
                     w = Workload(np.zeros(len(w)), w.prompt_len, w.output_len, "burst")
                 out = serve(paged, w, scheduler=scheduler, num_blocks=blocks, max_seqs=MAX_SEQS,
-                            max_batch_tokens=CHUNK, use_graphs=not args.smoke, budget_s=left - 10, sync=sync)
+                            max_batch_tokens=CHUNK, use_graphs=True, budget_s=left - 10, sync=sync)
                 data["runs"].append({
                     "model": name, "scheduler": scheduler, "rate_per_s": rate, "simulated_saturation_per_s": sat,
                     "num_blocks": blocks, "graphs_captured": graphs,
