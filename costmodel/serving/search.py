@@ -12,7 +12,10 @@ second served when the same requests all arrive at once (``saturation_rate``). A
 grows without bound however good the early TTFTs look.
 
 ``search_configs``: ``max_rate_at_slo`` for every (tensor parallel, max batch, chunk size) of a grid,
-in a local process pool, ranked by requests per second per GPU.
+in a local process pool, ranked by requests per second per GPU. Per GPU is what G / TP replicas of a
+setup would each carry behind a router that sends each request to a random replica: a Poisson stream
+split at random is G / TP Poisson streams of rate / (G / TP) (Poisson thinning), so the rate scales
+with the replicas.
 """
 
 from __future__ import annotations
