@@ -111,3 +111,4 @@ def test_gpu_runner_smoke_and_compare(tmp_path):
     out = compare.compare(data)
     assert "saturation_per_s" in out["rows"][0] and "requests_per_s" in out["rows"][1]
     assert set(out["rows"][1]["steps"]) <= {"decode", "prefill", "mixed"}
+    assert all("below_measured_saturation" in r for r in out["rows"][1:])
