@@ -40,6 +40,7 @@ class RooflinePoint:
     bound: str = ""
     kind: str = "predicted"
     group: str = ""
+    label: str = ""  # short text drawn beside the point (empty: hover only)
 
     @property
     def intensity(self) -> float:
@@ -57,7 +58,8 @@ def roofline_figure(spec: GPUSpec, points: list[RooflinePoint] = (), units: list
 
     Each memory level's line is bandwidth × intensity capped by the highest roof; each
     unit's roof is a horizontal line from its ridge point (against HBM) on. Points carry a hover text with their name,
-    intensity, throughput, bound and time.
+    intensity, throughput, bound and time; those with a ``label`` also show it on the plot (keep that to the
+    few that matter: ``label_few`` picks them).
     """
     units = units or [u for u in ("fp32", "tf32_tensor", "fp16_tensor", "fp8_tensor") if u in spec.peak_flops_per_s]
     levels = levels or [lv for lv in MEMORY_LEVELS if spec.bandwidth_Bps(lv) is not None]
@@ -91,16 +93,33 @@ def roofline_figure(spec: GPUSpec, points: list[RooflinePoint] = (), units: list
             f" {p.kind}<br>time {p.time_s * 1e3:.4g} ms<br>bound: {p.bound or 'n/a'}"
             for p in pts
         ]
+        labelled = any(p.label for p in pts)
         fig.add_trace(go.Scatter(
-            x=[p.intensity for p in pts], y=[p.flops_per_s for p in pts], mode="markers", name=group,
+            x=[p.intensity for p in pts], y=[p.flops_per_s for p in pts], name=group,
+            mode="markers+text" if labelled else "markers", text=[p.label for p in pts] if labelled else None,
+            textposition="top center", textfont=dict(size=10),
             marker=dict(size=9, symbol="circle" if pts[0].kind == "predicted" else "diamond"),
-            text=text, hovertemplate="%{text}<extra></extra>",
+            customdata=[[t] for t in text], hovertemplate="%{customdata[0]}<extra></extra>",
         ))
     fig.update_xaxes(type="log", title="arithmetic intensity (FLOP per HBM byte)")
     fig.update_yaxes(type="log", title="throughput (FLOP/s)", exponentformat="SI")
     fig.update_layout(title=title or f"Roofline: {spec.display_name}", template="plotly_white",
                       legend=dict(font=dict(size=10)), width=1000, height=650)
     return fig
+
+
+def label_few(points: list[RooflinePoint], n: int = 6, key=None) -> list[RooflinePoint]:
+    """The points with their ``label`` set (to ``name`` where empty) for the ``n`` that matter most.
+
+    "Matter most" is the largest ``key`` (default: time, the work that costs the step the most);
+    the rest keep an empty label and are read by hovering.
+    """
+    from dataclasses import replace
+
+    key = key or (lambda p: p.time_s)
+    chosen = set(sorted(range(len(points)), key=lambda i: key(points[i]), reverse=True)[:n])
+    return [replace(p, label=p.label or p.name) if i in chosen else replace(p, label="")
+            for i, p in enumerate(points)]
 
 
 def save_figure(fig: go.Figure, path_stem: str | Path, png: bool = True) -> list[Path]:

@@ -1,0 +1,117 @@
+"""The app's figures, drawn from ``views.evaluate``'s values (plotly only; no Dash, no computing).
+
+One function per view: the per-op breakdown (bar or treemap), the step timeline, memory
+stacked against the GPU's capacity, ops and attention kernels on the hierarchical roofline,
+and attention's bytes per memory level for standard, FlashAttention-2 and the chosen kernel.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from costmodel.plots import RooflinePoint, label_few, roofline_figure
+from hardware_specs import GPUSpec
+
+_PART_COLORS = {"fwd": "#1f77b4", "bwd": "#ff7f0e", "optimizer": "#2ca02c"}
+_OP_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf")
+_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), height=380,
+               legend=dict(font=dict(size=10)))
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.4g} ms"
+
+
+def ops_figure(view: dict, style: str = "bar") -> go.Figure:
+    """Time per op over the whole step (count x time), by part; ``style`` "bar" or "treemap"."""
+    rows: dict[tuple[str, str], float] = {}
+    for op in view["ops"]:
+        key = (op["part"], op["name"])
+        rows[key] = rows.get(key, 0.0) + op["time_s"] * op["count"]
+    total = sum(rows.values()) or 1.0
+    if style == "treemap":
+        parts = list(dict.fromkeys(p for p, _ in rows))
+        ids = parts + [f"{p}/{n}" for p, n in rows]
+        fig = go.Figure(go.Treemap(
+            ids=ids, labels=parts + [n for _, n in rows], parents=[""] * len(parts) + [p for p, _ in rows],
+            values=[1e3 * sum(v for (p2, _), v in rows.items() if p2 == p) for p in parts] + [v * 1e3 for v in rows.values()],
+            branchvalues="total", texttemplate="%{label}<br>%{value:.3g} ms<br>%{percentRoot:.1%}",
+            hovertemplate="%{id}: %{value:.4g} ms<extra></extra>"))
+    elif style == "bar":
+        fig = go.Figure()
+        for part in dict.fromkeys(p for p, _ in rows):
+            mine = [(n, v) for (p, n), v in rows.items() if p == part]
+            fig.add_trace(go.Bar(
+                y=[n for n, _ in mine], x=[v * 1e3 for _, v in mine], orientation="h", name=part,
+                marker_color=_PART_COLORS.get(part), text=[f"{v / total:.0%}" for _, v in mine], textposition="auto",
+                hovertemplate="%{y}: %{x:.4g} ms<extra>" + part + "</extra>"))
+        fig.update_layout(barmode="group", yaxis=dict(autorange="reversed"), xaxis_title="time in the step (ms)")
+    else:
+        raise ValueError(f"style: {style!r}; allowed: bar, treemap")
+    fig.update_layout(title=f"Where the {_ms(total)} go, per op", **_LAYOUT)
+    return fig
+
+
+def timeline_figure(view: dict) -> go.Figure:
+    """The step's ops end to end: one bar per op run, a row per part (fwd, bwd, optimizer)."""
+    fig = go.Figure()
+    names = list(dict.fromkeys(seg["name"] for seg in view["timeline"]))
+    for i, name in enumerate(names):
+        segs = [s for s in view["timeline"] if s["name"] == name]
+        fig.add_trace(go.Bar(
+            base=[s["start_s"] * 1e3 for s in segs], x=[(s["end_s"] - s["start_s"]) * 1e3 for s in segs],
+            y=[s["part"] for s in segs], orientation="h", name=name, marker_color=_OP_PALETTE[i % len(_OP_PALETTE)],
+            customdata=[[s["layer"] if s["layer"] is not None else "-", s["start_s"] * 1e3] for s in segs],
+            hovertemplate=name + ", layer %{customdata[0]}: starts %{customdata[1]:.4g} ms, %{x:.4g} ms<extra></extra>"))
+    fig.update_layout(barmode="overlay", title="Step timeline (ops in execution order)", xaxis_title="time (ms)",
+                      bargap=0.3, **_LAYOUT)
+    fig.update_yaxes(categoryorder="array", categoryarray=["optimizer", "bwd", "fwd"])
+    return fig
+
+
+def memory_figure(view: dict) -> go.Figure:
+    """Memory per term stacked in one bar, beside the GPU's capacity line."""
+    mem = view["memory"]
+    fig = go.Figure()
+    for i, (term, value) in enumerate(mem["terms_bytes"].items()):
+        fig.add_trace(go.Bar(x=["memory"], y=[value / 1e9], name=term, marker_color=_OP_PALETTE[i % len(_OP_PALETTE)],
+                             text=[f"{term} {value / 1e9:.3g} GB"], textposition="inside",
+                             hovertemplate=term + ": %{y:.4g} GB<extra></extra>"))
+    cap = mem["capacity_bytes"] / 1e9
+    fig.add_hline(y=cap, line=dict(color="#cf222e", dash="dash"),
+                  annotation_text=f"GPU capacity {cap:.3g} GB", annotation_position="top left")
+    verdict = "fits" if mem["total_bytes"] <= mem["capacity_bytes"] else "does NOT fit"
+    fig.update_layout(barmode="stack", title=f"Memory per GPU: {mem['total_bytes'] / 1e9:.3g} GB, {verdict}",
+                      yaxis_title="GB", yaxis_range=[0, 1.1 * max(cap, mem["total_bytes"] / 1e9)], **_LAYOUT)
+    return fig
+
+
+def roofline_view_figure(view: dict, spec: GPUSpec) -> go.Figure:
+    """Ops (labelled) and attention kernels (hover) on the GPU's hierarchical roofline."""
+    pts = [RooflinePoint(name=p["name"], flops=p["flops"], hbm_bytes=p["hbm_bytes"], time_s=p["time_s"],
+                         bound=p["bound"], group=p["group"]) for p in view["roofline"]["points"]]
+    ops = label_few([p for p in pts if p.group == "model ops"], n=8)
+    kernels = [p for p in pts if p.group != "model ops"]
+    ai = [p.intensity for p in pts] or [1.0]
+    fig = roofline_figure(spec, ops + kernels, intensity_range=(min(1e-1, min(ai) / 3), max(1e4, max(ai) * 3)),
+                          title=f"Ops and attention kernels on the roofline of {spec.display_name}")
+    fig.update_layout(width=None, height=480, margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+def attention_figure(view: dict) -> go.Figure:
+    """Bytes per memory level of one layer's attention, one bar group per implementation."""
+    levels = (("global_bytes", "requested from global"), ("l2_bytes", "through L2"), ("hbm_bytes", "DRAM (HBM)"),
+              ("smem_bytes", "shared memory"))
+    fig = go.Figure()
+    for row in view["attention"]["rows"]:
+        fig.add_trace(go.Bar(
+            x=[label for _, label in levels], y=[row[key] / 1e6 for key, _ in levels], name=row["label"],
+            text=[f"{row[key] / 1e6:.3g}" for key, _ in levels], textposition="outside",
+            hovertemplate=row["label"] + " %{x}: %{y:.4g} MB<extra></extra>"))
+    call = view["attention"]["call"]
+    fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="MB per layer",
+                      title=(f"Attention bytes per level, one layer: B={call['batch']} H={call['heads']} "
+                             f"N={call['seq_len']} L={call['kv_len']} d={call['head_dim']} {call['pass_']}"), **_LAYOUT)
+    return fig

@@ -1,0 +1,189 @@
+"""Everything the app shows, as plain JSON-able values: one ``evaluate`` call per question.
+
+A view is a dict of numbers and names (seconds, bytes, FLOPs; no formatting), so what the
+page draws is also what its "JSON" buttons download. Views:
+
+- ``summary``: step time, tokens per second, memory against the GPU's capacity, which model made them;
+- ``ops``: one row per op (name, layer, part fwd/bwd/optimizer, count, flops, bytes per level, time, bound);
+- ``timeline``: the step's ops laid end to end (start_s, end_s), in execution order;
+- ``memory``: bytes per term (weights, KV cache, activations, ...) and the capacity;
+- ``roofline``: the ops and the attention kernels as points (flops, hbm_bytes, time_s);
+- ``attention``: bytes per memory level and time of one layer's attention for standard, FlashAttention-2
+  and the chosen implementation (``simulate_attention``).
+
+The step comes from ``costmodel.step.predict_step`` where it is installed, else from
+``calculator_step`` (lower bounds from the calculators), and ``summary.source`` says which.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from costmodel.app.calculator_step import calculator_step
+from costmodel.app.inputs import AppInputs, resolve_gpu, resolve_model
+from simulators import simulate_attention
+
+MAX_TIMELINE_SEGMENTS = 4000  # past this, repeated ops are drawn as one bar each (count x time)
+_LEVELS = ("hbm", "l2", "smem")
+
+
+def attention_call(cfg, inputs: AppInputs) -> dict:
+    """The keyword arguments of one layer's attention for ``simulate_attention``.
+
+    Prefill and training: S queries against S keys, causal. Decode: one new query per
+    sequence against a cache of S keys. Tensor parallelism splits the heads t ways
+    (Megatron-LM, Shoeybi et al. 2019 §3): each GPU runs H/t query and H_kv/t K/V heads.
+    """
+    t = inputs.tensor_parallel
+    if cfg.n_heads % t or cfg.n_kv_heads % t:
+        allowed = [d for d in (1, 2, 4, 8, 16, 32, 64) if cfg.n_heads % d == 0 and cfg.n_kv_heads % d == 0]
+        raise ValueError(f"tensor_parallel: {t} does not split {cfg.name}'s {cfg.n_heads} query / "
+                         f"{cfg.n_kv_heads} K/V heads evenly; allowed: {', '.join(map(str, allowed))}")
+    decode = inputs.phase == "decode"
+    return dict(batch=inputs.batch, heads=cfg.n_heads // t, kv_heads=cfg.n_kv_heads // t,
+                seq_len=1 if decode else inputs.seq_len, kv_len=inputs.seq_len, head_dim=cfg.head_dim,
+                dtype=inputs.dtype, causal=not decode, pass_="fwd+bwd" if inputs.phase == "train" else "fwd")
+
+
+def _attention(spec, impl: str, call: dict):
+    if impl == "flash-decoding" and call["seq_len"] > 1:
+        raise ValueError(f"attention_impl: flash-decoding runs decode (one new token), not {call['seq_len']} "
+                         "query tokens; choose the decode phase, or flash2 for prefill and training")
+    if impl == "flash-decoding" and call["pass_"] != "fwd":
+        raise ValueError("attention_impl: flash-decoding has no backward pass; choose flash2 for training")
+    return simulate_attention(spec, impl, **call)
+
+
+def _plain(obj: Any) -> Any:
+    """pydantic models, dataclasses and dicts -> dicts (the step result's rows may be any)."""
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="python")
+    if hasattr(obj, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(obj)
+    return dict(obj)
+
+
+def _op_row(raw: Any) -> dict:
+    row = _plain(raw)
+    levels = row.get("bytes") if isinstance(row.get("bytes"), dict) else {}
+    for level in _LEVELS:
+        row.setdefault(f"{level}_bytes", float(levels.get(level, 0.0) or 0.0))
+    row.setdefault("layer", None)
+    row.setdefault("part", "fwd")
+    row.setdefault("count", 1)
+    row.setdefault("bound", "")
+    return row
+
+
+def predicted_step(spec, cfg, inputs: AppInputs, attention) -> dict:
+    """``predict_step`` where installed, else ``calculator_step``; the same keys either way."""
+    try:
+        from costmodel.step import predict_step
+    except ImportError:
+        return calculator_step(spec, cfg, inputs.phase, inputs.batch, inputs.seq_len, inputs.dtype,
+                               inputs.tensor_parallel, attention)
+    res = predict_step(cfg, spec, phase=inputs.phase, batch=inputs.batch, seq_len=inputs.seq_len, dtype=inputs.dtype,
+                       attention_impl=inputs.attention_impl, tensor_parallel=inputs.tensor_parallel)
+    memory = res.memory if isinstance(res.memory, dict) else _plain(res.memory)
+    return {"source": "costmodel.step.predict_step", "time_s": float(res.time_s),
+            "tokens_per_s": float(res.tokens_per_s), "memory_bytes": float(res.memory_bytes),
+            "memory": {k: float(v) for k, v in memory.items() if isinstance(v, (int, float))},
+            "ops": [_op_row(op) for op in res.ops]}
+
+
+def timeline(ops: list[dict]) -> list[dict]:
+    """Ops end to end in the order given; an op counted n times without a layer runs n times.
+
+    Per-layer ops (layer None, count = n_layers) are interleaved layer by layer, as a
+    forward pass runs them; past MAX_TIMELINE_SEGMENTS each op is one bar of count x time.
+    """
+    segments = sum(int(op["count"]) for op in ops)
+    out, t = [], 0.0
+
+    def add(op, layer, duration):
+        nonlocal t
+        out.append({"name": op["name"], "part": op["part"], "layer": layer, "start_s": t, "end_s": t + duration})
+        t += duration
+
+    if segments > MAX_TIMELINE_SEGMENTS:
+        for op in ops:
+            add(op, op["layer"], op["time_s"] * op["count"])
+        return out
+    for part in dict.fromkeys(op["part"] for op in ops):
+        mine = [op for op in ops if op["part"] == part]
+        repeated = [op for op in mine if op["layer"] is None and op["count"] > 1]
+        layers = max((int(op["count"]) for op in repeated), default=0)
+        order = range(layers) if part != "bwd" else range(layers - 1, -1, -1)
+        for layer in order:
+            for op in (repeated if part != "bwd" else repeated[::-1]):
+                if layer < op["count"]:
+                    add(op, layer, op["time_s"])
+        for op in (op for op in mine if op not in repeated):
+            for _ in range(int(op["count"])):
+                add(op, op["layer"], op["time_s"])
+    return out
+
+
+def _attention_row(label: str, r) -> dict:
+    return {"label": label, "impl": r.impl, "pass": r.pass_, "flops": r.flops, "global_bytes": float(r.global_bytes),
+            "hbm_bytes": float(r.hbm_bytes), "l2_bytes": float(r.l2_bytes), "smem_bytes": float(r.smem_bytes),
+            "time_s": r.time_s, "bound": r.bound,
+            "kernels": [{"name": k.name, "flops": k.flops, "hbm_bytes": float(k.hbm_bytes), "time_s": k.time_s,
+                         "bound": k.bound} for k in r.kernels]}
+
+
+def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
+             model_uploads: dict[str, str] | None = None) -> dict:
+    """Every view of one question (module docstring); raises ValueError naming a bad field."""
+    spec = resolve_gpu(inputs.gpu, gpu_uploads)
+    cfg = resolve_model(inputs.model, model_uploads)
+    notes = []
+    if inputs.phase == "serving":
+        try:
+            import costmodel.serving  # noqa: F401
+        except ImportError:
+            notes.append("serving: the serving simulator (costmodel.serving) is not installed in this build; "
+                         "showing one decode step at this batch and cache length instead")
+    phase = "decode" if inputs.phase == "serving" else inputs.phase
+    q = inputs.model_copy(update={"phase": phase})
+    call = attention_call(cfg, q)
+    chosen = _attention(spec, inputs.attention_impl, call)
+    step = predicted_step(spec, cfg, q, chosen)
+    compare = {"standard": None, "flash2": None}
+    for impl in compare:
+        compare[impl] = chosen if impl == inputs.attention_impl else simulate_attention(spec, impl, **call)
+    attention_rows = [_attention_row(impl, r) for impl, r in compare.items()]
+    if inputs.attention_impl not in compare:
+        attention_rows.append(_attention_row(f"chosen: {inputs.attention_impl}", chosen))
+    if step["source"] != "costmodel.step.predict_step":
+        notes.append("step: " + step["source"])
+    if inputs.tensor_parallel > 1:
+        notes.append(f"tensor parallel {inputs.tensor_parallel}: compute and memory per GPU; "
+                     "communication between GPUs is not modelled in this build")
+
+    capacity = float(spec.hbm_bytes)
+    summary = {"gpu": spec.name, "gpu_display_name": spec.display_name, "model": cfg.name, "phase": inputs.phase,
+               "batch": inputs.batch, "seq_len": inputs.seq_len, "dtype": inputs.dtype,
+               "tensor_parallel": inputs.tensor_parallel, "attention_impl": inputs.attention_impl,
+               "time_s": step["time_s"], "tokens_per_s": step["tokens_per_s"],
+               "memory_bytes": step["memory_bytes"], "gpu_memory_bytes": capacity,
+               "fits": step["memory_bytes"] <= capacity, "source": step["source"]}
+    by_name: dict[str, dict] = {}
+    for op in step["ops"]:
+        agg = by_name.setdefault(op["name"], {"name": op["name"], "flops": 0.0, "hbm_bytes": 0.0, "time_s": 0.0,
+                                              "bound": op["bound"]})
+        for key in ("flops", "hbm_bytes", "time_s"):
+            agg[key] += op[key] * op["count"]
+    points = [{"group": "model ops", **agg} for agg in by_name.values() if agg["flops"] > 0 and agg["hbm_bytes"] > 0]
+    for row in attention_rows:
+        points += [{"group": f"attention kernels: {row['label']}", **k} for k in row["kernels"]
+                   if k["flops"] > 0 and k["hbm_bytes"] > 0]
+    return {
+        "inputs": inputs.model_dump(), "summary": summary, "ops": step["ops"], "timeline": timeline(step["ops"]),
+        "memory": {"terms_bytes": step["memory"], "total_bytes": step["memory_bytes"], "capacity_bytes": capacity},
+        "roofline": {"gpu": spec.name, "points": points},
+        "attention": {"call": call, "rows": attention_rows},
+        "notes": notes,
+    }
