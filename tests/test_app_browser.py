@@ -26,20 +26,10 @@ from hardware_specs import load_gpu  # noqa: E402
 from simulators import simulate_attention  # noqa: E402
 
 
-def _step(cfg, spec, phase, batch, seq_len, dtype="bf16", tp=1, impl="flash2"):
-    try:
-        from costmodel.step import predict_step
-    except ImportError:  # this build has no step predictor: the app's stand-in, from the calculators
-        from costmodel.app.calculator_step import calculator_step
+def _step(cfg, spec, phase, batch, seq_len, dtype="bf16", tp=1):
+    from costmodel.step import predict_step
 
-        attn = simulate_attention(spec, impl, batch=batch, heads=cfg.n_heads // tp, kv_heads=cfg.n_kv_heads // tp,
-                                  seq_len=1 if phase == "decode" else seq_len, kv_len=seq_len, head_dim=cfg.head_dim,
-                                  dtype=dtype, causal=phase != "decode",
-                                  pass_="fwd+bwd" if phase == "train" else "fwd")
-        r = calculator_step(spec, cfg, phase, batch, seq_len, dtype, tp, attn)
-        return r["time_s"], r["tokens_per_s"], r["memory_bytes"]
-    r = predict_step(cfg, spec, phase=phase, batch=batch, seq_len=seq_len, dtype=dtype, attention_impl=impl,
-                     tensor_parallel=tp)
+    r = predict_step(cfg, spec, phase=phase, batch=batch, seq_len=seq_len, dtype=dtype, tensor_parallel=tp)
     return float(r.time_s), float(r.tokens_per_s), float(r.memory_bytes)
 
 

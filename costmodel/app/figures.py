@@ -23,49 +23,66 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.4g} ms"
 
 
+TOP_OPS = 14  # the bar chart names this many ops per part; the rest are one "other" bar
+
+
 def ops_figure(view: dict, style: str = "bar") -> go.Figure:
-    """Time per op over the whole step (count x time), by part; ``style`` "bar" or "treemap"."""
+    """GPU time per op over the whole step (rows are summed over layers), by part; "bar" or "treemap"."""
     rows: dict[tuple[str, str], float] = {}
     for op in view["ops"]:
         key = (op["part"], op["name"])
-        rows[key] = rows.get(key, 0.0) + op["time_s"] * op["count"]
+        rows[key] = rows.get(key, 0.0) + op["time_s"]
     total = sum(rows.values()) or 1.0
+    parts = list(dict.fromkeys(p for p, _ in rows))
     if style == "treemap":
-        parts = list(dict.fromkeys(p for p, _ in rows))
         ids = parts + [f"{p}/{n}" for p, n in rows]
         fig = go.Figure(go.Treemap(
             ids=ids, labels=parts + [n for _, n in rows], parents=[""] * len(parts) + [p for p, _ in rows],
             values=[1e3 * sum(v for (p2, _), v in rows.items() if p2 == p) for p in parts] + [v * 1e3 for v in rows.values()],
             branchvalues="total", texttemplate="%{label}<br>%{value:.3g} ms<br>%{percentRoot:.1%}",
             hovertemplate="%{id}: %{value:.4g} ms<extra></extra>"))
+        height = _LAYOUT["height"]
     elif style == "bar":
         fig = go.Figure()
-        for part in dict.fromkeys(p for p, _ in rows):
-            mine = [(n, v) for (p, n), v in rows.items() if p == part]
+        n_bars = 0
+        for part in parts:
+            mine = sorted(((n, v) for (p, n), v in rows.items() if p == part), key=lambda nv: -nv[1])
+            if len(mine) > TOP_OPS + 1:
+                rest = mine[TOP_OPS:]
+                mine = mine[:TOP_OPS] + [(f"{part}: {len(rest)} other ops", sum(v for _, v in rest))]
+            n_bars += len(mine)
             fig.add_trace(go.Bar(
                 y=[n for n, _ in mine], x=[v * 1e3 for _, v in mine], orientation="h", name=part,
-                marker_color=_PART_COLORS.get(part), text=[f"{v / total:.0%}" for _, v in mine], textposition="auto",
+                marker_color=_PART_COLORS.get(part), text=[f"{v / total:.1%}" for _, v in mine], textposition="auto",
                 hovertemplate="%{y}: %{x:.4g} ms<extra>" + part + "</extra>"))
-        fig.update_layout(barmode="group", yaxis=dict(autorange="reversed"), xaxis_title="time in the step (ms)")
+        fig.update_layout(yaxis=dict(autorange="reversed", automargin=True), xaxis_title="GPU time in the step (ms)")
+        height = max(_LAYOUT["height"], 90 + 17 * n_bars)
     else:
         raise ValueError(f"style: {style!r}; allowed: bar, treemap")
-    fig.update_layout(title=f"Where the {_ms(total)} go, per op", **_LAYOUT)
+    fig.update_layout(title=f"Where the {_ms(total)} of GPU time go, per op", **{**_LAYOUT, "height": height})
     return fig
 
 
+_KIND_COLORS = {"matmul": "#1f77b4", "attention": "#d62728", "memory-bound": "#bcbd22"}
+
+
 def timeline_figure(view: dict) -> go.Figure:
-    """The step's ops end to end: one bar per op run, a row per part (fwd, bwd, optimizer)."""
+    """The step's kernels end to end: a row per part (fwd, bwd, optimizer), coloured by kind of op."""
     fig = go.Figure()
-    names = list(dict.fromkeys(seg["name"] for seg in view["timeline"]))
-    for i, name in enumerate(names):
-        segs = [s for s in view["timeline"] if s["name"] == name]
+    for kind, color in _KIND_COLORS.items():
+        segs = [s for s in view["timeline"] if s["kind"] == kind]
+        if not segs:
+            continue
         fig.add_trace(go.Bar(
             base=[s["start_s"] * 1e3 for s in segs], x=[(s["end_s"] - s["start_s"]) * 1e3 for s in segs],
-            y=[s["part"] for s in segs], orientation="h", name=name, marker_color=_OP_PALETTE[i % len(_OP_PALETTE)],
-            customdata=[[s["layer"] if s["layer"] is not None else "-", s["start_s"] * 1e3] for s in segs],
-            hovertemplate=name + ", layer %{customdata[0]}: starts %{customdata[1]:.4g} ms, %{x:.4g} ms<extra></extra>"))
-    fig.update_layout(barmode="overlay", title="Step timeline (ops in execution order)", xaxis_title="time (ms)",
-                      bargap=0.3, **_LAYOUT)
+            y=[s["part"] for s in segs], orientation="h", name=kind, marker=dict(color=color, line=dict(width=0)),
+            customdata=[[s["name"], "-" if s["layer"] is None else s["layer"], s["start_s"] * 1e3] for s in segs],
+            hovertemplate="%{customdata[0]}, layer %{customdata[1]}: starts %{customdata[2]:.4g} ms, "
+                          "takes %{x:.4g} ms<extra></extra>"))
+    s = view["summary"]
+    fig.update_layout(barmode="overlay", bargap=0.35, xaxis_title="GPU time (ms)",
+                      title=(f"Step timeline: {_ms(s['gpu_time_s'])} of kernels; the step takes {_ms(s['time_s'])} "
+                             f"({s['launch']} launch)"), **_LAYOUT)
     fig.update_yaxes(categoryorder="array", categoryarray=["optimizer", "bwd", "fwd"])
     return fig
 
@@ -112,6 +129,6 @@ def attention_figure(view: dict) -> go.Figure:
             hovertemplate=row["label"] + " %{x}: %{y:.4g} MB<extra></extra>"))
     call = view["attention"]["call"]
     fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="MB per layer",
-                      title=(f"Attention bytes per level, one layer: B={call['batch']} H={call['heads']} "
-                             f"N={call['seq_len']} L={call['kv_len']} d={call['head_dim']} {call['pass_']}"), **_LAYOUT)
+                      title=(f"One layer's attention ({call['pass_']}): B={call['batch']} H={call['heads']} "
+                             f"N={call['seq_len']} L={call['kv_len']} d={call['head_dim']}"), **_LAYOUT)
     return fig

@@ -19,7 +19,7 @@ from costmodel.models import ModelConfig, list_models, load_model, model_from_ya
 from hardware_specs import GPUSpec, list_calibrated, list_gpus, load_gpu
 
 PHASES = ("prefill", "decode", "train", "serving")
-DTYPES = ("bf16", "fp16", "fp32", "fp8")
+DTYPES = ("bf16", "fp16", "fp8")  # the step predictor's (costmodel.step.predict.DTYPES)
 TENSOR_PARALLEL = (1, 2, 4, 8)
 UPLOAD_PREFIX = "upload:"  # a dropdown value naming an uploaded file, not a bundled name
 
@@ -37,7 +37,7 @@ class AppInputs(BaseModel):
     phase: Literal["prefill", "decode", "train", "serving"] = "prefill"
     batch: int = Field(default=1, gt=0, le=1 << 16)
     seq_len: int = Field(default=4096, gt=0, le=1 << 22)  # prompt tokens (prefill, train) or cache length (decode)
-    dtype: Literal["bf16", "fp16", "fp32", "fp8"] = "bf16"
+    dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
     tensor_parallel: int = Field(default=1, gt=0, le=64)
     attention_impl: str = "flash2"
 

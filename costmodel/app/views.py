@@ -4,22 +4,23 @@ A view is a dict of numbers and names (seconds, bytes, FLOPs; no formatting), so
 page draws is also what its "JSON" buttons download. Views:
 
 - ``summary``: step time, tokens per second, memory against the GPU's capacity, which model made them;
-- ``ops``: one row per op (name, layer, part fwd/bwd/optimizer, count, flops, bytes per level, time, bound);
-- ``timeline``: the step's ops laid end to end (start_s, end_s), in execution order;
+- ``ops``: one row per op (name, layer, part fwd/bwd/optimizer, count, flops, hbm_bytes, time_s, bound),
+  amounts summed over the op's ``count`` instances as ``predict_step`` gives them;
+- ``timeline``: the step's kernels' GPU time laid end to end (start_s, end_s), in execution order;
 - ``memory``: bytes per term (weights, KV cache, activations, ...) and the capacity;
 - ``roofline``: the ops and the attention kernels as points (flops, hbm_bytes, time_s);
 - ``attention``: bytes per memory level and time of one layer's attention for standard, FlashAttention-2
   and the chosen implementation (``simulate_attention``).
 
-The step comes from ``costmodel.step.predict_step`` where it is installed, else from
-``calculator_step`` (lower bounds from the calculators), and ``summary.source`` says which.
+The step is ``costmodel.step.predict_step``'s; its attention is the fused kernel the step
+predictor models (its default per phase unless a ``torch-*`` implementation is chosen), while
+the attention view simulates the chosen implementation beside standard and FlashAttention-2.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from costmodel.app.calculator_step import calculator_step
 from costmodel.app.inputs import AppInputs, resolve_gpu, resolve_model
 from simulators import simulate_attention
 
@@ -54,76 +55,69 @@ def _attention(spec, impl: str, call: dict):
     return simulate_attention(spec, impl, **call)
 
 
-def _plain(obj: Any) -> Any:
-    """pydantic models, dataclasses and dicts -> dicts (the step result's rows may be any)."""
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="python")
-    if hasattr(obj, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(obj)
-    return dict(obj)
-
-
-def _op_row(raw: Any) -> dict:
-    row = _plain(raw)
-    levels = row.get("bytes") if isinstance(row.get("bytes"), dict) else {}
+def _op_row(op) -> dict:
+    """A StepResult row as plain numbers: bytes per level flattened to ``<level>_bytes``."""
+    levels = op.bytes if isinstance(op.bytes, dict) else {}
+    row = {"name": op.name, "layer": op.layer, "part": op.part, "count": int(op.count), "kernels": int(op.kernels),
+           "flops": float(op.flops), "time_s": float(op.time_s), "bound": str(op.bound)}
     for level in _LEVELS:
-        row.setdefault(f"{level}_bytes", float(levels.get(level, 0.0) or 0.0))
-    row.setdefault("layer", None)
-    row.setdefault("part", "fwd")
-    row.setdefault("count", 1)
-    row.setdefault("bound", "")
+        row[f"{level}_bytes"] = float(levels.get(level, 0.0) or 0.0)
     return row
 
 
-def predicted_step(spec, cfg, inputs: AppInputs, attention) -> dict:
-    """``predict_step`` where installed, else ``calculator_step``; the same keys either way."""
-    try:
-        from costmodel.step import predict_step
-    except ImportError:
-        return calculator_step(spec, cfg, inputs.phase, inputs.batch, inputs.seq_len, inputs.dtype,
-                               inputs.tensor_parallel, attention)
+def predicted_step(spec, cfg, inputs: AppInputs) -> dict:
+    """``predict_step``'s time, tokens/s, memory per term and op rows, as plain numbers."""
+    from costmodel.step import predict_step
+
+    impl = inputs.attention_impl if inputs.attention_impl.startswith("torch-") else None
     res = predict_step(cfg, spec, phase=inputs.phase, batch=inputs.batch, seq_len=inputs.seq_len, dtype=inputs.dtype,
-                       attention_impl=inputs.attention_impl, tensor_parallel=inputs.tensor_parallel)
-    memory = res.memory if isinstance(res.memory, dict) else _plain(res.memory)
-    return {"source": "costmodel.step.predict_step", "time_s": float(res.time_s),
+                       attention_impl=impl, tensor_parallel=inputs.tensor_parallel)
+    return {"source": "costmodel.step.predict_step", "time_s": float(res.time_s), "gpu_time_s": float(res.gpu_time_s),
             "tokens_per_s": float(res.tokens_per_s), "memory_bytes": float(res.memory_bytes),
-            "memory": {k: float(v) for k, v in memory.items() if isinstance(v, (int, float))},
+            "memory": {k: float(v) for k, v in res.memory.items()}, "launch": res.launch,
+            "step_attention_impl": res.attention_impl, "kernels": int(res.kernels),
             "ops": [_op_row(op) for op in res.ops]}
 
 
 def timeline(ops: list[dict]) -> list[dict]:
-    """Ops end to end in the order given; an op counted n times without a layer runs n times.
+    """Each op instance end to end, as the step runs them: per part, the ops before the layers,
+    then layer by layer (the backward from the last layer down), then the ops after them.
 
-    Per-layer ops (layer None, count = n_layers) are interleaved layer by layer, as a
-    forward pass runs them; past MAX_TIMELINE_SEGMENTS each op is one bar of count x time.
+    A row's amounts are summed over its ``count`` instances, so one instance takes time_s / count.
+    Past MAX_TIMELINE_SEGMENTS instances each row is one bar of its whole time.
     """
-    segments = sum(int(op["count"]) for op in ops)
     out, t = [], 0.0
 
     def add(op, layer, duration):
         nonlocal t
-        out.append({"name": op["name"], "part": op["part"], "layer": layer, "start_s": t, "end_s": t + duration})
+        out.append({"name": op["name"], "part": op["part"], "layer": layer, "kind": op_kind(op),
+                    "start_s": t, "end_s": t + duration})
         t += duration
 
-    if segments > MAX_TIMELINE_SEGMENTS:
+    if sum(op["count"] for op in ops) > MAX_TIMELINE_SEGMENTS:
         for op in ops:
-            add(op, op["layer"], op["time_s"] * op["count"])
+            add(op, None, op["time_s"])
         return out
     for part in dict.fromkeys(op["part"] for op in ops):
         mine = [op for op in ops if op["part"] == part]
-        repeated = [op for op in mine if op["layer"] is None and op["count"] > 1]
-        layers = max((int(op["count"]) for op in repeated), default=0)
-        order = range(layers) if part != "bwd" else range(layers - 1, -1, -1)
-        for layer in order:
-            for op in (repeated if part != "bwd" else repeated[::-1]):
-                if layer < op["count"]:
-                    add(op, layer, op["time_s"])
-        for op in (op for op in mine if op not in repeated):
-            for _ in range(int(op["count"])):
-                add(op, op["layer"], op["time_s"])
+        layered = [i for i, op in enumerate(mine) if op["layer"] is not None]
+        first, last = (layered[0], layered[-1]) if layered else (len(mine), len(mine) - 1)
+        for op in mine[:first]:
+            add(op, None, op["time_s"])
+        layers = max((mine[i]["count"] for i in layered), default=0)
+        for layer in (range(layers - 1, -1, -1) if part == "bwd" else range(layers)):
+            for i in layered:
+                add(mine[i], layer, mine[i]["time_s"] / mine[i]["count"])
+        for op in mine[last + 1:]:
+            add(op, None, op["time_s"])
     return out
+
+
+def op_kind(op: dict) -> str:
+    """matmul, attention or memory: how the timeline colours an op."""
+    if op["name"].split(".")[0] == "attention":
+        return "attention"
+    return "matmul" if op["flops"] > 0 else "memory-bound"
 
 
 def _attention_row(label: str, r) -> dict:
@@ -150,15 +144,17 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
     q = inputs.model_copy(update={"phase": phase})
     call = attention_call(cfg, q)
     chosen = _attention(spec, inputs.attention_impl, call)
-    step = predicted_step(spec, cfg, q, chosen)
+    step = predicted_step(spec, cfg, q)
     compare = {"standard": None, "flash2": None}
     for impl in compare:
         compare[impl] = chosen if impl == inputs.attention_impl else simulate_attention(spec, impl, **call)
     attention_rows = [_attention_row(impl, r) for impl, r in compare.items()]
     if inputs.attention_impl not in compare:
         attention_rows.append(_attention_row(f"chosen: {inputs.attention_impl}", chosen))
-    if step["source"] != "costmodel.step.predict_step":
-        notes.append("step: " + step["source"])
+    if step["step_attention_impl"] != inputs.attention_impl:
+        simulated = ", ".join(dict.fromkeys(["standard", "flash2", inputs.attention_impl]))
+        notes.append(f"step: attention timed as {step['step_attention_impl']} (the step predictor's kernel for this "
+                     f"phase); the attention panel simulates {simulated}")
     if inputs.tensor_parallel > 1:
         notes.append(f"tensor parallel {inputs.tensor_parallel}: compute and memory per GPU; "
                      "communication between GPUs is not modelled in this build")
@@ -167,7 +163,9 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
     summary = {"gpu": spec.name, "gpu_display_name": spec.display_name, "model": cfg.name, "phase": inputs.phase,
                "batch": inputs.batch, "seq_len": inputs.seq_len, "dtype": inputs.dtype,
                "tensor_parallel": inputs.tensor_parallel, "attention_impl": inputs.attention_impl,
-               "time_s": step["time_s"], "tokens_per_s": step["tokens_per_s"],
+               "time_s": step["time_s"], "gpu_time_s": step["gpu_time_s"], "launch": step["launch"],
+               "kernels": step["kernels"], "step_attention_impl": step["step_attention_impl"],
+               "tokens_per_s": step["tokens_per_s"],
                "memory_bytes": step["memory_bytes"], "gpu_memory_bytes": capacity,
                "fits": step["memory_bytes"] <= capacity, "source": step["source"]}
     by_name: dict[str, dict] = {}
@@ -175,7 +173,7 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
         agg = by_name.setdefault(op["name"], {"name": op["name"], "flops": 0.0, "hbm_bytes": 0.0, "time_s": 0.0,
                                               "bound": op["bound"]})
         for key in ("flops", "hbm_bytes", "time_s"):
-            agg[key] += op[key] * op["count"]
+            agg[key] += op[key]
     points = [{"group": "model ops", **agg} for agg in by_name.values() if agg["flops"] > 0 and agg["hbm_bytes"] > 0]
     for row in attention_rows:
         points += [{"group": f"attention kernels: {row['label']}", **k} for k in row["kernels"]
