@@ -97,7 +97,7 @@ def roofline_figure(spec: GPUSpec, points: list[RooflinePoint] = (), units: list
         fig.add_trace(go.Scatter(
             x=[p.intensity for p in pts], y=[p.flops_per_s for p in pts], name=group,
             mode="markers+text" if labelled else "markers", text=[p.label for p in pts] if labelled else None,
-            textposition="top center", textfont=dict(size=10),
+            textposition=_label_positions(pts) if labelled else None, textfont=dict(size=10),
             marker=dict(size=9, symbol="circle" if pts[0].kind == "predicted" else "diamond"),
             customdata=[[t] for t in text], hovertemplate="%{customdata[0]}<extra></extra>",
         ))
@@ -106,6 +106,18 @@ def roofline_figure(spec: GPUSpec, points: list[RooflinePoint] = (), units: list
     fig.update_layout(title=title or f"Roofline: {spec.display_name}", template="plotly_white",
                       legend=dict(font=dict(size=10)), width=1000, height=650)
     return fig
+
+
+_POSITIONS = ("top center", "bottom center", "middle right", "top right", "bottom right", "middle left")
+
+
+def _label_positions(points: list[RooflinePoint]) -> list[str]:
+    """Labels of nearby points take turns above, below and beside them, so they do not print on each other."""
+    order = sorted((i for i, p in enumerate(points) if p.label), key=lambda i: points[i].intensity)
+    positions = ["top center"] * len(points)
+    for k, i in enumerate(order):
+        positions[i] = _POSITIONS[k % len(_POSITIONS)]
+    return positions
 
 
 def label_few(points: list[RooflinePoint], n: int = 6, key=None) -> list[RooflinePoint]:

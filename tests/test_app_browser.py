@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from costmodel.app import create_app  # noqa: E402
-from costmodel.app.callbacks import fmt_bytes, fmt_time  # noqa: E402
+from costmodel.app.callbacks import fmt_bytes, fmt_mb, fmt_time  # noqa: E402
 from costmodel.app.inputs import DEFAULT_GPU, DEFAULT_MODEL  # noqa: E402
 from costmodel.models import load_model  # noqa: E402
 from hardware_specs import load_gpu  # noqa: E402
@@ -70,7 +70,7 @@ def test_app_follows_the_controls_and_names_bad_fields(dash_duo):
                              dtype="bf16", causal=True)
     assert (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim) == (32, 8, 128)  # the shape the line above assumes
     row = dash_duo.find_element("#attention-row-flash2").text
-    assert f"{fa2.hbm_bytes / 1e6:.4g} MB" in row and fmt_time(fa2.time_s) in row
+    assert fmt_mb(fa2.hbm_bytes) in row and fmt_time(fa2.time_s) in row
 
     # Another model, a larger batch, decode against a 2048-token cache, split over 2 GPUs.
     _choose(dash_duo, "#model", value="llama2-7b")
@@ -85,7 +85,7 @@ def test_app_follows_the_controls_and_names_bad_fields(dash_duo):
     assert dash_duo.find_element("#seq-len-label").text == "Cache length (tokens)"
     std = simulate_attention(spec, "standard", batch=8, heads=16, kv_heads=16, seq_len=1, kv_len=2048,
                              head_dim=128, dtype="bf16")  # llama2-7b: 32 heads of 128, halved by TP 2
-    assert f"{std.hbm_bytes / 1e6:.4g} MB" in dash_duo.find_element("#attention-row-standard").text
+    assert fmt_mb(std.hbm_bytes) in dash_duo.find_element("#attention-row-standard").text
     assert dash_duo.find_element("#error").text == ""
 
     # Bad input: the page names the field and what is allowed (one browser session for all,

@@ -43,6 +43,10 @@ def fmt_bytes(n: float) -> str:
     return f"{n / 1e9:.4g} GB"
 
 
+def fmt_mb(n: float) -> str:
+    return f"{n / 1e6:,.0f} MB" if n >= 1e8 else f"{n / 1e6:.4g} MB"
+
+
 def render(views, style):
     """Cards, notes, figures and the attention table from the stored views."""
     empty = {"data": [], "layout": {"template": "plotly_white", "height": 380}}
@@ -52,8 +56,7 @@ def render(views, style):
     spec = _spec_for(views)
     figs = [figures.ops_figure(views, style), figures.timeline_figure(views), figures.memory_figure(views),
             figures.roofline_view_figure(views, spec), figures.attention_figure(views)]
-    fits = f"yes ({fmt_bytes(s['memory_bytes'])} of {fmt_bytes(s['gpu_memory_bytes'])})" if s["fits"] else \
-        f"no ({fmt_bytes(s['memory_bytes'])} > {fmt_bytes(s['gpu_memory_bytes'])})"
+    fits = f"{'yes' if s['fits'] else 'NO'}: {s['memory_bytes'] / s['gpu_memory_bytes']:.0%} of {fmt_bytes(s['gpu_memory_bytes'])}"
     source = (f"{s['model']} on {s['gpu_display_name']}, {s['phase']}, batch {s['batch']} x {s['seq_len']} tokens, "
               f"{s['dtype']}, TP {s['tensor_parallel']}, attention {s['attention_impl']}. Predicted by {s['source']}.")
     notes = [html.Li(n) for n in views["notes"]]
@@ -77,8 +80,8 @@ def _spec_for(views):
 
 
 def attention_table(views) -> html.Table:
-    head = ("implementation", "requested from global", "through L2", "DRAM (HBM)", "shared memory", "time", "bound")
-    rows = [html.Tr([html.Td(r["label"]), *(html.Td(f"{r[k] / 1e6:.4g} MB") for k in
+    head = ("kernel", "global (requested)", "L2", "DRAM", "shared mem.", "time", "bound")
+    rows = [html.Tr([html.Td(r["label"]), *(html.Td(fmt_mb(r[k])) for k in
                      ("global_bytes", "l2_bytes", "hbm_bytes", "smem_bytes")),
                      html.Td(fmt_time(r["time_s"])), html.Td(r["bound"])], id=f"attention-row-{r['label']}")
             for r in views["attention"]["rows"]]

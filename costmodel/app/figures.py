@@ -15,8 +15,8 @@ from hardware_specs import GPUSpec
 _PART_COLORS = {"fwd": "#1f77b4", "bwd": "#ff7f0e", "optimizer": "#2ca02c"}
 _OP_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf")
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), height=380,
-               legend=dict(font=dict(size=10)))
+_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=40, b=50), height=380,
+               legend=dict(font=dict(size=10)), title_font=dict(size=13), title_x=0.01)
 
 
 def _ms(seconds: float) -> str:
@@ -59,48 +59,58 @@ def ops_figure(view: dict, style: str = "bar") -> go.Figure:
         height = max(_LAYOUT["height"], 90 + 17 * n_bars)
     else:
         raise ValueError(f"style: {style!r}; allowed: bar, treemap")
-    fig.update_layout(title=f"Where the {_ms(total)} of GPU time go, per op", **{**_LAYOUT, "height": height})
+    fig.update_layout(title=f"{_ms(total)} of GPU time, per op (summed over layers)", **{**_LAYOUT, "height": height})
     return fig
 
 
 _KIND_COLORS = {"matmul": "#1f77b4", "attention": "#d62728", "memory-bound": "#bcbd22"}
+_PART_SHADES = {"fwd": "rgba(31,119,180,0.06)", "bwd": "rgba(255,127,14,0.08)", "optimizer": "rgba(44,160,44,0.10)"}
 
 
 def timeline_figure(view: dict) -> go.Figure:
-    """The step's kernels end to end: a row per part (fwd, bwd, optimizer), coloured by kind of op."""
+    """The step's kernels end to end: a row per kind of op, the parts (fwd, bwd, optimizer) shaded."""
     fig = go.Figure()
+    segs_all = view["timeline"]
     for kind, color in _KIND_COLORS.items():
-        segs = [s for s in view["timeline"] if s["kind"] == kind]
+        segs = [s for s in segs_all if s["kind"] == kind]
         if not segs:
             continue
         fig.add_trace(go.Bar(
             base=[s["start_s"] * 1e3 for s in segs], x=[(s["end_s"] - s["start_s"]) * 1e3 for s in segs],
-            y=[s["part"] for s in segs], orientation="h", name=kind, marker=dict(color=color, line=dict(width=0)),
-            customdata=[[s["name"], "-" if s["layer"] is None else s["layer"], s["start_s"] * 1e3] for s in segs],
-            hovertemplate="%{customdata[0]}, layer %{customdata[1]}: starts %{customdata[2]:.4g} ms, "
+            y=[kind] * len(segs), orientation="h", name=kind, marker=dict(color=color, line=dict(width=0)),
+            customdata=[[s["name"], s["part"], "-" if s["layer"] is None else s["layer"], s["start_s"] * 1e3]
+                        for s in segs],
+            hovertemplate="%{customdata[0]} (%{customdata[1]}, layer %{customdata[2]}): starts %{customdata[3]:.4g} ms, "
                           "takes %{x:.4g} ms<extra></extra>"))
+    for part in dict.fromkeys(s["part"] for s in segs_all):
+        mine = [s for s in segs_all if s["part"] == part]
+        fig.add_vrect(x0=mine[0]["start_s"] * 1e3, x1=mine[-1]["end_s"] * 1e3, fillcolor=_PART_SHADES.get(part),
+                      line_width=0, layer="below", annotation_text=part, annotation_position="top left")
     s = view["summary"]
-    fig.update_layout(barmode="overlay", bargap=0.35, xaxis_title="GPU time (ms)",
-                      title=(f"Step timeline: {_ms(s['gpu_time_s'])} of kernels; the step takes {_ms(s['time_s'])} "
-                             f"({s['launch']} launch)"), **_LAYOUT)
-    fig.update_yaxes(categoryorder="array", categoryarray=["optimizer", "bwd", "fwd"])
+    fig.update_layout(barmode="overlay", bargap=0.3, xaxis_title="GPU time (ms)", showlegend=False,
+                      title=f"{_ms(s['gpu_time_s'])} of kernels; step {_ms(s['time_s'])} with {s['launch']} launches",
+                      **{**_LAYOUT, "height": 260})
+    fig.update_yaxes(categoryorder="array", categoryarray=list(_KIND_COLORS)[::-1])
     return fig
 
 
 def memory_figure(view: dict) -> go.Figure:
-    """Memory per term stacked in one bar, beside the GPU's capacity line."""
+    """Memory per term stacked in one horizontal bar, against the GPU's capacity line."""
     mem = view["memory"]
     fig = go.Figure()
     for i, (term, value) in enumerate(mem["terms_bytes"].items()):
-        fig.add_trace(go.Bar(x=["memory"], y=[value / 1e9], name=term, marker_color=_OP_PALETTE[i % len(_OP_PALETTE)],
-                             text=[f"{term} {value / 1e9:.3g} GB"], textposition="inside",
-                             hovertemplate=term + ": %{y:.4g} GB<extra></extra>"))
+        if value <= 0:
+            continue
+        fig.add_trace(go.Bar(y=["per GPU"], x=[value / 1e9], name=f"{term} {value / 1e9:.3g} GB", orientation="h",
+                             marker_color=_OP_PALETTE[i % len(_OP_PALETTE)],
+                             hovertemplate=term + ": %{x:.4g} GB<extra></extra>"))
     cap = mem["capacity_bytes"] / 1e9
-    fig.add_hline(y=cap, line=dict(color="#cf222e", dash="dash"),
-                  annotation_text=f"GPU capacity {cap:.3g} GB", annotation_position="top left")
+    fig.add_vline(x=cap, line=dict(color="#cf222e", dash="dash", width=2),
+                  annotation_text=f"capacity {cap:.3g} GB", annotation_position="top left")
     verdict = "fits" if mem["total_bytes"] <= mem["capacity_bytes"] else "does NOT fit"
-    fig.update_layout(barmode="stack", title=f"Memory per GPU: {mem['total_bytes'] / 1e9:.3g} GB, {verdict}",
-                      yaxis_title="GB", yaxis_range=[0, 1.1 * max(cap, mem["total_bytes"] / 1e9)], **_LAYOUT)
+    fig.update_layout(barmode="stack", title=f"{mem['total_bytes'] / 1e9:.3g} GB per GPU: {verdict}",
+                      xaxis_title="GB", xaxis_range=[0, 1.08 * max(cap, mem["total_bytes"] / 1e9)],
+                      **{**_LAYOUT, "height": 260, "legend": dict(orientation="h", y=-0.35, font=dict(size=11))})
     return fig
 
 
@@ -112,20 +122,22 @@ def roofline_view_figure(view: dict, spec: GPUSpec) -> go.Figure:
     kernels = [p for p in pts if p.group != "model ops"]
     ai = [p.intensity for p in pts] or [1.0]
     fig = roofline_figure(spec, ops + kernels, intensity_range=(min(1e-1, min(ai) / 3), max(1e4, max(ai) * 3)),
-                          title=f"Ops and attention kernels on the roofline of {spec.display_name}")
-    fig.update_layout(width=None, height=480, margin=dict(l=60, r=20, t=50, b=50))
+                          title=f"Ops (the 8 slowest named) and attention kernels on {spec.display_name}")
+    fig.update_layout(width=None, height=500, margin=dict(l=60, r=20, t=40, b=50), title_font=dict(size=13),
+                      title_x=0.01)
     return fig
 
 
 def attention_figure(view: dict) -> go.Figure:
     """Bytes per memory level of one layer's attention, one bar group per implementation."""
-    levels = (("global_bytes", "requested from global"), ("l2_bytes", "through L2"), ("hbm_bytes", "DRAM (HBM)"),
+    levels = (("global_bytes", "global (requested)"), ("l2_bytes", "L2"), ("hbm_bytes", "DRAM (HBM)"),
               ("smem_bytes", "shared memory"))
     fig = go.Figure()
     for row in view["attention"]["rows"]:
         fig.add_trace(go.Bar(
             x=[label for _, label in levels], y=[row[key] / 1e6 for key, _ in levels], name=row["label"],
-            text=[f"{row[key] / 1e6:.3g}" for key, _ in levels], textposition="outside",
+            text=[f"{row[key] / 1e6:,.0f}" if row[key] >= 1e8 else f"{row[key] / 1e6:.3g}" for key, _ in levels],
+            textposition="outside", textfont=dict(size=9),
             hovertemplate=row["label"] + " %{x}: %{y:.4g} MB<extra></extra>"))
     call = view["attention"]["call"]
     fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="MB per layer",

@@ -11,7 +11,7 @@ from costmodel.app.inputs import DTYPES, PHASES, TENSOR_PARALLEL, AppInputs, att
 
 #: (view key, title) of every downloadable view, in page order
 VIEWS = (("summary", "Summary"), ("ops", "Per-op breakdown"), ("timeline", "Step timeline"),
-         ("memory", "Memory"), ("roofline", "Roofline"), ("attention", "Attention bytes per level"))
+         ("memory", "Memory"), ("attention", "Attention bytes per level"), ("roofline", "Roofline"))
 GRAPHS = {"ops": "fig-ops", "timeline": "fig-timeline", "memory": "fig-memory", "roofline": "fig-roofline",
           "attention": "fig-attention"}
 
@@ -67,7 +67,8 @@ def answer() -> html.Div:
         _card("memory per GPU", "summary-memory"), _card("fits on the GPU", "summary-fits")])
     panels = [_panel("summary", "Summary", html.Div([cards, html.Div(id="summary-source", className="source")]))]
     for key, title in VIEWS[1:]:
-        body = [dcc.Graph(id=GRAPHS[key], config={"displaylogo": False})]
+        # The toolbar (zoom, PNG) only on the roofline, where zooming pays; elsewhere it covers the titles.
+        body = [dcc.Graph(id=GRAPHS[key], config={"displaylogo": False, "displayModeBar": key == "roofline"})]
         if key == "attention":
             body.append(html.Div(id="attention-table"))
         panels.append(_panel(key, title, html.Div(body)))
