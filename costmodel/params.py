@@ -20,7 +20,9 @@ total equals its published count (tests/test_params.py cites each source).
 
 from __future__ import annotations
 
-from costmodel._broadcast import Number, Result, check, to_value
+from typing import Any
+
+from costmodel._broadcast import Number, Result, check, element_bytes, to_value
 from costmodel.models import ModelConfig
 
 
@@ -102,14 +104,27 @@ def count_params_arrays(
     return ParamCount(**{k: to_value(v) for k, v in values.items()})
 
 
+# The ModelConfig fields the count reads (``count_params_arrays``' keywords).
+PARAM_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "max_seq_len",
+                "ffn_type", "norm_type", "attn_bias", "mlp_bias", "tied_embeddings", "position_embedding")
+
+
 def count_params(cfg: ModelConfig) -> ParamCount:
     """Exact parameter count of ``cfg`` per component (Python ints)."""
-    return count_params_arrays(
-        vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-        n_kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, ffn_dim=cfg.ffn_dim, max_seq_len=cfg.max_seq_len,
-        ffn_type=cfg.ffn_type, norm_type=cfg.norm_type, attn_bias=cfg.attn_bias, mlp_bias=cfg.mlp_bias,
-        tied_embeddings=cfg.tied_embeddings, position_embedding=cfg.position_embedding,
-    )
+    return count_params_arrays(**{f: getattr(cfg, f) for f in PARAM_FIELDS})
 
 
-__all__ = ["ParamCount", "count_params", "count_params_arrays"]
+def weights_bytes(cfg: ModelConfig | None = None, weight_dtype: Any = "bf16", **shape) -> Number:
+    """Bytes of the stored weights: every parameter (``count_params``' total) x the weight
+    dtype's bytes per element (a name from ``hardware_specs.dtypes`` or a number, arrays
+    allowed). Keyword numbers (n_layers=..., arrays allowed) replace cfg's, or stand alone
+    without a cfg, as ``count_params_arrays`` takes them."""
+    unknown = set(shape) - set(PARAM_FIELDS)
+    if unknown:
+        raise TypeError(f"weights_bytes: unexpected field(s) {sorted(unknown)}; accepted: {', '.join(PARAM_FIELDS)}")
+    fields = {f: getattr(cfg, f) for f in PARAM_FIELDS} if cfg is not None else {}
+    fields.update({k: v for k, v in shape.items() if v is not None})
+    return to_value(count_params_arrays(**fields).total * element_bytes("weights_bytes", "weight_dtype", weight_dtype))
+
+
+__all__ = ["PARAM_FIELDS", "ParamCount", "count_params", "count_params_arrays", "weights_bytes"]

@@ -11,17 +11,6 @@ from simulators.patterns import Pattern, tile_classes
 from simulators.results import AttentionResult, KernelCount, totals
 from simulators.timing import time_kernel
 
-# kernels/validate.py's family names -> (impl, pass, schedule defaults)
-FAMILIES = {
-    "standard_fwd": ("standard-3kernel", "fwd", {}),
-    "flash2_fwd": ("flash2", "fwd", {}),
-    "window_fwd": ("flash2", "fwd", {}),
-    "flash1_fwd": ("flash1", "fwd", {}),
-    "flash_bwd": ("flash2", "bwd", {}),
-    "decode": ("flash-decoding", "fwd", {"splits": 1}),
-    "flash_decoding": ("flash-decoding", "fwd", {}),
-}
-
 ASSUMPTIONS = {
     "flops": "2 per multiply-accumulate; exp/log counted apart (exp_ops); other ops 1 per element each "
              "(softmax 4 + 1 exp, dropout 2, mask 1 on partial tiles only); a computed tile costs its full r x c",
@@ -71,8 +60,8 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
                        **schedule) -> AttentionResult:
     """Simulate one attention call of ``impl`` on ``spec`` (a GPUSpec or a bundled GPU name).
 
-    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding (or a
-    kernels/validate.py family: flash2_fwd, flash_bwd, decode, ...). pass_: fwd | bwd | fwd+bwd.
+    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding.
+    pass_: fwd | bwd | fwd+bwd.
     path: "closed" (closed form; band masks) or "enumerate" (numba walk of the schedule); sparse
     ``pattern`` names (patterns.PATTERNS) always enumerate. ``schedule`` takes ScheduleConfig's
     fields (block_r, block_c, sram_bytes, splits, page_size, fa1_io, l2_fraction, ...).
@@ -81,11 +70,6 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
         from hardware_specs import load_gpu
 
         spec = load_gpu(spec)
-    if impl in FAMILIES:
-        impl, pass_, defaults = FAMILIES[impl]
-        for key, value in defaults.items():
-            if schedule.get(key) is None:
-                schedule[key] = value
     if impl not in IMPLS:
         raise ValueError(f"impl: {impl!r} is not allowed; one of {', '.join(IMPLS)} is")
     if pass_ not in PASSES:

@@ -1,4 +1,4 @@
-"""Subcommands of ``ioaware`` for GPUs, the roofline and the model-sizing calculators.
+"""Subcommands of ``ioaware`` for GPUs and the roofline: gpus, roofline.
 
 Each handler takes the parsed arguments and returns ``(data, text)``: the JSON-able
 result and the same result as a table for a person.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from costmodel.cli.args import DEFAULT_GPU, gpu_name, positive_int
+from costmodel.cli.args import DEFAULT_GPU, CommandError, gpu_name, positive_int
 from costmodel.cli.text import si, table
 
 
@@ -132,4 +132,4 @@ def _plot_path(text: str):
     return path
 
 
-__all__ = ["register", "DEFAULT_GPU", "KV_DTYPES", "fraction", "model_name", "positive_float"]
+__all__ = ["register"]
