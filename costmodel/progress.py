@@ -19,8 +19,9 @@ How a command uses it (``args.json`` is the flag every ``ioaware`` command has):
             bar.update(item=case.label())
             bar.write("a log line")  # printed above the bar, not through it
 
-A library function takes ``progress=None`` and calls ``progress.update(...)`` only when given
-one, so it stays silent by default (``NO_PROGRESS`` is the do-nothing instance).
+A library function takes ``progress=NO_PROGRESS`` (the do-nothing instance), calls
+``progress.start(total)`` once it knows how many items there are and ``progress.update(item=...)``
+after each, so it stays silent unless a command hands it a live one.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class Progress:
             if tqdm is not None:
                 self._bar = tqdm(total=total, desc=desc, file=self.stream, dynamic_ncols=True, leave=True,
                                  unit="run")
+
+    def start(self, total: int | None) -> None:
+        """Set the total once the caller knows it (a sweep that builds its cases itself)."""
+        self.total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
 
     def update(self, n: int = 1, item: str = "") -> None:
         """``n`` more items done; ``item`` names the latest (shown beside the count)."""
