@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+from simulators.tabular import Tabular
+
 
 @dataclass
 class KernelCount:
@@ -35,7 +37,7 @@ class KernelCount:
         return n
 
 
-class KernelResult(BaseModel):
+class KernelResult(Tabular, BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -68,7 +70,7 @@ class KernelResult(BaseModel):
     times_s: dict[str, float]  # per resource, per-SM ones scaled by per_sm_factor; time_s = max + launch_s
 
 
-class AttentionResult(BaseModel):
+class AttentionResult(Tabular, BaseModel):
     model_config = ConfigDict(frozen=True)
 
     gpu: str
