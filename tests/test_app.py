@@ -113,9 +113,8 @@ def test_figures_draw_every_view(views):
         assert len(figures.timeline_figure(v).data) == len({s["kind"] for s in v["timeline"]})
         assert len(figures.memory_figure(v).data) == sum(b > 0 for b in v["memory"]["terms_bytes"].values())
         roof = figures.roofline_view_figure(v, spec)
-        labelled = [t for t in roof.data if getattr(t, "mode", "") == "markers+text"]
         ops = [p for p in v["roofline"]["points"] if p["group"] == "model ops"]
-        assert labelled and sum(1 for label in labelled[0].text if label) == min(8, len(ops))
+        assert len(roof.layout.annotations) == min(8, len(ops))
         assert len(figures.attention_figure(v).data) == len(v["attention"]["rows"])
     with pytest.raises(ValueError, match="style"):
         figures.ops_figure(views["decode"], "pie")

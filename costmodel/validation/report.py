@@ -4,7 +4,7 @@ It answers "how close are the predictions?" and leads with the answer: first the
 targets, passed or failed, and the error table by family; then predicted against measured
 time (and DRAM bytes, where Nsight Compute measured them) on log-log axes with the y = x
 line and ±10 % bands; then the GPU's roofline with each measured run placed at its measured
-intensity and throughput (the worst-predicted runs labelled, the rest on hover); last the
+intensity and throughput (each family's worst-predicted run labelled, the rest on hover); last the
 run's details: its meta, its notes once each, and the skipped configurations counted by
 reason, the lists folded.
 
@@ -118,15 +118,13 @@ def report_spec(results: Results, gpu: str | None = None) -> tuple[GPUSpec | Non
     return None, f"no roofline: spec {', '.join(tried)} not found (pass --gpu NAME)"
 
 
-LABELLED_POINTS = 6  # roofline points named on the plot: the worst-predicted runs
-
-
-def roofline_points(results: Results, labelled: int = LABELLED_POINTS) -> list[RooflinePoint]:
+def roofline_points(results: Results) -> list[RooflinePoint]:
     """Each record at its measured throughput (flops / measured time) and intensity.
 
     Intensity is flops / measured DRAM bytes where Nsight Compute measured them, else
-    flops / predicted HBM bytes (said in the point's name). The ``labelled`` runs with the
-    largest |time error| carry a label (family, N, error) drawn on the plot.
+    flops / predicted HBM bytes (said in the point's name). Each family's run with the largest
+    |time error| carries a label (family, N, error) drawn on the plot: one per family, so the
+    labels spread over the plot instead of piling up where one family is far off.
     """
     points, errors = [], []
     for r in results.records:
@@ -141,7 +139,8 @@ def roofline_points(results: Results, labelled: int = LABELLED_POINTS) -> list[R
             kind="measured", group=r.family, label=f"{r.family} N={r.config.seq_len}: {_pct(error)}",
         ))
         errors.append(abs(error))
-    worst = set(sorted(range(len(points)), key=errors.__getitem__, reverse=True)[:labelled])
+    worst = {max((i for i, p in enumerate(points) if p.group == family), key=errors.__getitem__)
+             for family in dict.fromkeys(p.group for p in points)}
     return [p if i in worst else replace(p, label="") for i, p in enumerate(points)]
 
 
@@ -197,8 +196,8 @@ def build_report(results: Results, gpu: str | None = None) -> tuple[str, dict[st
                      "(run <code>ioaware validate --ncu</code>).</p></section>")
     parts.append(f'<section id="roofline"><h2>Roofline</h2><p>{html.escape(spec_note)}. Each run sits at its measured '
                  "throughput (FLOPs / measured time) and its intensity over measured DRAM bytes, or predicted HBM "
-                 f"bytes where none were measured. The {LABELLED_POINTS} runs predicted worst are named with their "
-                 "time error; hover for the others.</p>"
+                 f"bytes where none were measured. Each family's worst-predicted run is named with its time error; "
+                 "hover for the others.</p>"
                  + (plot("roofline", False) if "roofline" in figures else "") + "</section>")
     parts.append(_run_section(m))
     parts.append("</body></html>")

@@ -85,7 +85,7 @@ def app_shots(out: Path, port: int = 8071) -> None:
 
 def report_shots(out: Path) -> None:
     html = out / "report.html"
-    subprocess.run([sys.executable, "-m", "costmodel.cli", "report", str(ROOT / "kernels/results/h200-validation.json"),
+    subprocess.run([sys.executable, "-m", "costmodel.cli", "report", str(ROOT / "costmodel/validation/results/h200-validation.json"),
                     "--out", str(html), "--no-png"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     driver = browser(1200, 5200)
     try:
