@@ -1,7 +1,8 @@
 """Capture the screenshots in this folder: the web app's main views and the validation report.
 
 Which question: what does a person see when they open ``ioaware app`` or a validation report?
-Writes ``app_*.png`` and ``report_*.png`` beside this file (or into ``--out``). Needs the
+Writes ``app_*.png``, ``report_*.png`` and ``sizing_roofline_a100.png`` beside this file (or
+into ``--out``). Needs the
 ``app`` extra, selenium, and Debian's chromium and chromium-driver; no GPU.
 
     python3 docs/screenshots/capture.py [--out DIR]
@@ -67,7 +68,7 @@ def app_shots(out: Path, port: int = 8071) -> None:
     app = create_app()
     threading.Thread(target=lambda: app.run(port=port, debug=False), daemon=True).start()
     time.sleep(2)
-    driver = browser(1500, 2600)
+    driver = browser(1500, 1900)
     try:
         driver.get(f"http://127.0.0.1:{port}/")
         wait_for(driver, "#summary-time")
@@ -99,16 +100,33 @@ def report_shots(out: Path) -> None:
         html.unlink(missing_ok=True)
 
 
+def sizing_shot(out: Path) -> None:
+    """The sizing report's roofline, with its decode steps and the lecture's examples named."""
+    folder = Path(tempfile.mkdtemp(prefix="ioaware-sizing-"))
+    subprocess.run([sys.executable, "-m", "costmodel.cli", "sizing", "--out", str(folder)], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    driver = browser(1100, 760)
+    try:
+        driver.get((folder / "sizing-roofline-a100-sxm4-80gb.html").as_uri())
+        time.sleep(3)
+        driver.save_screenshot(str(out / "sizing_roofline_a100.png"))
+        print("wrote", out / "sizing_roofline_a100.png")
+    finally:
+        driver.quit()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
-    parser.add_argument("--only", choices=("app", "report"))
+    parser.add_argument("--only", choices=("app", "report", "sizing"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.only != "report":
+    if args.only in (None, "app"):
         app_shots(args.out)
-    if args.only != "app":
+    if args.only in (None, "report"):
         report_shots(args.out)
+    if args.only in (None, "sizing"):
+        sizing_shot(args.out)
 
 
 if __name__ == "__main__":
