@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from costmodel._broadcast import Number, Result, check, element_bytes, resolve, to_value
+from costmodel._broadcast import Number, Result, check, element_bytes, require_config, resolve, to_value
 from costmodel.models import ModelConfig
 from costmodel.params import weights_bytes
 
@@ -25,6 +25,7 @@ _KV_SHAPE = ("n_layers", "n_kv_heads", "head_dim")
 
 
 def _window(func: str, cfg: ModelConfig | None, sliding_window: Any):
+    require_config(func, cfg)
     if isinstance(sliding_window, str):
         if sliding_window != "model":
             raise ValueError(f"sliding_window: {sliding_window!r}; allowed: 'model', None or a positive integer")
@@ -180,6 +181,7 @@ def max_batch_that_fits(
     slack). Every numeric argument may be an array.
     """
     func = "max_batch_that_fits"
+    require_config(func, cfg, optional=False)
     mem = check(func, "gpu_memory_bytes", gpu_memory_bytes, gt=0)
     res = check(func, "reserve_bytes", reserve_bytes, ge=0)
     frac = check(func, "reserve_fraction", reserve_fraction, ge=0, lt=1)

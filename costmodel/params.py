@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from costmodel._broadcast import Number, Result, check, element_bytes, to_value
+import numpy as np
+
+from costmodel._broadcast import Number, Result, check, element_bytes, require, require_config, to_value
 from costmodel.models import ModelConfig
 
 
@@ -71,6 +73,13 @@ def count_params_arrays(
     g = a if n_kv_heads is None else check(f, "n_kv_heads", n_kv_heads, gt=0, integer=True)
     d = h // a if head_dim is None else check(f, "head_dim", head_dim, gt=0, integer=True)
     S = check(f, "max_seq_len", max_seq_len, ge=0, integer=True)
+    # The same consistency rules as ModelConfig's validators, element by element.
+    if head_dim is None:  # then n_heads > d_model would give heads of no width
+        require(f, "n_heads", a, np.asarray(h) % np.asarray(a) == 0,
+                "head_dim is not given and d_model is not a multiple of n_heads ({}); give head_dim")
+    require(f, "n_kv_heads", g, np.asarray(g) <= np.asarray(a), "n_kv_heads ({}) must not exceed n_heads")
+    require(f, "n_kv_heads", g, np.asarray(a) % np.asarray(g) == 0,
+            "n_heads must be a multiple of n_kv_heads ({}): each K/V head serves a whole group of query heads")
 
     q_dim, kv_dim = a * d, g * d
     attention_per_layer = h * q_dim + 2 * h * kv_dim + q_dim * h
@@ -111,6 +120,7 @@ PARAM_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "h
 
 def count_params(cfg: ModelConfig) -> ParamCount:
     """Exact parameter count of ``cfg`` per component (Python ints)."""
+    require_config("count_params", cfg, optional=False)
     return count_params_arrays(**{f: getattr(cfg, f) for f in PARAM_FIELDS})
 
 

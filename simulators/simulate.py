@@ -52,6 +52,9 @@ def _standard_kernels(spec, cfg, sch, impl, pass_) -> tuple[list[KernelCount], d
                                                         for n in standard.kernels_in_pass(g, pass_)}}
 
 
+MAX_FLOPS = 2**60  # dense attention FLOPs of the largest problem simulated (int64 counts stay exact below it)
+
+
 def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, seq_len: int, head_dim: int,
                        kv_heads: int | None = None, kv_len: int | None = None, dtype: str = "fp16",
                        pass_: str = "fwd", causal: bool = False, window: int | None = None, dropout: float = 0.0,
@@ -66,10 +69,12 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
     ``pattern`` names (patterns.PATTERNS) always enumerate. ``schedule`` takes ScheduleConfig's
     fields (block_r, block_c, sram_bytes, splits, page_size, fa1_io, l2_fraction, ...).
     """
-    if isinstance(spec, str):
-        from hardware_specs import load_gpu
+    from hardware_specs import GPUSpec, load_gpu
 
+    if isinstance(spec, str):
         spec = load_gpu(spec)
+    if not isinstance(spec, GPUSpec):
+        raise ValueError(f"spec: {spec!r} is not allowed; a GPUSpec or a GPU name (hardware_specs.list_gpus()) is")
     if impl not in IMPLS:
         raise ValueError(f"impl: {impl!r} is not allowed; one of {', '.join(IMPLS)} is")
     if pass_ not in PASSES:
@@ -78,6 +83,13 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
         raise ValueError(f"path: {path!r} is not allowed; 'closed' or 'enumerate' is")
     cfg = make_config(AttentionConfig, batch=batch, heads=heads, kv_heads=kv_heads, seq_len=seq_len, kv_len=kv_len,
                       head_dim=head_dim, dtype=dtype, causal=causal, window=window, dropout=dropout)
+    # The counts are int64 sums; a problem whose dense FLOPs pass 2^60 would wrap them around.
+    dense_flops = 4 * cfg.batch * cfg.heads * cfg.seq_len * cfg.kv_len * cfg.head_dim
+    if dense_flops > MAX_FLOPS:
+        dims = {"batch": cfg.batch, "heads": cfg.heads, "seq_len": cfg.seq_len, "kv_len": cfg.kv_len}
+        largest = max(dims, key=dims.get)
+        raise ValueError(f"{largest}: B={cfg.batch}, H={cfg.heads}, N={cfg.seq_len}, L={cfg.kv_len}, d={cfg.head_dim} is "
+                         f"{dense_flops:.3g} FLOPs; problems up to {MAX_FLOPS:.3g} FLOPs (2^60) are simulated")
     sch = make_config(ScheduleConfig, tensor_cores=tensor_cores,
                       **{k: v for k, v in schedule.items() if v is not None})
     extra: dict = {}

@@ -143,6 +143,11 @@ def cmd_kv_cache(args):
     from costmodel.kvcache import kv_cache_bytes, kv_cache_bytes_per_token, max_batch_that_fits, paged_kv_cache_bytes
 
     cfg, seq_len = args.model, context_len(args, args.model)
+    for option, value in (("--weight-dtype", args.weight_dtype), ("--reserve-fraction", args.reserve_fraction)):
+        if value is not None and args.gpu is None:
+            raise CommandError(f"{option}: applies with --gpu (the largest batch that fits); give --gpu or drop it")
+    args.weight_dtype = args.weight_dtype or "fp16"
+    args.reserve_fraction = 0.0 if args.reserve_fraction is None else args.reserve_fraction
     per_token = kv_cache_bytes_per_token(cfg, args.dtype)
     kv = kv_cache_bytes(cfg, args.batch, seq_len, args.dtype)
     data = {
@@ -165,18 +170,22 @@ def cmd_kv_cache(args):
                 f"--seq-len: {seq_len} exceeds {cfg.name}'s context ({cfg.max_seq_len}), which the contiguous "
                 f"allocator reserves; with --block-size, --seq-len <= {cfg.max_seq_len} is accepted"
             )
-        paged = paged_kv_cache_bytes(cfg, np.full(args.batch, seq_len), args.block_size, args.dtype)
-        data["paged"] = {
-            "block_size": args.block_size, "blocks_per_sequence": int(paged.blocks[0]),
-            "used_bytes": paged.total_used_bytes, "paged_bytes": paged.total_paged_bytes,
-            "paged_waste_bytes": paged.total_paged_waste_bytes,
-            "contiguous_bytes": paged.total_contiguous_bytes,
-            "contiguous_waste_bytes": paged.total_contiguous_waste_bytes,
+        # Every sequence has the same length: one sequence's numbers times the batch (exact integers),
+        # not a batch-long array (a batch of 10^12 must not allocate 8 TB).
+        one = paged_kv_cache_bytes(cfg, np.full(1, seq_len), args.block_size, args.dtype)
+        b = args.batch
+        paged = {
+            "block_size": args.block_size, "blocks_per_sequence": int(one.blocks[0]),
+            "used_bytes": b * int(one.total_used_bytes), "paged_bytes": b * int(one.total_paged_bytes),
+            "paged_waste_bytes": b * int(one.total_paged_waste_bytes),
+            "contiguous_bytes": b * int(one.total_contiguous_bytes),
+            "contiguous_waste_bytes": b * int(one.total_contiguous_waste_bytes),
         }
+        data["paged"] = paged
         lines.append(
-            f"paged ({args.block_size}-token blocks, vLLM): {si(paged.total_paged_bytes, 'B')}, waste "
-            f"{si(paged.total_paged_waste_bytes, 'B')}; contiguous at the {cfg.max_seq_len}-token context: "
-            f"{si(paged.total_contiguous_bytes, 'B')}, waste {si(paged.total_contiguous_waste_bytes, 'B')}"
+            f"paged ({args.block_size}-token blocks, vLLM): {si(paged['paged_bytes'], 'B')}, waste "
+            f"{si(paged['paged_waste_bytes'], 'B')}; contiguous at the {cfg.max_seq_len}-token context: "
+            f"{si(paged['contiguous_bytes'], 'B')}, waste {si(paged['contiguous_waste_bytes'], 'B')}"
             + (" (no sliding-window cap in this comparison)" if window else "")
         )
 
@@ -186,8 +195,13 @@ def cmd_kv_cache(args):
                                   reserve_fraction=args.reserve_fraction)
         data["max_batch"] = {"gpu": spec.name, "gpu_memory_bytes": spec.hbm_bytes,
                              "weight_dtype": args.weight_dtype, **fit.model_dump()}
-        verdict = (f"{fit.max_batch} sequences of {seq_len} tokens" if fit.free_bytes >= 0
-                   else f"none: the {args.weight_dtype} weights alone ({si(fit.weights_bytes, 'B')}) do not fit")
+        if fit.free_bytes >= 0:
+            verdict = f"{fit.max_batch} sequences of {seq_len} tokens"
+        elif fit.weights_bytes <= spec.hbm_bytes:
+            verdict = (f"none: the {args.weight_dtype} weights ({si(fit.weights_bytes, 'B')}) fit, but the reserve "
+                       f"({si(fit.reserve_bytes, 'B')}, --reserve-fraction {args.reserve_fraction!r}) leaves no room")
+        else:
+            verdict = f"none: the {args.weight_dtype} weights alone ({si(fit.weights_bytes, 'B')}) do not fit"
         lines.append(f"on {spec.name} ({si(spec.hbm_bytes, 'B')}, {args.weight_dtype} weights "
                      f"{si(fit.weights_bytes, 'B')}): {verdict}")
     return data, "\n".join(lines)
@@ -268,8 +282,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=KV_DTYPES, default="fp16", help="KV-cache precision (default fp16)")
     p.add_argument("--block-size", type=positive_int, metavar="P", help="compare paged (P tokens a block) with contiguous")
     p.add_argument("--gpu", type=gpu_name, help="largest batch whose KV cache fits beside the weights on this GPU")
-    p.add_argument("--weight-dtype", choices=KV_DTYPES, default="fp16", help="for --gpu (default fp16)")
-    p.add_argument("--reserve-fraction", type=fraction, default=0.0, help="of GPU memory held back, for --gpu")
+    p.add_argument("--weight-dtype", choices=KV_DTYPES, help="for --gpu (default fp16)")
+    p.add_argument("--reserve-fraction", type=fraction, help="of GPU memory held back, for --gpu (default 0)")
     p.set_defaults(func=cmd_kv_cache)
 
     p = sub.add_parser("memory", help="training memory per GPU (ZeRO model states + activations)")

@@ -125,6 +125,12 @@ def cmd_validate(args):
 
         if args.out is None:
             raise CommandError("--out: required with --repredict (the recorded files are left as they are)")
+        from costmodel.outputs import same_file
+
+        clash = next((p for p in args.repredict if same_file(p, args.out)), None)
+        if clash is not None:
+            raise CommandError(f"--out: {args.out} is one of the recorded files given to --repredict; "
+                               "a new path is accepted (the recorded files are left as they are)")
         recorded = _load_all(args.repredict)
         try:
             results = repredict(recorded, args.spec)
@@ -144,14 +150,17 @@ def cmd_validate(args):
 
         args.out = (Path(costmodel.validation.__file__).parent / "results"
                     / f"{Path(results.meta.spec).stem}-validation.json")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(to_jsonable(results.model_dump(mode="json")), indent=1, allow_nan=False))
+    from costmodel.outputs import write_atomic
+
+    replaced = write_atomic(args.out, json.dumps(to_jsonable(results.model_dump(mode="json")), indent=1,
+                                                 allow_nan=False), "--out")
     summary = summarize(results)
     data = {"out": str(args.out), "records": len(results.records), "skipped": results.meta.skipped,
             "summary": {k: v.model_dump() for k, v in summary.items()},
             "targets": [t.model_dump() for t in targets(summary)]}
     return data, _summary_text(summary, targets(summary)) + (
-        f"\n{len(results.records)} records, {len(results.meta.skipped)} skipped; wrote {args.out}")
+        f"\n{len(results.records)} records, {len(results.meta.skipped)} skipped; wrote {args.out}"
+        + (" (replaced the file that was there)" if replaced else ""))
 
 
 def _summary_text(summary, checks) -> str:
@@ -176,6 +185,15 @@ def cmd_report(args):
     from costmodel.validation.report import write_report
     from costmodel.validation.compare import summarize, targets
 
+    if args.gpu is not None:
+        from hardware_specs import SpecError, load_gpu
+
+        from costmodel.cli.args import error_line
+
+        try:
+            load_gpu(args.gpu)
+        except SpecError as exc:
+            raise CommandError(f"--gpu: {error_line(exc).removeprefix('gpu: ')}") from None
     results = _load_all(args.results)
     written = write_report(results, args.out, gpu=args.gpu, png=not args.no_png)
     summary = summarize(results)
@@ -186,17 +204,20 @@ def cmd_report(args):
 
 
 def _html_path(text: str) -> Path:
-    path = Path(text)
-    if path.suffix != ".html":
-        raise argparse.ArgumentTypeError(f"{text!r}: a path ending in .html is accepted")
-    return path
+    return _writable(text, (".html",))
 
 
 def _json_path(text: str) -> Path:
-    path = Path(text)
-    if path.suffix != ".json":
-        raise argparse.ArgumentTypeError(f"{text!r}: a path ending in .json is accepted")
-    return path
+    return _writable(text, (".json",))
+
+
+def _writable(text: str, suffixes: tuple[str, ...]) -> Path:
+    from costmodel.outputs import OutputError, check_writable
+
+    try:
+        return check_writable(text, "path", suffixes)
+    except OutputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("path: ")) from None
 
 
 # ---------------------------------------------------------------- registration

@@ -9,7 +9,6 @@ what to ask for and lays it out.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from costmodel.cli.args import DEFAULT_GPU, CommandError, fraction, gpu_name, model_name, positive_int
@@ -109,14 +108,8 @@ def cmd_sizing(args):
     # Everything is computed; only now touch the out folder, through a rename so a reader
     # never sees a half-written file.
     path = out / f"sizing-roofline-{spec.name}.html"
-    partial = out / f".partial-{path.name}"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        save_figure(fig, partial, png=False)
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise CommandError(f"--out: could not write {path}: {exc.strerror or exc}") from None
+    replaced = path.exists()
+    save_figure(fig, path, png=False)  # written whole or not at all (costmodel.outputs)
 
     ridge = ridge_point(spec, unit, "hbm")
     data = {
@@ -126,10 +119,10 @@ def cmd_sizing(args):
         "reserve_fraction": args.reserve_fraction, "models": sized, "lecture_examples": lecture,
         "files": [str(path)],
     }
-    return data, _sizing_text(spec, unit, ridge, args, sized, lecture, path)
+    return data, _sizing_text(spec, unit, ridge, args, sized, lecture, path, replaced)
 
 
-def _sizing_text(spec, unit, ridge, args, sized, lecture, path) -> str:
+def _sizing_text(spec, unit, ridge, args, sized, lecture, path, replaced: bool = False) -> str:
     b = args.batch
     head = (f"What-if sizing on {spec.display_name}: {si(spec.hbm_bytes, 'B')} HBM at "
             f"{si(spec.attainable_rate('hbm'), 'B/s')}, {unit} {si(spec.attainable_rate(unit), 'FLOP/s')} "
@@ -162,13 +155,16 @@ def _sizing_text(spec, unit, ridge, args, sized, lecture, path) -> str:
     notes = [f"{m['model']} at {m['context_len']} tokens is beyond its context ({m['model_context_len']})"
              for m in sized if m["context_len"] > m["model_context_len"]]
     return "\n\n".join([head, main, prefill, lec] + (["note: " + "; ".join(notes)] if notes else [])
-                       + [f"wrote {path}"])
+                       + [f"wrote {path}" + (" (replaced the file that was there)" if replaced else "")])
 
 
 def _out_dir(text: str) -> Path:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path; a folder path is accepted")
-    return Path(text)
+    from costmodel.outputs import OutputError, check_writable_folder
+
+    try:
+        return check_writable_folder(text, "folder")
+    except OutputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("folder: ")) from None
 
 
 

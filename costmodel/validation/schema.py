@@ -167,7 +167,9 @@ def load_results(path: str | Path) -> Results:
     """Read and validate a results JSON file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a text file (not UTF-8); a results JSON file is accepted") from None
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
