@@ -88,9 +88,25 @@ def test_memory_view_against_the_capacity(views):
 def test_serving_says_what_it_shows(views):
     from importlib.util import find_spec
 
+    figures.serving_figure(views["serving"])  # draws with or without the simulator
     if find_spec("costmodel.serving") is not None:
-        pytest.skip("the serving simulator is installed")
+        pytest.skip("the serving simulator is installed (test_serving_view_is_the_simulators checks it)")
+    assert views["serving"]["serving"] is None
     assert any(n.startswith("serving:") and "not installed" in n for n in views["serving"]["notes"])
+
+
+def test_serving_view_is_the_simulators(views):
+    """The serving panel's numbers are simulate_serving's for the same request stream."""
+    pytest.importorskip("costmodel.serving", reason="the serving simulator is not in this build")
+    from costmodel.serving import simulate_serving
+
+    got = views["serving"]["serving"]
+    r = simulate_serving("llama2-7b", "a100-sxm4-80gb", rate_per_s=4.0, n_requests=got["requests"],
+                         prompt_len="1024", output_len="128", seed=0)
+    assert got["latency_s"]["ttft_s"] == r.metrics["ttft_s"] and got["latency_s"]["tpot_s"] == r.metrics["tpot_s"]
+    assert got["metrics"]["output_tokens_per_s"] == r.metrics["output_tokens_per_s"]
+    assert views["prefill"]["serving"] is None
+    assert len(figures.serving_figure(views["serving"]).data) == len(got["latency_s"])
 
 
 @pytest.mark.parametrize("update, field", [
@@ -167,9 +183,9 @@ def test_empty_number_box_names_the_field():
     pytest.importorskip("dash")
     from costmodel.app.callbacks import compute
 
-    views, error = compute("h200-sxm-141gb", "llama3-8b", "prefill", None, 4096, "bf16", 1, "flash2", {}, {})
+    views, error = compute("h200-sxm-141gb", "llama3-8b", "prefill", None, 4096, 4.0, 128, "bf16", 1, "flash2", {}, {})
     assert views is None and error.startswith("batch:")
-    views, error = compute("h200-sxm-141gb", "llama3-8b", "prefill", 1, 0, "bf16", 1, "flash2", {}, {})
+    views, error = compute("h200-sxm-141gb", "llama3-8b", "prefill", 1, 0, 4.0, 128, "bf16", 1, "flash2", {}, {})
     assert views is None and "seq_len" in error and "greater than 0" in error
 
 

@@ -22,14 +22,17 @@ def error_text(exc: Exception) -> str:
     return error_line(exc)
 
 
-def compute(gpu, model, phase, batch, seq_len, dtype, tensor_parallel, attention_impl, gpu_uploads, model_uploads):
+def compute(gpu, model, phase, batch, seq_len, rate_per_s, output_len, dtype, tensor_parallel, attention_impl,
+            gpu_uploads, model_uploads):
     """(views, error): every view of the question, or None and a one-line error naming the field."""
-    for field, value in (("batch", batch), ("seq_len", seq_len)):
+    for field, value in (("batch", batch), ("seq_len", seq_len), ("rate_per_s", rate_per_s),
+                         ("output_len", output_len)):
         if value is None:  # a number box that is empty or holds no number
             return None, f"{field}: empty or not a number; a whole number >= 1 is accepted"
     try:
         inputs = AppInputs(gpu=gpu, model=model, phase=phase, batch=batch, seq_len=seq_len, dtype=dtype,
-                           tensor_parallel=tensor_parallel, attention_impl=attention_impl)
+                           tensor_parallel=tensor_parallel, attention_impl=attention_impl, rate_per_s=rate_per_s,
+                           output_len=output_len)
         return evaluate(inputs, gpu_uploads, model_uploads), ""
     except ValueError as exc:
         return None, error_text(exc)
@@ -51,17 +54,20 @@ def render(views, style):
     """Cards, notes, figures and the attention table from the stored views."""
     empty = {"data": [], "layout": {"template": "plotly_white", "height": 380}}
     if not views:
-        return ("-", "-", "-", "-", "", [], *([empty] * len(GRAPHS)), "")
+        return ("-", "-", "-", "-", "", [], *([empty] * len(GRAPHS)), "", "")
     s = views["summary"]
     spec = _spec_for(views)
-    figs = [figures.ops_figure(views, style), figures.timeline_figure(views), figures.memory_figure(views),
-            figures.roofline_view_figure(views, spec), figures.attention_figure(views)]
+    draw = {"ops": lambda: figures.ops_figure(views, style), "timeline": lambda: figures.timeline_figure(views),
+            "memory": lambda: figures.memory_figure(views), "attention": lambda: figures.attention_figure(views),
+            "serving": lambda: figures.serving_figure(views),
+            "roofline": lambda: figures.roofline_view_figure(views, spec)}
+    figs = [draw[key]() for key in GRAPHS]
     fits = f"{'yes' if s['fits'] else 'NO'}: {s['memory_bytes'] / s['gpu_memory_bytes']:.0%} of {fmt_bytes(s['gpu_memory_bytes'])}"
     source = (f"{s['model']} on {s['gpu_display_name']}, {s['phase']}, batch {s['batch']} x {s['seq_len']} tokens, "
               f"{s['dtype']}, TP {s['tensor_parallel']}, attention {s['attention_impl']}. Predicted by {s['source']}.")
     notes = [html.Li(n) for n in views["notes"]]
     return (fmt_time(s["time_s"]), f"{s['tokens_per_s']:,.0f}", fmt_bytes(s["memory_bytes"]), fits, source, notes,
-            *figs, attention_table(views))
+            *figs, attention_table(views), serving_table(views))
 
 
 _SPEC_CACHE: dict = {}
@@ -88,6 +94,24 @@ def attention_table(views) -> html.Table:
     return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)], id="attention-rows")
 
 
+def serving_table(views):
+    """The serving run's headline numbers, or nothing outside the serving phase."""
+    serving = views.get("serving")
+    if not serving:
+        return ""
+    m, lat = serving["metrics"], serving["latency_s"]
+    rows = [("time to first token, p50 / p90", f"{fmt_time(lat['ttft_s']['p50'])} / {fmt_time(lat['ttft_s']['p90'])}"),
+            ("time per output token, p50 / p90",
+             f"{fmt_time(lat['tpot_s']['p50'])} / {fmt_time(lat['tpot_s']['p90'])}"),
+            ("requests per second served", f"{m['requests_per_s']:.4g}"),
+            ("output tokens per second", f"{m['output_tokens_per_s']:,.0f}"),
+            ("mean batch (requests per iteration)", f"{m['mean_batch']:.3g}"),
+            ("KV cache in use, peak", f"{m['kv_utilization_peak']:.1%}"),
+            ("preemptions", f"{m['preemptions']}")]
+    return html.Table(html.Tbody([html.Tr([html.Td(k), html.Td(v)], id=f"serving-row-{i}")
+                                  for i, (k, v) in enumerate(rows)]), id="serving-rows")
+
+
 def upload(contents, filename, options, uploads, kind: str):
     """Validate an uploaded YAML, hold its text, add it to the dropdown and select it."""
     if not contents:
@@ -105,7 +129,8 @@ def upload(contents, filename, options, uploads, kind: str):
 
 
 def register(app) -> None:
-    controls = ["gpu", "model", "phase", "batch", "seq-len", "dtype", "tensor-parallel", "attention-impl"]
+    controls = ["gpu", "model", "phase", "batch", "seq-len", "rate", "output-len", "dtype", "tensor-parallel",
+                "attention-impl"]
 
     @app.callback(Output("views", "data"), Output("error", "children"),
                   *[Input(c, "value") for c in controls],
@@ -120,6 +145,7 @@ def register(app) -> None:
                   Output("summary-memory", "children"), Output("summary-fits", "children"),
                   Output("summary-source", "children"), Output("notes", "children"),
                   *[Output(g, "figure") for g in GRAPHS.values()], Output("attention-table", "children"),
+                  Output("serving-table", "children"),
                   Input("views", "data"), Input("breakdown-style", "value"))
     def _render(views, style):
         return render(views, style)

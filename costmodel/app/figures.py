@@ -144,3 +144,30 @@ def attention_figure(view: dict) -> go.Figure:
                       title=(f"One layer's attention ({call['pass_']}): B={call['batch']} H={call['heads']} "
                              f"N={call['seq_len']} L={call['kv_len']} d={call['head_dim']}"), **_LAYOUT)
     return fig
+
+
+def serving_figure(view: dict) -> go.Figure:
+    """Latency percentiles of the simulated requests (ms, log scale): TTFT, TPOT, end to end."""
+    fig = go.Figure()
+    serving = view.get("serving")
+    if not serving:
+        fig.add_annotation(text="choose the serving phase" if view["summary"]["phase"] != "serving"
+                           else "the serving simulator is not installed in this build",
+                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=13))
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.update_layout(**{**_LAYOUT, "height": 200})
+        return fig
+    names = {"ttft_s": "time to first token", "tpot_s": "time per output token", "e2e_s": "end to end",
+             "queue_s": "queueing"}
+    for i, (key, pct) in enumerate(serving["latency_s"].items()):
+        levels = [k for k in ("p50", "p90", "p99") if k in pct]
+        fig.add_trace(go.Bar(x=levels, y=[pct[k] * 1e3 for k in levels], name=names.get(key, key),
+                             marker_color=_OP_PALETTE[i % len(_OP_PALETTE)],
+                             text=[f"{pct[k] * 1e3:.3g}" for k in levels], textposition="outside", textfont=dict(size=9),
+                             hovertemplate=names.get(key, key) + " %{x}: %{y:.4g} ms<extra></extra>"))
+    m = serving["metrics"]
+    fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="ms",
+                      title=(f"{serving['requests']} requests: {m['requests_per_s']:.3g} req/s served, "
+                             f"{m['output_tokens_per_s']:,.0f} output tokens/s"), **_LAYOUT)
+    return fig

@@ -40,6 +40,8 @@ class AppInputs(BaseModel):
     dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
     tensor_parallel: int = Field(default=1, gt=0, le=64)
     attention_impl: str = "flash2"
+    rate_per_s: float = Field(default=4.0, gt=0, le=1e4)  # serving: Poisson arrivals, requests per second
+    output_len: int = Field(default=128, gt=0, le=1 << 16)  # serving: tokens generated per request
 
 
 def gpu_choices() -> list[dict[str, str]]:

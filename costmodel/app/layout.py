@@ -11,9 +11,10 @@ from costmodel.app.inputs import DTYPES, PHASES, TENSOR_PARALLEL, AppInputs, att
 
 #: (view key, title) of every downloadable view, in page order
 VIEWS = (("summary", "Summary"), ("ops", "Per-op breakdown"), ("timeline", "Step timeline"),
-         ("memory", "Memory"), ("attention", "Attention bytes per level"), ("roofline", "Roofline"))
-GRAPHS = {"ops": "fig-ops", "timeline": "fig-timeline", "memory": "fig-memory", "roofline": "fig-roofline",
-          "attention": "fig-attention"}
+         ("memory", "Memory"), ("attention", "Attention bytes per level"),
+         ("serving", "Serving (simulated requests)"), ("roofline", "Roofline"))
+GRAPHS = {"ops": "fig-ops", "timeline": "fig-timeline", "memory": "fig-memory", "attention": "fig-attention",
+          "serving": "fig-serving", "roofline": "fig-roofline"}
 
 
 def _field(label: str, control, label_id: str | None = None) -> html.Div:
@@ -37,6 +38,10 @@ def controls(defaults: AppInputs) -> html.Div:
                                              debounce=True)),
         _field("Sequence length (tokens)", dcc.Input(id="seq-len", type="number", step=1,
                                                     value=defaults.seq_len, debounce=True), label_id="seq-len-label"),
+        _field("Serving: requests per second", dcc.Input(id="rate", type="number", value=defaults.rate_per_s,
+                                                         debounce=True)),
+        _field("Serving: output tokens per request", dcc.Input(id="output-len", type="number", step=1,
+                                                               value=defaults.output_len, debounce=True)),
         _field("dtype (weights, activations, KV cache)",
                dcc.Dropdown(id="dtype", options=list(DTYPES), value=defaults.dtype, clearable=False)),
         _field("Tensor parallel (GPUs)", dcc.Dropdown(id="tensor-parallel", options=list(TENSOR_PARALLEL),
@@ -69,8 +74,8 @@ def answer() -> html.Div:
     for key, title in VIEWS[1:]:
         # The toolbar (zoom, PNG) only on the roofline, where zooming pays; elsewhere it covers the titles.
         body = [dcc.Graph(id=GRAPHS[key], config={"displaylogo": False, "displayModeBar": key == "roofline"})]
-        if key == "attention":
-            body.append(html.Div(id="attention-table"))
+        if key in ("attention", "serving"):
+            body.append(html.Div(id=f"{key}-table"))
         panels.append(_panel(key, title, html.Div(body)))
     return html.Div(className="answer", children=[
         html.Div(id="error", className="error"), html.Ul(id="notes", className="notes"),

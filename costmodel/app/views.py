@@ -10,7 +10,9 @@ page draws is also what its "JSON" buttons download. Views:
 - ``memory``: bytes per term (weights, KV cache, activations, ...) and the capacity;
 - ``roofline``: the ops and the attention kernels as points (flops, hbm_bytes, time_s);
 - ``attention``: bytes per memory level and time of one layer's attention for standard, FlashAttention-2
-  and the chosen implementation (``simulate_attention``).
+  and the chosen implementation (``simulate_attention``);
+- ``serving``: for the serving phase, latency percentiles and throughput of simulated requests
+  (``serving_view``; None otherwise, or where ``costmodel.serving`` is not installed).
 
 The step is ``costmodel.step.predict_step``'s; its attention is the fused kernel the step
 predictor models (its default per phase unless a ``torch-*`` implementation is chosen), while
@@ -22,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from costmodel.app.inputs import AppInputs, resolve_gpu, resolve_model
+from costmodel.app.serving_view import available, serving_view
 from simulators import simulate_attention
 
 MAX_TIMELINE_SEGMENTS = 4000  # past this, repeated ops are drawn as one bar each (count x time)
@@ -133,11 +136,14 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
     """Every view of one question (module docstring); raises ValueError naming a bad field."""
     spec = resolve_gpu(inputs.gpu, gpu_uploads)
     cfg = resolve_model(inputs.model, model_uploads)
-    notes = []
+    notes, serving = [], None
     if inputs.phase == "serving":
-        from importlib.util import find_spec
-
-        if find_spec("costmodel.serving") is None:  # the serving simulator's branch has not landed here
+        if available():
+            serving = serving_view(spec, cfg, inputs)
+            notes.append(f"serving: {serving['requests']} Poisson requests at {inputs.rate_per_s:g}/s, "
+                         f"{inputs.seq_len}-token prompts, {inputs.output_len} output tokens (Serving panel); "
+                         "the other panels show one decode step at this batch and cache length")
+        else:  # the serving simulator's branch has not landed in this build
             notes.append("serving: the serving simulator (costmodel.serving) is not installed in this build; "
                          "showing one decode step at this batch and cache length instead")
     phase = "decode" if inputs.phase == "serving" else inputs.phase
@@ -183,5 +189,6 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
         "memory": {"terms_bytes": step["memory"], "total_bytes": step["memory_bytes"], "capacity_bytes": capacity},
         "roofline": {"gpu": spec.name, "points": points},
         "attention": {"call": call, "rows": attention_rows},
+        "serving": serving,
         "notes": notes,
     }
