@@ -80,6 +80,12 @@ def app_shots(out: Path, port: int = 8071) -> None:
         driver.find_element(By.CSS_SELECTOR, "#phase input[value='train']").click()
         time.sleep(3)
         shoot_element(driver, ".panel-timeline", out / "app_timeline_train.png")
+        from costmodel.app.serving_view import available
+
+        if available():  # the serving simulator is in this build
+            driver.find_element(By.CSS_SELECTOR, "#phase input[value='serving']").click()
+            time.sleep(4)
+            shoot_element(driver, ".panel-serving", out / "app_serving.png")
     finally:
         driver.quit()
 
