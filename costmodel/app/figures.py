@@ -164,7 +164,8 @@ def serving_figure(view: dict) -> go.Figure:
         levels = [k for k in ("p50", "p90", "p99") if k in pct]
         fig.add_trace(go.Bar(x=levels, y=[pct[k] * 1e3 for k in levels], name=names.get(key, key),
                              marker_color=_OP_PALETTE[i % len(_OP_PALETTE)],
-                             text=[f"{pct[k] * 1e3:.3g}" for k in levels], textposition="outside", textfont=dict(size=9),
+                             text=[f"{pct[k] * 1e3:,.0f}" if pct[k] >= 1 else f"{pct[k] * 1e3:.3g}" for k in levels],
+                             textposition="outside", textfont=dict(size=9),
                              hovertemplate=names.get(key, key) + " %{x}: %{y:.4g} ms<extra></extra>"))
     m = serving["metrics"]
     fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="ms",
