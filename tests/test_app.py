@@ -95,6 +95,22 @@ def test_serving_says_what_it_shows(views):
     assert any(n.startswith("serving:") and "not installed" in n for n in views["serving"]["notes"])
 
 
+def test_parallel_view_is_predict_inference():
+    """With TP x PP > 1 the parallelism panel holds predict_inference's numbers on the GPU's cluster."""
+    v = evaluate(AppInputs(phase="decode", tensor_parallel=2, pipeline_parallel=2, batch=4, seq_len=2048))
+    figures.parallel_figure(v)  # draws with or without costmodel.parallel
+    pytest.importorskip("costmodel.parallel", reason="costmodel.parallel is not in this build")
+    from costmodel.parallel.inference import predict_inference
+
+    r = predict_inference("llama3-8b", "dgx-h200", phase="decode", batch=4, seq_len=2048, tp=2, pp=2)
+    par = v["parallel"]
+    assert (par["cluster"], par["gpus"]) == ("dgx-h200", 4)
+    assert par["time_s"] == r.time_s and par["tokens_per_s"] == r.tokens_per_s and par["memory_bytes"] == r.memory_bytes
+    assert sum(t.x[0] for t in figures.parallel_figure(v).data) == pytest.approx(
+        1e3 * sum(r.breakdown[k] for k in ("compute_s", "tp_comm_s", "pp_comm_s")))
+    assert evaluate(AppInputs(phase="decode"))["parallel"] is None  # one GPU: no panel
+
+
 def test_serving_view_is_the_simulators(views):
     """The serving panel's numbers are simulate_serving's for the same request stream."""
     pytest.importorskip("costmodel.serving", reason="the serving simulator is not in this build")
@@ -183,9 +199,9 @@ def test_empty_number_box_names_the_field():
     pytest.importorskip("dash")
     from costmodel.app.callbacks import compute
 
-    views, error = compute("h200-sxm-141gb", "llama3-8b", "prefill", None, 4096, 4.0, 128, "bf16", 1, "flash2", {}, {})
+    views, error = compute("h200-sxm-141gb", "llama3-8b", "prefill", None, 4096, 4.0, 128, "bf16", 1, 1, "flash2", {}, {})
     assert views is None and error.startswith("batch:")
-    views, error = compute("h200-sxm-141gb", "llama3-8b", "prefill", 1, 0, 4.0, 128, "bf16", 1, "flash2", {}, {})
+    views, error = compute("h200-sxm-141gb", "llama3-8b", "prefill", 1, 0, 4.0, 128, "bf16", 1, 1, "flash2", {}, {})
     assert views is None and "seq_len" in error and "greater than 0" in error
 
 

@@ -22,8 +22,8 @@ def error_text(exc: Exception) -> str:
     return error_line(exc)
 
 
-def compute(gpu, model, phase, batch, seq_len, rate_per_s, output_len, dtype, tensor_parallel, attention_impl,
-            gpu_uploads, model_uploads):
+def compute(gpu, model, phase, batch, seq_len, rate_per_s, output_len, dtype, tensor_parallel, pipeline_parallel,
+            attention_impl, gpu_uploads, model_uploads):
     """(views, error): every view of the question, or None and a one-line error naming the field."""
     for field, value in (("batch", batch), ("seq_len", seq_len), ("rate_per_s", rate_per_s),
                          ("output_len", output_len)):
@@ -31,7 +31,8 @@ def compute(gpu, model, phase, batch, seq_len, rate_per_s, output_len, dtype, te
             return None, f"{field}: empty or not a number; a whole number >= 1 is accepted"
     try:
         inputs = AppInputs(gpu=gpu, model=model, phase=phase, batch=batch, seq_len=seq_len, dtype=dtype,
-                           tensor_parallel=tensor_parallel, attention_impl=attention_impl, rate_per_s=rate_per_s,
+                           tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
+                           attention_impl=attention_impl, rate_per_s=rate_per_s,
                            output_len=output_len)
         return evaluate(inputs, gpu_uploads, model_uploads), ""
     except ValueError as exc:
@@ -54,12 +55,12 @@ def render(views, style):
     """Cards, notes, figures and the attention table from the stored views."""
     empty = {"data": [], "layout": {"template": "plotly_white", "height": 380}}
     if not views:
-        return ("-", "-", "-", "-", "", [], *([empty] * len(GRAPHS)), "", "")
+        return ("-", "-", "-", "-", "", [], *([empty] * len(GRAPHS)), "", "", "")
     s = views["summary"]
     spec = _spec_for(views)
     draw = {"ops": lambda: figures.ops_figure(views, style), "timeline": lambda: figures.timeline_figure(views),
             "memory": lambda: figures.memory_figure(views), "attention": lambda: figures.attention_figure(views),
-            "serving": lambda: figures.serving_figure(views),
+            "serving": lambda: figures.serving_figure(views), "parallel": lambda: figures.parallel_figure(views),
             "roofline": lambda: figures.roofline_view_figure(views, spec)}
     figs = [draw[key]() for key in GRAPHS]
     fits = f"{'yes' if s['fits'] else 'NO'}: {s['memory_bytes'] / s['gpu_memory_bytes']:.0%} of {fmt_bytes(s['gpu_memory_bytes'])}"
@@ -67,7 +68,7 @@ def render(views, style):
               f"{s['dtype']}, TP {s['tensor_parallel']}, attention {s['attention_impl']}. Predicted by {s['source']}.")
     notes = [html.Li(n) for n in views["notes"]]
     return (fmt_time(s["time_s"]), f"{s['tokens_per_s']:,.0f}", fmt_bytes(s["memory_bytes"]), fits, source, notes,
-            *figs, attention_table(views), serving_table(views))
+            *figs, attention_table(views), serving_table(views), parallel_table(views))
 
 
 _SPEC_CACHE: dict = {}
@@ -112,6 +113,19 @@ def serving_table(views):
                                   for i, (k, v) in enumerate(rows)]), id="serving-rows")
 
 
+def parallel_table(views):
+    """The multi-GPU step's numbers, or nothing without TP x PP > 1 (or without costmodel.parallel)."""
+    par = views.get("parallel")
+    if not par or "time_s" not in par:
+        return ""
+    rows = [("GPUs (TP x PP)", f"{par['gpus']} ({par['tp']} x {par['pp']}) on {par['cluster']}"),
+            ("step latency, through all stages", fmt_time(par["time_s"])),
+            ("tokens per second, pipeline full", f"{par['tokens_per_s']:,.0f}"),
+            ("memory per GPU", fmt_bytes(par["memory_bytes"]))]
+    return html.Table(html.Tbody([html.Tr([html.Td(k), html.Td(v)], id=f"parallel-row-{i}")
+                                  for i, (k, v) in enumerate(rows)]), id="parallel-rows")
+
+
 def upload(contents, filename, options, uploads, kind: str):
     """Validate an uploaded YAML, hold its text, add it to the dropdown and select it."""
     if not contents:
@@ -130,7 +144,7 @@ def upload(contents, filename, options, uploads, kind: str):
 
 def register(app) -> None:
     controls = ["gpu", "model", "phase", "batch", "seq-len", "rate", "output-len", "dtype", "tensor-parallel",
-                "attention-impl"]
+                "pipeline-parallel", "attention-impl"]
 
     @app.callback(Output("views", "data"), Output("error", "children"),
                   *[Input(c, "value") for c in controls],
@@ -145,7 +159,7 @@ def register(app) -> None:
                   Output("summary-memory", "children"), Output("summary-fits", "children"),
                   Output("summary-source", "children"), Output("notes", "children"),
                   *[Output(g, "figure") for g in GRAPHS.values()], Output("attention-table", "children"),
-                  Output("serving-table", "children"),
+                  Output("serving-table", "children"), Output("parallel-table", "children"),
                   Input("views", "data"), Input("breakdown-style", "value"))
     def _render(views, style):
         return render(views, style)

@@ -172,3 +172,28 @@ def serving_figure(view: dict) -> go.Figure:
                       title=(f"{serving['requests']} requests: {m['requests_per_s']:.3g} req/s served, "
                              f"{m['output_tokens_per_s']:,.0f} output tokens/s"), **_LAYOUT)
     return fig
+
+
+def parallel_figure(view: dict) -> go.Figure:
+    """One multi-GPU step's latency split into compute, TP all-reduces and PP sends (ms)."""
+    fig = go.Figure()
+    par = view.get("parallel")
+    if not par or "breakdown_s" not in par:
+        text = (par or {}).get("note") or ("choose tensor or pipeline parallel > 1" if view["summary"]["tensor_parallel"]
+                                           * view["inputs"]["pipeline_parallel"] == 1
+                                           else "multi-GPU communication (costmodel.parallel) is not in this build")
+        fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=12))
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.update_layout(**{**_LAYOUT, "height": 200})
+        return fig
+    names = {"compute_s": "compute", "tp_comm_s": "TP all-reduces", "pp_comm_s": "PP sends"}
+    for i, (key, label) in enumerate(names.items()):
+        value = par["breakdown_s"].get(key, 0.0)
+        fig.add_trace(go.Bar(y=["latency"], x=[value * 1e3], name=f"{label} {_ms(value)}", orientation="h",
+                             marker_color=_OP_PALETTE[i], hovertemplate=label + ": %{x:.4g} ms<extra></extra>"))
+    fig.update_layout(barmode="stack", xaxis_title="ms",
+                      title=(f"TP {par['tp']} x PP {par['pp']} on {par['cluster']}: {_ms(par['time_s'])} per step, "
+                             f"{par['tokens_per_s']:,.0f} tokens/s with the pipeline full"),
+                      **{**_LAYOUT, "height": 230, "legend": dict(orientation="h", y=-0.45, font=dict(size=11))})
+    return fig

@@ -39,6 +39,7 @@ class AppInputs(BaseModel):
     seq_len: int = Field(default=4096, gt=0, le=1 << 22)  # prompt tokens (prefill, train) or cache length (decode)
     dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
     tensor_parallel: int = Field(default=1, gt=0, le=64)
+    pipeline_parallel: int = Field(default=1, gt=0, le=64)  # the parallelism panel only (costmodel.parallel)
     attention_impl: str = "flash2"
     rate_per_s: float = Field(default=4.0, gt=0, le=1e4)  # serving: Poisson arrivals, requests per second
     output_len: int = Field(default=128, gt=0, le=1 << 16)  # serving: tokens generated per request

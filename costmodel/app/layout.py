@@ -12,9 +12,9 @@ from costmodel.app.inputs import DTYPES, PHASES, TENSOR_PARALLEL, AppInputs, att
 #: (view key, title) of every downloadable view, in page order
 VIEWS = (("summary", "Summary"), ("ops", "Per-op breakdown"), ("timeline", "Step timeline"),
          ("memory", "Memory"), ("attention", "Attention bytes per level"),
-         ("serving", "Serving (simulated requests)"), ("roofline", "Roofline"))
+         ("serving", "Serving (simulated requests)"), ("parallel", "Parallelism (TP x PP)"), ("roofline", "Roofline"))
 GRAPHS = {"ops": "fig-ops", "timeline": "fig-timeline", "memory": "fig-memory", "attention": "fig-attention",
-          "serving": "fig-serving", "roofline": "fig-roofline"}
+          "serving": "fig-serving", "parallel": "fig-parallel", "roofline": "fig-roofline"}
 
 
 def _field(label: str, control, label_id: str | None = None) -> html.Div:
@@ -46,6 +46,8 @@ def controls(defaults: AppInputs) -> html.Div:
                dcc.Dropdown(id="dtype", options=list(DTYPES), value=defaults.dtype, clearable=False)),
         _field("Tensor parallel (GPUs)", dcc.Dropdown(id="tensor-parallel", options=list(TENSOR_PARALLEL),
                                                       value=defaults.tensor_parallel, clearable=False)),
+        _field("Pipeline parallel (stages)", dcc.Dropdown(id="pipeline-parallel", options=list(TENSOR_PARALLEL),
+                                                          value=defaults.pipeline_parallel, clearable=False)),
         _field("Attention implementation", dcc.Dropdown(id="attention-impl", options=attention_choices(),
                                                         value=defaults.attention_impl, clearable=False)),
         _field("Breakdown as", dcc.RadioItems(id="breakdown-style", options=["bar", "treemap"], value="bar",
@@ -74,7 +76,7 @@ def answer() -> html.Div:
     for key, title in VIEWS[1:]:
         # The toolbar (zoom, PNG) only on the roofline, where zooming pays; elsewhere it covers the titles.
         body = [dcc.Graph(id=GRAPHS[key], config={"displaylogo": False, "displayModeBar": key == "roofline"})]
-        if key in ("attention", "serving"):
+        if key in ("attention", "serving", "parallel"):
             body.append(html.Div(id=f"{key}-table"))
         panels.append(_panel(key, title, html.Div(body)))
     return html.Div(className="answer", children=[

@@ -11,6 +11,8 @@ page draws is also what its "JSON" buttons download. Views:
 - ``roofline``: the ops and the attention kernels as points (flops, hbm_bytes, time_s);
 - ``attention``: bytes per memory level and time of one layer's attention for standard, FlashAttention-2
   and the chosen implementation (``simulate_attention``);
+- ``parallel``: with TP x PP > 1, one step's latency, throughput and memory per GPU with its
+  communication (``parallel_view``; None otherwise, or where ``costmodel.parallel`` is not installed);
 - ``serving``: for the serving phase, latency percentiles and throughput of simulated requests
   (``serving_view``; None otherwise, or where ``costmodel.serving`` is not installed).
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from costmodel.app.inputs import AppInputs, resolve_gpu, resolve_model
-from costmodel.app.serving_view import available, serving_view
+from costmodel.app import parallel_view, serving_view
 from simulators import simulate_attention
 
 MAX_TIMELINE_SEGMENTS = 4000  # past this, repeated ops are drawn as one bar each (count x time)
@@ -138,8 +140,8 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
     cfg = resolve_model(inputs.model, model_uploads)
     notes, serving = [], None
     if inputs.phase == "serving":
-        if available():
-            serving = serving_view(spec, cfg, inputs)
+        if serving_view.available():
+            serving = serving_view.serving_view(spec, cfg, inputs)
             notes.append(f"serving: {serving['requests']} Poisson requests at {inputs.rate_per_s:g}/s, "
                          f"{inputs.seq_len}-token prompts, {inputs.output_len} output tokens (Serving panel); "
                          "the other panels show one decode step at this batch and cache length")
@@ -161,9 +163,15 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
         simulated = ", ".join(dict.fromkeys(["standard", "flash2", inputs.attention_impl]))
         notes.append(f"step: attention timed as {step['step_attention_impl']} (the step predictor's kernel for this "
                      f"phase); the attention panel simulates {simulated}")
-    if inputs.tensor_parallel > 1:
-        notes.append(f"tensor parallel {inputs.tensor_parallel}: compute and memory per GPU; "
-                     "communication between GPUs is not modelled in this build")
+    parallel = None
+    if inputs.tensor_parallel * inputs.pipeline_parallel > 1:
+        if parallel_view.available():
+            parallel = parallel_view.parallel_view(spec, cfg, q)
+            if "note" in parallel:
+                notes.append("parallelism: " + parallel["note"])
+        else:
+            notes.append(f"tensor parallel {inputs.tensor_parallel}: compute and memory per GPU; communication "
+                         "between GPUs (costmodel.parallel) is not installed in this build")
 
     capacity = float(spec.hbm_bytes)
     summary = {"gpu": spec.name, "gpu_display_name": spec.display_name, "model": cfg.name, "phase": inputs.phase,
@@ -190,5 +198,6 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
         "roofline": {"gpu": spec.name, "points": points},
         "attention": {"call": call, "rows": attention_rows},
         "serving": serving,
+        "parallel": parallel,
         "notes": notes,
     }
