@@ -90,6 +90,28 @@ def app_shots(out: Path, port: int = 8071) -> None:
         driver.quit()
 
 
+def parallel_shot(out: Path, port: int = 8072) -> None:
+    """The parallelism panel for a decode step on 2 x 2 GPUs, where costmodel.parallel is installed."""
+    sys.path.insert(0, str(ROOT))
+    from costmodel.app import create_app
+    from costmodel.app.inputs import AppInputs
+    from costmodel.app.parallel_view import available
+
+    if not available():
+        return
+    app = create_app(AppInputs(phase="decode", batch=16, tensor_parallel=2, pipeline_parallel=2))
+    threading.Thread(target=lambda: app.run(port=port, debug=False), daemon=True).start()
+    time.sleep(2)
+    driver = browser(1500, 1900)
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait_for(driver, "#summary-time")
+        time.sleep(2)
+        shoot_element(driver, ".panel-parallel", out / "app_parallel.png")
+    finally:
+        driver.quit()
+
+
 def report_shots(out: Path) -> None:
     html = out / "report.html"
     subprocess.run([sys.executable, "-m", "costmodel.cli", "report", str(ROOT / "costmodel/validation/results/h200-validation.json"),
@@ -129,6 +151,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "app"):
         app_shots(args.out)
+        parallel_shot(args.out)
     if args.only in (None, "report"):
         report_shots(args.out)
     if args.only in (None, "sizing"):
