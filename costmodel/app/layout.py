@@ -11,8 +11,8 @@ from costmodel.app.inputs import DTYPES, PHASES, TENSOR_PARALLEL, AppInputs, att
 
 #: (view key, title) of every downloadable view, in page order
 VIEWS = (("summary", "Summary"), ("ops", "Per-op breakdown"), ("timeline", "Step timeline"),
-         ("memory", "Memory"), ("attention", "Attention bytes per level"),
-         ("serving", "Serving (simulated requests)"), ("parallel", "Parallelism (TP x PP)"), ("roofline", "Roofline"))
+         ("memory", "Memory"), ("attention", "Attention bytes per level"), ("roofline", "Roofline"),
+         ("serving", "Serving (simulated requests)"), ("parallel", "Parallelism (TP x PP)"))
 GRAPHS = {"ops": "fig-ops", "timeline": "fig-timeline", "memory": "fig-memory", "attention": "fig-attention",
           "serving": "fig-serving", "parallel": "fig-parallel", "roofline": "fig-roofline"}
 
