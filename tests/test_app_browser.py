@@ -57,7 +57,7 @@ def _set_number(dash_duo, selector, value):
     box.send_keys(str(value), Keys.ENTER)
 
 
-def test_app_follows_the_controls_and_names_bad_fields(dash_duo):
+def test_app_follows_the_controls_and_names_bad_fields(dash_duo, tmp_path):
     dash_duo.start_server(create_app())
     spec, cfg = load_gpu(DEFAULT_GPU), load_model(DEFAULT_MODEL)
 
@@ -87,6 +87,35 @@ def test_app_follows_the_controls_and_names_bad_fields(dash_duo):
                              head_dim=128, dtype="bf16")  # llama2-7b: 32 heads of 128, halved by TP 2
     assert fmt_mb(std.hbm_bytes) in dash_duo.find_element("#attention-row-standard").text
     assert dash_duo.find_element("#error").text == ""
+
+    # An uploaded spec (an overlay: the H200 with half its HBM bandwidth) is chosen and used.
+    overlay = tmp_path / "half-bandwidth.yaml"
+    overlay.write_text("base: h200-sxm-141gb\nname: h200-half-hbm\n"
+                       "hbm_bandwidth_Bps: {value: 2.4e12, measured: {method: what-if, date: 2026-12-02}}\n")
+    dash_duo.find_element("#gpu-upload input[type=file]").send_keys(str(overlay))
+    dash_duo.wait_for_contains_text("#gpu", "half-bandwidth.yaml (uploaded)", timeout=20)
+    time_s, tokens_per_s, _ = _step(cfg, load_gpu(overlay), "decode", 8, 2048, tp=2)
+    dash_duo.wait_for_text_to_equal("#summary-time", fmt_time(time_s), timeout=20)
+    assert dash_duo.find_element("#summary-tokens").text == f"{tokens_per_s:,.0f}"
+    _choose(dash_duo, "#gpu", value=DEFAULT_GPU)
+    dash_duo.wait_for_text_to_equal("#summary-time", fmt_time(_step(cfg, spec, "decode", 8, 2048, tp=2)[0]), timeout=20)
+
+    # Where the parallel and serving branches are in this build, their panels hold their APIs' numbers.
+    from costmodel.app import parallel_view, serving_view
+
+    if parallel_view.available():
+        from costmodel.parallel.inference import predict_inference
+
+        par = predict_inference(cfg, "dgx-h200", phase="decode", batch=8, seq_len=2048, tp=2, pp=1)
+        dash_duo.wait_for_contains_text("#parallel-row-1", fmt_time(par.time_s), timeout=20)
+    if serving_view.available():
+        from costmodel.serving import simulate_serving
+
+        _click(dash_duo, "#phase input[value='serving']")
+        srv = simulate_serving(cfg, spec, rate_per_s=4.0, n_requests=serving_view.SERVING_REQUESTS, prompt_len="2048",
+                               output_len="128", seed=serving_view.SEED, tensor_parallel=2, dtype="bf16")
+        dash_duo.wait_for_contains_text("#serving-row-0", fmt_time(srv.metrics["ttft_s"]["p50"]), timeout=30)
+        _click(dash_duo, "#phase input[value='decode']")
 
     # Bad input: the page names the field and what is allowed (one browser session for all,
     # since starting Chromium is most of the cost).
