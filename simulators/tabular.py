@@ -1,6 +1,6 @@
 """Results as a notebook shows them: ``to_dict()``, ``to_frame()`` (pandas) and a short HTML table.
 
-One mixin for every result type, pydantic models (``costmodel._broadcast.Result``,
+One mixin for every result type, pydantic models (``costmodel.calculator_io.Result``,
 ``simulators.results.AttentionResult`` ...) and dataclasses alike, so a Jupyter user sees the
 answer without printing it by hand. It lives at the simulators layer, the lowest that holds
 results, so costmodel's results inherit the same code. pandas is optional (``ioaware[frames]``)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from costmodel._broadcast import check, to_value
+from costmodel.calculator_io import check, to_value
 from costmodel.flops import mean_keys_per_query
 from costmodel.models import load_model
 from costmodel.params import count_params
