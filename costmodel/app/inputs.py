@@ -21,6 +21,7 @@ from hardware_specs import GPUSpec, list_calibrated, list_gpus, load_gpu
 PHASES = ("prefill", "decode", "train", "serving")
 DTYPES = ("bf16", "fp16", "fp8")  # the step predictor's (costmodel.step.predict.DTYPES)
 TENSOR_PARALLEL = (1, 2, 4, 8)
+AUTO = "auto"  # attention: the implementation the step predictor picks for the GPU and shape
 UPLOAD_PREFIX = "upload:"  # a dropdown value naming an uploaded file, not a bundled name
 
 DEFAULT_GPU = "h200-sxm-141gb"
@@ -40,7 +41,7 @@ class AppInputs(BaseModel):
     dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
     tensor_parallel: int = Field(default=1, gt=0, le=64)
     pipeline_parallel: int = Field(default=1, gt=0, le=64)  # the parallelism panel only (costmodel.parallel)
-    attention_impl: str = "flash2"
+    attention_impl: str = AUTO
     rate_per_s: float = Field(default=4.0, gt=0, le=1e4)  # serving: Poisson arrivals, requests per second
     output_len: int = Field(default=128, gt=0, le=1 << 16)  # serving: tokens generated per request
 
@@ -55,11 +56,22 @@ def model_choices() -> list[dict[str, str]]:
     return [{"label": name, "value": name} for name in list_models()]
 
 
+def torch_implementations() -> tuple[str, ...]:
+    """torch's SDPA backends as data (simulators/implementations), where that catalog is in this build."""
+    from importlib.util import find_spec
+
+    if find_spec("simulators.implementations") is None:
+        return ()
+    from simulators.implementations import TORCH_IMPLS
+
+    return tuple(TORCH_IMPLS)
+
+
 def attention_choices() -> list[str]:
     """The attention implementations the simulator knows (read from it, so new ones appear)."""
     from simulators.config import IMPLS
 
-    return list(IMPLS)
+    return list(torch_implementations()) + list(IMPLS)
 
 
 def decode_upload(contents: str) -> str:

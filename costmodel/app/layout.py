@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from costmodel.app.inputs import DTYPES, PHASES, TENSOR_PARALLEL, AppInputs, attention_choices, gpu_choices, model_choices
+from costmodel.app.inputs import AUTO, DTYPES, PHASES, TENSOR_PARALLEL, AppInputs, attention_choices, gpu_choices, model_choices
 
 #: (view key, title) of every downloadable view, in page order
 VIEWS = (("summary", "Summary"), ("ops", "Per-op breakdown"), ("timeline", "Step timeline"),
@@ -48,7 +48,8 @@ def controls(defaults: AppInputs) -> html.Div:
                                                       value=defaults.tensor_parallel, clearable=False)),
         _field("Pipeline parallel (stages)", dcc.Dropdown(id="pipeline-parallel", options=list(TENSOR_PARALLEL),
                                                           value=defaults.pipeline_parallel, clearable=False)),
-        _field("Attention implementation", dcc.Dropdown(id="attention-impl", options=attention_choices(),
+        _field("Attention implementation", dcc.Dropdown(id="attention-impl", options=[
+            {"label": "auto (the step's SDPA backend)", "value": AUTO}, *attention_choices()],
                                                         value=defaults.attention_impl, clearable=False)),
         _field("Breakdown as", dcc.RadioItems(id="breakdown-style", options=["bar", "treemap"], value="bar",
                                               inline=True)),

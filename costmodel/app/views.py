@@ -17,15 +17,16 @@ page draws is also what its "JSON" buttons download. Views:
   (``serving_view``; None otherwise, or where ``costmodel.serving`` is not installed).
 
 The step is ``costmodel.step.predict_step``'s; its attention is the fused kernel the step
-predictor models (its default per phase unless a ``torch-*`` implementation is chosen), while
-the attention view simulates the chosen implementation beside standard and FlashAttention-2.
+predictor models (its SDPA backend for the GPU unless a ``torch-*`` implementation is chosen), while
+the attention view simulates the chosen implementation ("auto": the step's) beside standard and
+FlashAttention-2.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from costmodel.app.inputs import AppInputs, resolve_gpu, resolve_model
+from costmodel.app.inputs import AUTO, AppInputs, attention_choices, resolve_gpu, resolve_model, torch_implementations
 from costmodel.app import parallel_view, serving_view
 from simulators import simulate_attention
 
@@ -74,7 +75,7 @@ def predicted_step(spec, cfg, inputs: AppInputs) -> dict:
     """``predict_step``'s time, tokens/s, memory per term and op rows, as plain numbers."""
     from costmodel.step import predict_step
 
-    impl = inputs.attention_impl if inputs.attention_impl.startswith("torch-") else None
+    impl = inputs.attention_impl if inputs.attention_impl in torch_implementations() else None
     res = predict_step(cfg, spec, phase=inputs.phase, batch=inputs.batch, seq_len=inputs.seq_len, dtype=inputs.dtype,
                        attention_impl=impl, tensor_parallel=inputs.tensor_parallel)
     return {"source": "costmodel.step.predict_step", "time_s": float(res.time_s), "gpu_time_s": float(res.gpu_time_s),
@@ -151,18 +152,22 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
     phase = "decode" if inputs.phase == "serving" else inputs.phase
     q = inputs.model_copy(update={"phase": phase})
     call = attention_call(cfg, q)
-    chosen = _attention(spec, inputs.attention_impl, call)
     step = predicted_step(spec, cfg, q)
-    compare = {"standard": None, "flash2": None}
-    for impl in compare:
-        compare[impl] = chosen if impl == inputs.attention_impl else simulate_attention(spec, impl, **call)
-    attention_rows = [_attention_row(impl, r) for impl, r in compare.items()]
-    if inputs.attention_impl not in compare:
-        attention_rows.append(_attention_row(f"chosen: {inputs.attention_impl}", chosen))
-    if step["step_attention_impl"] != inputs.attention_impl:
-        simulated = ", ".join(dict.fromkeys(["standard", "flash2", inputs.attention_impl]))
+    # "auto": the implementation the step predictor picked (its SDPA backend for this GPU and shape)
+    impl = step["step_attention_impl"] if inputs.attention_impl == AUTO else inputs.attention_impl
+    chosen = _attention(spec, impl, call) if impl in attention_choices() else None
+    compare = {name: chosen if name == impl else simulate_attention(spec, name, **call) for name in ("standard", "flash2")}
+    attention_rows = [_attention_row(name, r) for name, r in compare.items()]
+    if chosen is not None and impl not in compare:
+        attention_rows.append(_attention_row(f"chosen: {impl}", chosen))
+    if step["step_attention_impl"] != impl:
+        simulated = ", ".join(dict.fromkeys(["standard", "flash2", impl]))
         notes.append(f"step: attention timed as {step['step_attention_impl']} (the step predictor's kernel for this "
                      f"phase); the attention panel simulates {simulated}")
+    elif inputs.attention_impl != AUTO:
+        notes.append(f"step: the step predictor times {impl} as one fused FlashAttention-style kernel "
+                     "(costmodel/step/attention.py), whichever backend is named; the attention panel simulates the "
+                     "backend's own kernels")
     parallel = None
     if inputs.tensor_parallel * inputs.pipeline_parallel > 1:
         if parallel_view.available():
@@ -176,7 +181,7 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
     capacity = float(spec.hbm_bytes)
     summary = {"gpu": spec.name, "gpu_display_name": spec.display_name, "model": cfg.name, "phase": inputs.phase,
                "batch": inputs.batch, "seq_len": inputs.seq_len, "dtype": inputs.dtype,
-               "tensor_parallel": inputs.tensor_parallel, "attention_impl": inputs.attention_impl,
+               "tensor_parallel": inputs.tensor_parallel, "attention_impl": impl,
                "time_s": step["time_s"], "gpu_time_s": step["gpu_time_s"], "launch": step["launch"],
                "kernels": step["kernels"], "step_attention_impl": step["step_attention_impl"],
                "tokens_per_s": step["tokens_per_s"],
