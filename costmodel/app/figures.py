@@ -142,7 +142,8 @@ def attention_figure(view: dict) -> go.Figure:
     call = view["attention"]["call"]
     fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="MB per layer",
                       title=(f"One layer's attention ({call['pass_']}): B={call['batch']} H={call['heads']} "
-                             f"N={call['seq_len']} L={call['kv_len']} d={call['head_dim']}"), **_LAYOUT)
+                             f"N={call['seq_len']} L={call['kv_len']} d={call['head_dim']}"),
+                      **{**_LAYOUT, "legend": dict(orientation="h", y=-0.12, font=dict(size=11))})
     return fig
 
 
