@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from costmodel.app import create_app  # noqa: E402
-from costmodel.app.callbacks import fmt_bytes, fmt_mb, fmt_time  # noqa: E402
+from costmodel.app.tables import fmt_bytes, fmt_mb, fmt_time  # noqa: E402
 from costmodel.app.inputs import DEFAULT_GPU, DEFAULT_MODEL  # noqa: E402
 from costmodel.models import load_model  # noqa: E402
 from hardware_specs import load_gpu  # noqa: E402

@@ -24,7 +24,6 @@ FlashAttention-2.
 
 from __future__ import annotations
 
-from typing import Any
 
 from costmodel.app.inputs import AUTO, AppInputs, attention_choices, resolve_gpu, resolve_model, torch_implementations
 from costmodel.app import parallel_view, serving_view
