@@ -117,6 +117,23 @@ def test_app_follows_the_controls_and_names_bad_fields(dash_duo, tmp_path):
         dash_duo.wait_for_contains_text("#serving-row-0", fmt_time(srv.metrics["ttft_s"]["p50"]), timeout=30)
         _click(dash_duo, "#phase input[value='decode']")
 
+    # The JSON buttons download what the panels show.
+    import json
+    import time
+    from pathlib import Path
+
+    dash_duo.driver.execute_cdp_cmd("Page.setDownloadBehavior",
+                                    {"behavior": "allow", "downloadPath": dash_duo.download_path})
+    _click(dash_duo, "#download-summary-button")
+    target = Path(dash_duo.download_path) / "ioaware-summary.json"
+    end = time.time() + 20
+    while not target.exists() and time.time() < end:
+        time.sleep(0.2)
+    summary = json.loads(target.read_text())["summary"]
+    assert summary["time_s"] == pytest.approx(_step(cfg, spec, "decode", 8, 2048, tp=2)[0], rel=1e-12)
+    assert (summary["model"], summary["batch"], summary["seq_len"], summary["tensor_parallel"]) == ("llama2-7b", 8,
+                                                                                                      2048, 2)
+
     # Bad input: the page names the field and what is allowed (one browser session for all,
     # since starting Chromium is most of the cost).
     _set_number(dash_duo, "#seq-len", 0)
