@@ -6,8 +6,8 @@ its Module 4 warns that fewer FLOPs is not less wall-clock. For the FlashAttenti
 benchmark shapes (hidden 2048, 16k tokens a batch, bf16), this prints and plots, against N
 (1k to 64k), the FLOPs and the time of exact attention (eager standard attention, SDPA's
 FlashAttention-2 and cuDNN backends) and of the three approximations as plain PyTorch runs them
-(costmodel/approx_torch.py), measured on an H200 (costmodel/results/approx-h200.json, made by
-``python3 -m costmodel.approx_bench``) beside the model's prediction, and the crossover: the
+(costmodel/validation/approx_torch.py), measured on an H200 (costmodel/validation/results/h200/approx-h200.json, made by
+``python3 -m costmodel.validation.approx_bench``) beside the model's prediction, and the crossover: the
 shortest N from which each approximation stays faster than the best exact kernel, measured and
 predicted on the H200, predicted on an A100 and an H100.
 
@@ -28,11 +28,11 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from costmodel import approx_compare as ac
+from costmodel.validation import approx_compare as ac
 from costmodel.plots import save_figure
 from hardware_specs import load_gpu
 
-RESULTS = Path(__file__).resolve().parent.parent / "costmodel" / "results" / "approx-h200.json"
+RESULTS = ac.RESULTS  # the committed H200 measurements (costmodel/validation/results/h200/)
 H200 = "h200-sxm-141gb-measured"
 OTHERS = ("a100-sxm4-80gb", "h100-sxm5-80gb")
 COLORS = {"exact-eager": "#7f7f7f", "torch-flash": "#1f77b4", "torch-cudnn": "#17becf", "linformer": "#2ca02c",

@@ -2,7 +2,7 @@
 
 A file ``hardware_specs/eager-ops/<spec name>.yaml`` holds one ``EagerOps`` (kept out of
 ``calibrated/``, which holds GPU specs only):
-for each kernel family of ``simulators.approximate.KERNEL_CLASSES`` the DRAM bandwidth (B/s)
+for each kernel family of ``simulators.kernel_graph.KERNEL_CLASSES`` the DRAM bandwidth (B/s)
 that family's kernels sustain, counting the tensor-level bytes the simulator counts, and a time
 per output element (s; a reduction finishing a row, a comparison writing a mask element): a
 kernel takes the longer of the two (two ceilings); and
@@ -13,7 +13,7 @@ broadcast subtraction moves its bytes at well under copy speed: TensorIterator's
 non-vectorized path; a reduction over a 64-element last dimension at a quarter of it), a
 per-kernel latency (s: ramp-up and tail of a launch, what a kernel of no bytes takes) and the
 host's time per eager op (s: dispatch and launch). Each is fitted by
-``python3 -m costmodel.approx_fit`` from Nsight Compute kernel durations (``measured`` says
+``python3 -m costmodel.validation.approx_fit`` from Nsight Compute kernel durations (``measured`` says
 how, on which GPU and when).
 
 A GPU with no such file gets the nearest fit scaled: every family's bandwidth times the
@@ -73,7 +73,7 @@ def eager_ops(spec) -> EagerOps:
     """The fit made on ``spec``, or the first fit scaled to ``spec``'s HBM bandwidth (module docstring)."""
     fits = _fits()
     if not fits:
-        raise ValueError(f"gpu: no eager-ops fit in {FITS}; run python3 -m costmodel.approx_fit")
+        raise ValueError(f"gpu: no eager-ops fit in {FITS}; run python3 -m costmodel.validation.approx_fit")
     for f in fits:
         if f.spec == spec.name:
             return f

@@ -2,7 +2,7 @@
 
 §4, Eq. 7: head = softmax(Q (E K)^T / sqrt(d)) (F V), E and F in R^{k x N} projecting the
 N keys and values onto k rows; with headwise sharing (§4, "Parameter sharing") one E and
-one F serve every head. As costmodel/approx_torch.py runs it (BH = batch x heads, e bytes
+one F serve every head. As costmodel/validation/approx_torch.py runs it (BH = batch x heads, e bytes
 per element):
 
     proj_k  K' = E K      BH x (k x N) @ (N x d)    2 k N d FLOPs a head
@@ -19,7 +19,7 @@ mixes all positions, so a causal call is refused.
 
 from __future__ import annotations
 
-from simulators.approximate import KernelGraph
+from simulators.kernel_graph import KernelGraph
 from simulators.counting import ELEMENTWISE_EXP, ELEMENTWISE_FLOPS
 
 

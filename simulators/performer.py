@@ -6,7 +6,7 @@ blocks, §2.4), applied to x = q / d^(1/4) and k / d^(1/4). Bidirectional attent
 Figure 1): O = D^-1 (Q' ((K')^T V)), D = diag(Q' ((K')^T 1_N)): linear in N. Unidirectional
 by prefix sums (§2.2 and Figure 2; the running sum of k'_j v_j^T), here over chunks of C
 tokens: inside a chunk the C x C lower-triangular product, between chunks the prefix sum
-of their m x d states. As costmodel/approx_torch.py runs it (BH = batch x heads):
+of their m x d states. As costmodel/validation/approx_torch.py runs it (BH = batch x heads):
 
     per input x in {Q, K} (features):
       w_scale  W / d^(1/4)                 m d (tiny)
@@ -34,7 +34,7 @@ Matmul FLOPs per head: bidirectional 4 N m d (features) + 4 N m d + 2 N m; causa
 
 from __future__ import annotations
 
-from simulators.approximate import KernelGraph
+from simulators.kernel_graph import KernelGraph
 
 
 def _features(kg: KernelGraph, x: str, is_query: bool, m: int) -> str:

@@ -7,7 +7,7 @@ order into chunks of m = ``bucket_size``; each chunk attends to itself and the c
 before (§2, the chunked P~ set and Figure 2), pairs in different buckets masked, a token's
 score with itself masked to -1e5 (used only when nothing else is, §2 "Causal masking for
 shared-QK"); n_r rounds combined by the softmax of their log-sum-exps (§2 "Multi-round
-LSH attention"). With n_b = N / m buckets, as costmodel/approx_torch.py runs it
+LSH attention"). With n_b = N / m buckets, as costmodel/validation/approx_torch.py runs it
 (rows = batch x heads x n_r, e bytes per element):
 
     hash       X [R, -R]                 (BH N x d) @ (d x n_r n_b)   2 N d n_r n_b a head
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 
-from simulators.approximate import BOOL, INT32, INT64, KernelGraph
+from simulators.kernel_graph import BOOL, INT32, INT64, KernelGraph
 from simulators.counting import ELEMENTWISE_FLOPS
 
 SMALL_SORT_MAX = 4096  # PyTorch Sort.h should_use_small_sort: rows of <= 4096 sort in one shared-memory kernel

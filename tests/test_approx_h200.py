@@ -1,4 +1,4 @@
-"""The H200 measurements of the approximations (costmodel/results/approx-h200.json, 2026-12-02), checked on a CPU.
+"""The H200 measurements of the approximations (costmodel/validation/results/h200/approx-h200.json, 2026-12-02), checked on a CPU.
 
 The eager-ops fit committed in hardware_specs/calibrated/ is made again from the raw file (hardware_specs/eager-ops/), the
 predictions file is made again with the current model (a model change that is not re-recorded
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from costmodel import approx_compare as ac
-from costmodel import approx_fit as af
+from costmodel.validation import approx_compare as ac
+from costmodel.validation import approx_fit as af
 from hardware_specs import load_gpu
 
 ROOT = Path(__file__).resolve().parent.parent

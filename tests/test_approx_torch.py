@@ -17,7 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from costmodel import approx_torch as at  # noqa: E402
+from costmodel.validation import approx_torch as at  # noqa: E402
 
 SEED = 20260216
 

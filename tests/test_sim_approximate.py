@@ -140,12 +140,12 @@ def test_cli_attention_impl_performer(capsys):
 
 
 def test_simulated_kernels_are_the_programs_tagged_ops():
-    """Each ``# [name]`` tag in costmodel/approx_torch.py is a simulated kernel and each kernel is tagged: the
+    """Each ``# [name]`` tag in costmodel/validation/approx_torch.py is a simulated kernel and each kernel is tagged: the
     simulator and the program tell the same story (a cat's second slice copy, ``cat_x_prev``, shares its tag)."""
     import re
     from pathlib import Path
 
-    src = (Path(__file__).resolve().parent.parent / "costmodel" / "approx_torch.py").read_text()
+    src = (Path(__file__).resolve().parent.parent / "costmodel" / "validation" / "approx_torch.py").read_text()
 
     def tags(fn: str) -> set[str]:
         body = src[src.index(f"def {fn}("):]

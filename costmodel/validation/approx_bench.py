@@ -1,6 +1,6 @@
-"""Time Linformer, Performer and Reformer (costmodel/approx_torch.py) against torch SDPA on a GPU.
+"""Time Linformer, Performer and Reformer (costmodel/validation/approx_torch.py) against torch SDPA on a GPU.
 
-    python3 -m costmodel.approx_bench --out DIR [--budget-s 80] [--ncu-budget-s 45] [--ncu-seq-lens 4096,32768]
+    python3 -m costmodel.validation.approx_bench --out DIR [--budget-s 80] [--ncu-budget-s 45] [--ncu-seq-lens 4096,32768]
 
 Shapes: the FlashAttention-2 paper's benchmark (Dao 2023, §4.1): hidden 2048 (32 heads of 64 or
 16 of 128), batch 16384 / N (at least 1), bf16, N = 1k ... 64k. Methods: the three
@@ -108,7 +108,7 @@ def make_run(case: Case, device="cuda"):
     """A closure running one forward call of ``case`` on fresh seeded inputs."""
     import torch
 
-    from costmodel import approx_torch as at
+    from costmodel.validation import approx_torch as at
 
     q, k, v = inputs(case, device)
     dt = q.dtype
@@ -169,7 +169,7 @@ def host_per_op_s(ops: int = 400) -> float:
 
 def accuracy(case: Case, device="cuda") -> dict:
     """The bf16 program against the same program in float64, and the float64 one against exact attention."""
-    from costmodel import approx_torch as at
+    from costmodel.validation import approx_torch as at
 
     out = make_run(case, device)().double()
     c64 = Case(case.method, case.causal, case.seq_len, case.head_dim, case.batch, case.heads, "fp64")
@@ -257,7 +257,7 @@ def run_ncu(ncu_cases: list[Case], budget_s: float, out_dir: Path, log=print) ->
     cmd = ["ncu", "--csv", "--page", "raw", "--metrics",
            "dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum", "--clock-control", "none",
            "--cache-control", "all", "--profile-from-start", "off", "--target-processes", "all",
-           "--log-file", str(log_file), sys.executable, "-m", "costmodel.approx_bench", "--ncu-child", str(cases_file),
+           "--log-file", str(log_file), sys.executable, "-m", "costmodel.validation.approx_bench", "--ncu-child", str(cases_file),
            "--ncu-deadline", f"{time.time() + 0.7 * budget_s:.0f}"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s)
@@ -317,7 +317,7 @@ def main(argv=None) -> None:
         logf.write(msg + "\n")
         logf.flush()
 
-    result = {"meta": meta(" ".join(["python3 -m costmodel.approx_bench"] + (argv or sys.argv[1:]))), "records": []}
+    result = {"meta": meta(" ".join(["python3 -m costmodel.validation.approx_bench"] + (argv or sys.argv[1:]))), "records": []}
     path = out / "approx_h200.json"
     result["meta"]["host_per_op_s"] = host_per_op_s()
     log(f"host per eager op: {result['meta']['host_per_op_s'] * 1e6:.1f} us")

@@ -1,4 +1,4 @@
-"""Predictions beside the measurements of ``costmodel.approx_bench``, errors and crossover lengths.
+"""Predictions beside the measurements of ``costmodel.validation.approx_bench``, errors and crossover lengths.
 
 ``predict(case, spec)`` gives the model's eager time, GPU time, DRAM bytes, FLOPs and kernel
 count of one bench case: the approximations through ``simulate_attention(impl=...)``, torch
@@ -20,16 +20,14 @@ from pathlib import Path
 import numpy as np
 
 APPROX = ("linformer", "performer", "reformer")
-RESULTS = Path(__file__).resolve().parent / "results" / "approx-h200.json"
-PREDICTED = Path(__file__).resolve().parent / "results" / "approx-h200-predicted.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "h200" / "approx-h200.json"
+PREDICTED = Path(__file__).resolve().parent / "results" / "h200" / "approx-h200-predicted.json"
 EXACT = ("torch-flash", "torch-cudnn")
 
 
 def _impl(method: str) -> str:
-    try:
-        from simulators.implementations import TORCH_IMPLS
-    except ImportError:  # before the implementation models: FlashAttention-2 on tensor cores
-        TORCH_IMPLS = ()
+    from simulators.implementations import TORCH_IMPLS
+
     if method in APPROX:
         return method
     if method == "exact-eager":
@@ -138,7 +136,7 @@ def report(results: dict, spec_name: str = "h200-sxm-141gb-measured") -> dict:
 
 
 def main(argv=None) -> None:
-    """python3 -m costmodel.approx_compare [--results FILE] [--out FILE]: the predictions beside the measurements."""
+    """python3 -m costmodel.validation.approx_compare [--results FILE] [--out FILE]: the predictions beside the measurements."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)

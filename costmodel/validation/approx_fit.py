@@ -1,6 +1,6 @@
 """Fit the eager-ops families (hardware_specs/eager_ops.py) from the Nsight Compute kernels of approx_bench.
 
-    python3 -m costmodel.approx_fit [--results costmodel/results/approx-h200.json] [--out YAML]
+    python3 -m costmodel.validation.approx_fit [--results costmodel/validation/results/h200/approx-h200.json] [--out YAML]
 
 Fit grid: the approximations' cases that ran under ncu (d = 64, N = 4k and 32k on the H200).
 Each simulated kernel node (``launches`` kernels, in launch order) is matched to the measured
@@ -16,7 +16,7 @@ named. Then:
 * ``host_per_op_s``: the bench's chain of tiny adds (wall clock over 400 ops).
 
 The timing sweep (every N, d = 64 and 128, CUDA events) is the held-out grid: its call times
-are what ``costmodel.approx_compare`` checks the model on.
+are what ``costmodel.validation.approx_compare`` checks the model on.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from costmodel.approx_compare import APPROX
+from costmodel.validation.approx_compare import APPROX
 
-RESULTS = Path(__file__).resolve().parent / "results" / "approx-h200.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "h200" / "approx-h200.json"
 OUT = Path(__file__).resolve().parent.parent / "hardware_specs" / "eager-ops" / "h200-sxm-141gb-measured.yaml"
 SPEC = "h200-sxm-141gb-measured"
 SMALL_BYTES = 1e6
@@ -142,7 +142,7 @@ def fit(results: dict, spec) -> dict:
         "spec": spec.name, "latency_s": latency, "host_per_op_s": float(meta["host_per_op_s"]),
         "call_overhead_s": t0, "gap_per_kernel_s": gap,
         "reference_hbm_Bps": float(spec.hbm_bandwidth_Bps), "families": families,
-        "measured": {"method": f"python3 -m costmodel.approx_fit: Nsight Compute durations (gpu__time_duration, "
+        "measured": {"method": f"python3 -m costmodel.validation.approx_fit: Nsight Compute durations (gpu__time_duration, "
                                f"caches flushed, --clock-control none) of {len(rows)} kernel nodes of the "
                                f"approximations at d=64, N=4096 and 32768, bf16; per family, duration - latency = "
                                f"max(bytes / bandwidth, outputs x per_output_s) (simulated tensor-level bytes and "
@@ -153,7 +153,7 @@ def fit(results: dict, spec) -> dict:
                                f"host_per_op_s: 400 chained tiny adds, wall clock. Left out: "
                                f"{'; '.join(skipped) or 'none'}",
                      "date": meta["date"][:10], "gpu": meta["gpu"], "torch": meta["torch"],
-                     "source_file": "costmodel/results/approx-h200.json"},
+                     "source_file": "costmodel/validation/results/h200/approx-h200.json"},
     }
 
 
@@ -165,8 +165,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     data = fit(json.loads(Path(args.results).read_text()), load_gpu(SPEC))
-    head = (f"# Eager PyTorch kernel families on the H200, fitted {_dt.date.today()} by python3 -m costmodel.approx_fit\n"
-            "# from costmodel/results/approx-h200.json (schema: hardware_specs/eager_ops.py).\n")
+    head = (f"# Eager PyTorch kernel families on the H200, fitted {_dt.date.today()} by python3 -m costmodel.validation.approx_fit\n"
+            "# from costmodel/validation/results/h200/approx-h200.json (schema: hardware_specs/eager_ops.py).\n")
     Path(args.out).write_text(head + yaml.safe_dump(data, sort_keys=False, width=110))
     for cls, f in data["families"].items():
         print(f"{cls:14s} {f['bandwidth_Bps'] / 1e12:6.2f} TB/s {f['per_output_s'] * 1e12:7.3f} ps/output "
