@@ -30,9 +30,10 @@ import numpy as np
 import yaml
 
 from costmodel.validation.approx_compare import APPROX
+from hardware_specs.eager_ops import FITS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "h200" / "approx-h200.json"
-OUT = Path(__file__).resolve().parent.parent / "hardware_specs" / "eager-ops" / "h200-sxm-141gb-measured.yaml"
+OUT = FITS / "h200-sxm-141gb-measured.yaml"
 SPEC = "h200-sxm-141gb-measured"
 SMALL_BYTES = 1e6
 
