@@ -96,11 +96,13 @@ def cmd_sizing(args):
                          args.reserve_fraction) for cfg in models]
     lecture = [_placed(spec, name, w) for name, w in _lecture_examples().items()]
 
-    points = [RooflinePoint(p["name"], p["flops"], p["hbm_bytes"], p["time_s"], p["bound"], group="seed lecture")
-              for p in lecture]
+    # Named on the plot: the lecture's two examples and each model's decode step; prefills on hover.
+    points = [RooflinePoint(p["name"], p["flops"], p["hbm_bytes"], p["time_s"], p["bound"], group="seed lecture",
+                            label=p["name"].removeprefix("lecture: ")) for p in lecture]
     for m in sized:
         d = m["decode"]
-        points.append(RooflinePoint(d["name"], d["flops"], d["hbm_bytes"], d["time_s"], d["bound"], group="decode step"))
+        points.append(RooflinePoint(d["name"], d["flops"], d["hbm_bytes"], d["time_s"], d["bound"], group="decode step",
+                                    label=f"{m['model']} decode"))
         points += [RooflinePoint(p["name"], p["flops"], p["hbm_bytes"], p["time_s"], p["bound"], group="prefill")
                    for p in m["prefill"]]
     top = max(p.intensity for p in points)
