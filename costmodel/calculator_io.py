@@ -22,13 +22,17 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import ValidationError
 
 from hardware_specs.dtypes import dtype_bytes
+from simulators.tabular import Tabular
 
 #: A result field: a Python number, or an array when any input was an array.
 Number = Union[int, float, np.ndarray]
 
 
-class Result(BaseModel):
-    """Base of the calculators' result values: numbers or numpy arrays, read-only."""
+class Result(Tabular, BaseModel):
+    """Base of the calculators' result values: numbers or numpy arrays, read-only.
+
+    ``to_dict()``, ``to_frame()`` (pandas) and a short HTML table for notebooks come from
+    ``simulators.tabular.Tabular``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 

@@ -32,7 +32,12 @@ PARAMETERS = {
                                     "(and the fused implementations' small helper kernels) attain"),
     "broadcast_efficiency": ("1", "share of the DRAM bandwidth an elementwise kernel with a broadcast operand "
                                   "attains (TensorIterator's non-vectorized path: masked_fill, where)"),
-    "rowwise_efficiency": ("1", "share of the DRAM bandwidth torch's softmax (forward and backward) attains"),
+    "rowwise_efficiency": ("1", "share of the DRAM bandwidth torch's warp softmax (rows of <= 1024 elements, "
+                                "forward and backward) attains"),
+    "rowblock_efficiency": ("1", "share of the DRAM bandwidth torch's block softmax (longer rows: "
+                                 "cunn_SoftMaxForward / Backward) attains"),
+    "overlap": ("1", "share of the shorter of (MMA, exp + softmax) a fused kernel hides under the longer "
+                     "(0: the same warps do one after the other; 1: ping-pong warpgroups hide it all)"),
     "fwd_efficiency": ("1", "share of the matmul unit's peak the forward kernel's main loop attains "
                             "(MMA issue rate of its instruction family, exp and softmax in the same warps)"),
     "bwd_efficiency": ("1", "the same for the backward kernel"),
@@ -40,8 +45,8 @@ PARAMETERS = {
     "host_fwd_bwd_s": ("s", "host time of one forward + backward call (autograd included)"),
 }
 GPU_PARAMETERS = ("dram_latency_s", "l2_latency_s", "kernel_fixed_s", "elementwise_efficiency",
-                  "broadcast_efficiency", "rowwise_efficiency")
-IMPL_PARAMETERS = ("fwd_efficiency", "bwd_efficiency", "host_fwd_s", "host_fwd_bwd_s")
+                  "broadcast_efficiency", "rowwise_efficiency", "rowblock_efficiency")
+IMPL_PARAMETERS = ("fwd_efficiency", "bwd_efficiency", "overlap", "host_fwd_s", "host_fwd_bwd_s")
 
 
 class Provenance(BaseModel):

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hardware_specs.op_timing import GemmModel, MemoryOpsModel
 from hardware_specs.implementations import ImplementationsSection
 from hardware_specs.numba_kernels import NumbaKernelsSection
 
@@ -121,6 +122,8 @@ class GPUSpec(BaseModel):
     sources: dict[str, str]
     measured: dict[str, Measurement] = Field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    gemm: GemmModel | None = None  # fitted cuBLAS GEMM model (hardware_specs/op_timing.py)
+    memory_ops: MemoryOpsModel | None = None  # fitted memory-bound-op curve and launch costs
     implementations: ImplementationsSection | None = None  # fitted attention timing (hardware_specs/implementations.py)
     numba_kernels: NumbaKernelsSection | None = None  # our kernels' fitted timing (hardware_specs/numba_kernels.py)
     notes: list[str] = Field(default_factory=list)

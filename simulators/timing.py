@@ -45,11 +45,13 @@ Terms (b = blocks, P = spec.sm_count, k = blocks per SM; each has a unit and a m
    and ``launch_s`` of host time per launch; the caller adds a call's host overhead.
 5. **Occupancy** enters through k (``l2.blocks_per_sm``: shared memory, registers, threads).
 
-    time = max_r t_r + fixed_s + launch_s          (compute units summed first when ``serial_compute``:
-                                                    MMA, exp and softmax in the same warps, FA2; the H200
-                                                    data says cuDNN's sm90 kernels too: at N = 8192 their
-                                                    d = 64 call, with 2x the exps of d = 128 at equal
-                                                    FLOPs, took 1.4x as long)
+    time = max_r t_r + fixed_s + launch_s
+
+   With ``serial_compute`` the compute units become one resource, max(MMA, rest) + (1 - overlap) x
+   min(MMA, rest), rest = exp + other FP32 work: FA2's warps run MMA, then exp, then the softmax
+   (overlap 0); Hopper kernels with two consumer warpgroups hide one's softmax under the other's MMA
+   (FA3, Shah et al. 2024 §3.1), partly: on the H200 cuDNN's d = 64 call at N = 8192, with 2x the exps
+   of d = 128 at equal FLOPs, took 1.4x as long, so overlap is fitted per implementation.
 
 Left out: per-wave max (a compute-bound wave followed by a memory-bound one is charged the max of
 the totals, not the sum of each wave's max); blocks of unequal work (causal tiles) beyond their
@@ -79,7 +81,9 @@ class TimingParams:
     l2_latency_s: float | None = None  # L2 hit latency, s
     kernel_fixed_s: float = 0.0  # GPU time of a launch beyond its work (ramp-up, drain), s
     launch_s: float | None = None  # host time per launch, s (None: the spec's kernel_launch_s)
-    serial_compute: bool = False  # sum the compute units' times (one warp does MMA, then exp, then softmax)
+    serial_compute: bool = False  # combine the compute units' times into one (the same warps run them)
+    overlap: float = 0.0  # with serial_compute: share of the shorter of (MMA, exp + softmax) hidden under the
+    # longer, 1: 0 = one after the other (FA2's warps), 1 = fully overlapped (ping-pong warpgroups, FA3 / cuDNN)
     memory_efficiency: float = 1.0  # share of the DRAM bandwidth the kernel's access pattern attains, 1
     smem_operands: bool = True  # False: MMA operands bypass the 128 B/clk load path (wgmma reads shared
     # memory through the tensor cores' own port), so shared-memory bandwidth is not a resource
@@ -139,7 +143,9 @@ def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool, params: Ti
     if p.serial_compute:
         units = [r for r in times_s if r in COMPUTE_RESOURCES]
         if units:
-            times_s["compute"] = sum(times_s.pop(r) for r in units)
+            mma = sum(times_s.pop(r) for r in units if r == unit)
+            rest = sum(times_s.pop(r) for r in units if r != unit)
+            times_s["compute"] = max(mma, rest) + (1.0 - p.overlap) * min(mma, rest)
     if p.dram_latency_s is not None and k.inflight_bytes_per_block > 0:
         times_s["latency"] = littles_law_time_s(l2_bytes, hbm_bytes, k.blocks, spec.sm_count, k.blocks_per_sm,
                                                 k.inflight_bytes_per_block, p.dram_latency_s,

@@ -1,11 +1,11 @@
-"""The implementation harness (costmodel/impl_validation): grids, fitting, the spec section, the
+"""The implementation harness (costmodel/validation/implementations): grids, fitting, the spec section, the
 committed H200 run, and the basis of GPUs never measured."""
 
 import math
 
 import pytest
 
-from costmodel.impl_validation import fit, grids, heldout, records
+from costmodel.validation.implementations import fit, grids, heldout, records
 from hardware_specs import load_gpu
 from hardware_specs.implementations import ImplementationsSection
 from simulators.config import AttentionConfig, make_config
@@ -40,18 +40,22 @@ def _points(spec, values, shapes):
 
 
 def test_fit_recovers_known_parameters():
-    """Times made by the model from chosen parameters (efficiency 0.37, host 41 us) are fitted back
-    from other starting values."""
+    """Times made by the model from chosen parameters (efficiency 0.37, host 41 us; overlap 0.1) are
+    fitted back from other starting values (the GPU-wide parameters held: these calls do not
+    determine them; nor do they pin the overlap, which trades against the efficiency within 1e-4
+    of the loss, so it is not asserted)."""
     spec = load_gpu("h200-sxm-141gb")
-    truth = {("gpu", n): fit.START[n] for n in ("dram_latency_s", "l2_latency_s", "kernel_fixed_s",
-                                                 "elementwise_efficiency", "broadcast_efficiency", "rowwise_efficiency")}
+    from hardware_specs.implementations import GPU_PARAMETERS
+
+    truth = {("gpu", n): fit.START[n] for n in GPU_PARAMETERS}
     truth.update({("torch-flash", "fwd_efficiency"): 0.37, ("torch-flash", "host_fwd_s"): 4.1e-5,
-                  ("torch-flash", "bwd_efficiency"): 0.3, ("torch-flash", "host_fwd_bwd_s"): 1e-4})
-    shapes = [("torch-flash", "fwd", dict(batch=b, heads=16, seq_len=n, head_dim=128, dtype="bf16"))
-              for b, n in ((1, 256), (2, 1024), (4, 4096), (16, 512))]
+                  ("torch-flash", "bwd_efficiency"): 0.3, ("torch-flash", "host_fwd_bwd_s"): 1e-4,
+                  ("torch-flash", "overlap"): 0.1})
+    shapes = [("torch-flash", "fwd", dict(batch=b, heads=16, seq_len=n, head_dim=d, dtype="bf16"))
+              for b, n, d in ((1, 256, 128), (2, 1024, 64), (4, 4096, 128), (16, 512, 64), (2, 8192, 64))]
     pts = _points(spec, truth, shapes)
     start = {**truth, ("torch-flash", "fwd_efficiency"): 0.6, ("torch-flash", "host_fwd_s"): 1e-5}
-    got = fit.fit(spec, pts, sweeps=2, iters=24, start=start)
+    got = fit.fit(spec, pts, sweeps=4, iters=24, start=start, fixed=tuple(k for k in truth if k[0] == "gpu"))
     assert got[("torch-flash", "fwd_efficiency")] == pytest.approx(0.37, rel=0.02)
     assert got[("torch-flash", "host_fwd_s")] == pytest.approx(4.1e-5, rel=0.05)
     assert fit.loss(spec, pts, got) < 1e-4

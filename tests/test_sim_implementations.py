@@ -1,12 +1,12 @@
 """Named implementations (simulators/implementations): schedules against what Nsight Compute saw.
 
-Expected grids, splits and DRAM bytes are the H200's own counts (costmodel/impl_validation/data,
+Expected grids, splits and DRAM bytes are the H200's own counts (costmodel/validation/implementations/data,
 Nsight Compute 2026-12-02) or FlashAttention-2's documented example, not the model's output.
 """
 
 import pytest
 
-from costmodel.impl_validation import ncu, records
+from costmodel.validation.implementations import ncu, records
 from simulators import simulate_attention
 from simulators.implementations import IMPLEMENTATIONS
 from simulators.implementations.build import fa2_num_splits

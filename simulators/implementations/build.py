@@ -159,8 +159,12 @@ def _graph(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
                         exp_ops=exp, global_read_bytes=read, global_write_bytes=write, hbm_read_bytes=read,
                         hbm_write_bytes=write, smem_bytes=0.0, smem_per_block_bytes=0, threads_per_block=threads,
                         blocks_per_sm=bpsm, instruction=family, launches=step.launches)
-        kind = {"gemm": "gemm", "rowwise": "rowwise"}.get(step.kind, "broadcast" if step.path == "broadcast"
-                                                           else "elementwise")
+        # torch's softmax: a warp a row while the row fits 1024 elements and 4 KiB, else a block a row
+        # (aten/src/ATen/native/cuda/SoftMax.cu, host_softmax's dispatch); the two run at different rates
+        warp_rows = cfg.kv_len <= 1024 and cfg.kv_len * max(cfg.element_bytes, 4 if "fp32" in
+                                                               step.reads.values() else 0) <= 4096
+        kind = {"gemm": "gemm", "rowwise": "rowwise" if warp_rows else "rowblock"}.get(
+            step.kind, "broadcast" if step.path == "broadcast" else "elementwise")
         out.append((k, f"{kind}_{role}"))
     return out
 

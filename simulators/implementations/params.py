@@ -75,7 +75,7 @@ def timing_basis(spec) -> Basis:
     for impl, family in (("torch-flash", "mma.sync"), ("torch-efficient", "mma.sync"), ("torch-cudnn", "wgmma"),
                          ("torch-eager", "wgmma"), ("torch-math", "simt")):
         eff = entry["family_efficiency"][family]
-        vals.update({(impl, "fwd_efficiency"): eff, (impl, "bwd_efficiency"): eff,
+        vals.update({(impl, "fwd_efficiency"): eff, (impl, "bwd_efficiency"): eff, (impl, "overlap"): 0.0,
                      (impl, "host_fwd_s"): entry["host_fwd_s"], (impl, "host_fwd_bwd_s"): entry["host_fwd_bwd_s"]})
     return Basis(f"defaults for {arch if arch in table else 'default'}", vals)
 
@@ -100,14 +100,14 @@ def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: di
     if role in ("fwd", "bwd"):
         eff = get("fwd_efficiency" if role == "fwd" else "bwd_efficiency")
         return TimingParams(tensor_efficiency=eff * ratio, warps_to_saturate=WARPS_TO_SATURATE.get(family),
-                            serial_compute=True, memory_efficiency=basis.memory_ratio,
+                            serial_compute=True, overlap=get("overlap"), memory_efficiency=basis.memory_ratio,
                             smem_operands=family != "wgmma", **common)
     if role.startswith("gemm_"):
         eff = get("fwd_efficiency" if role == "gemm_fwd" else "bwd_efficiency")
         return TimingParams(tensor_efficiency=eff * ratio, memory_efficiency=basis.memory_ratio, **common)
     # helper, elementwise and row-wise kernels: bandwidth-bound, no tensor work
-    share = {"broadcast": "broadcast_efficiency", "rowwise": "rowwise_efficiency"}.get(role.split("_")[0],
-                                                                                         "elementwise_efficiency")
+    share = {"broadcast": "broadcast_efficiency", "rowwise": "rowwise_efficiency",
+             "rowblock": "rowblock_efficiency"}.get(role.split("_")[0], "elementwise_efficiency")
     return TimingParams(memory_efficiency=get(share) * basis.memory_ratio, **common)
 
 
