@@ -143,6 +143,16 @@ def require_config(func: str, cfg: Any, optional: bool = True) -> None:
                      "(costmodel.models.load_model(name) reads a preset)")
 
 
+def default_seq_len(func: str, cfg: Any, name: str, value: Any) -> Any:
+    """``value``, or ``cfg.max_seq_len`` when ``value`` is None; a TypeError naming ``name``
+    when neither is given."""
+    if value is not None:
+        return value
+    if cfg is None:
+        raise TypeError(f"{func}: give {name} or a ModelConfig")
+    return cfg.max_seq_len
+
+
 def resolve(func: str, cfg: Any, fields: tuple[str, ...], overrides: dict[str, Any]) -> dict[str, Any]:
     """The model numbers a calculator needs: each override when given, else ``cfg``'s field.
 
