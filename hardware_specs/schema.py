@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hardware_specs.interconnect import GPUInterconnect
+
 # Compute units whose peak rates a spec may give, in FLOP/s (OP/s for int8), dense
 # (no structured sparsity). "fp32" and "fp64" are the SIMT (CUDA-core) rates; the
 # "_tensor" units are matrix units (NVIDIA tensor cores, AMD matrix cores).
@@ -97,6 +99,7 @@ class GPUSpec(BaseModel):
     sfu_exp_per_clk_per_sm: float | None = Field(default=None, gt=0)
     nvlink_bandwidth_Bps: float | None = Field(default=None, gt=0)
     kernel_launch_s: float = Field(gt=0)
+    interconnect: GPUInterconnect | None = None  # NVLink / NVSwitch / PCIe, sourced (hardware_specs/interconnect.py)
     # Achievable fraction of each resource's peak (1.0 when absent). A calibrated spec
     # sets these from measurements; a datasheet spec normally leaves them out.
     efficiency: dict[str, float] = Field(default_factory=dict)

@@ -1,0 +1,82 @@
+"""A parallel layout (TP, PP, DP, micro-batch, schedule, recompute, ZeRO) and what makes one valid.
+
+DP follows from the GPU count, DP = N / (TP·PP), and the micro-batches per pipeline from the
+batch, m = G / (b·DP) (Narayanan et al. 2021 §3, notation p, t, d, b, B). A layout is valid when
+
+- TP divides the query heads and the MLP width, and either divides the K/V heads or is a multiple
+  of them (GQA K/V heads are then replicated, as Megatron-LM does);
+- TP·PP divides N and b·DP divides G;
+- PP <= L; interleaved: L divisible by PP·v and m a multiple of PP (Narayanan §2.2.2), v >= 2.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from costmodel.parallel.pipeline import SCHEDULES
+
+
+class Layout(BaseModel):
+    """One parallel configuration for training (all degrees >= 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpus: int = Field(gt=0)
+    tp: int = Field(default=1, gt=0)
+    pp: int = Field(default=1, gt=0)
+    micro_batch: int = Field(default=1, gt=0)
+    global_batch: int = Field(gt=0)
+    schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
+    virtual_stages: int = Field(default=1, gt=0)
+    sequence_parallel: bool = False
+    recompute: Literal["none", "selective", "full"] = "none"
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    overlap_dp: bool = False
+
+    @model_validator(mode="after")
+    def _degrees(self) -> "Layout":
+        if self.gpus % (self.tp * self.pp):
+            raise ValueError(f"gpus: {self.gpus} is not divisible by tp x pp = {self.tp} x {self.pp}")
+        if self.global_batch % (self.micro_batch * self.dp):
+            raise ValueError(f"global_batch: {self.global_batch} is not divisible by micro_batch x dp = "
+                             f"{self.micro_batch} x {self.dp}")
+        if self.schedule == "interleaved":
+            if self.virtual_stages < 2:
+                raise ValueError(f"virtual_stages: the interleaved schedule needs >= 2, got {self.virtual_stages}")
+            if self.micro_batches % self.pp:
+                raise ValueError(f"global_batch: interleaving needs micro-batches ({self.micro_batches}) "
+                                 f"divisible by pp ({self.pp})")
+        elif self.virtual_stages != 1:
+            raise ValueError(f"virtual_stages: {self.virtual_stages} needs --schedule interleaved "
+                             f"(schedule is {self.schedule})")
+        if self.sequence_parallel and self.tp == 1:
+            raise ValueError("sequence_parallel: needs tp > 1")
+        return self
+
+    @property
+    def dp(self) -> int:
+        return self.gpus // (self.tp * self.pp)
+
+    @property
+    def micro_batches(self) -> int:
+        return self.global_batch // (self.micro_batch * self.dp)
+
+    def check_model(self, cfg) -> None:
+        """Raise ValueError naming the field when the model cannot be split this way."""
+        t = self.tp
+        if cfg.n_heads % t:
+            raise ValueError(f"tp: {t} does not divide {cfg.name}'s {cfg.n_heads} attention heads")
+        if cfg.n_kv_heads % t and t % cfg.n_kv_heads:
+            raise ValueError(f"tp: {t} neither divides nor is a multiple of {cfg.name}'s {cfg.n_kv_heads} K/V heads")
+        if cfg.ffn_dim % t:
+            raise ValueError(f"tp: {t} does not divide {cfg.name}'s MLP width {cfg.ffn_dim}")
+        if self.pp > cfg.n_layers:
+            raise ValueError(f"pp: {self.pp} exceeds {cfg.name}'s {cfg.n_layers} layers")
+        if self.schedule == "interleaved" and cfg.n_layers % (self.pp * self.virtual_stages):
+            raise ValueError(f"virtual_stages: {cfg.name}'s {cfg.n_layers} layers do not split into "
+                             f"pp x v = {self.pp} x {self.virtual_stages} equal chunks")
+
+
+__all__ = ["Layout", "SCHEDULES"]
