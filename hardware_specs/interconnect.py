@@ -75,7 +75,9 @@ def split_sourced(data: Any, fields: tuple[str, ...]) -> Any:
 
 
 def check_sourced(model: BaseModel, fields: tuple[str, ...], where: str) -> None:
-    missing = [k for k in fields if getattr(model, k) is not None and not str(model.sources.get(k) or "").strip()]
+    given = model.model_fields_set  # a default (base_latency_s = 0) is not a number anyone stated
+    missing = [k for k in fields
+               if k in given and getattr(model, k) is not None and not str(model.sources.get(k) or "").strip()]
     if missing:
         raise ValueError(f"{where}: these numbers have no source: {', '.join(missing)}")
 
