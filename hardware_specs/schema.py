@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hardware_specs.interconnect import GPUInterconnect
+from hardware_specs.op_timing import GemmModel, MemoryOpsModel
 
 # Compute units whose peak rates a spec may give, in FLOP/s (OP/s for int8), dense
 # (no structured sparsity). "fp32" and "fp64" are the SIMT (CUDA-core) rates; the
@@ -106,6 +107,8 @@ class GPUSpec(BaseModel):
     sources: dict[str, str]
     measured: dict[str, Measurement] = Field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    gemm: GemmModel | None = None  # fitted cuBLAS GEMM model (hardware_specs/op_timing.py)
+    memory_ops: MemoryOpsModel | None = None  # fitted memory-bound-op curve and launch costs
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
