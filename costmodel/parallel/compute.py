@@ -10,6 +10,9 @@ its op rows into what a pipeline stage runs:
   last stage runs (final norm, output projection, loss: every other row without a layer);
 - ``optimizer_s``: the optimizer rows, once per iteration, for the whole model's TP shard.
 
+The rows' times are GPU times (``OpRow.time_s``: all ``count`` instances); the step's ``time_s``
+also holds eager launch gaps, spread over the parts in proportion.
+
 ``step_fn`` replaces ``predict_step`` (same signature and result), for tests.
 """
 
@@ -51,8 +54,11 @@ def split_step(result: Any, n_layers: int) -> MicroBatchCompute:
             first = first + t
         else:
             last = last + t
-    return MicroBatchCompute(layer_s=layer / n_layers, first_s=first, last_s=last, optimizer_s=opt,
-                             step_time_s=result.time_s)
+    # the rows hold GPU time; the step's time_s adds the launch gaps of eager execution: spread them pro rata
+    gpu_time = getattr(result, "gpu_time_s", None)
+    scale = 1.0 if gpu_time is None else np.asarray(result.time_s, dtype=np.float64) / np.asarray(gpu_time)
+    return MicroBatchCompute(layer_s=scale * layer / n_layers, first_s=scale * first, last_s=scale * last,
+                             optimizer_s=scale * opt, step_time_s=result.time_s)
 
 
 def micro_batch_compute(model, gpu, micro_batch, seq_len, *, tensor_parallel=1, sequence_parallel=False,
