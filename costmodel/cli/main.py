@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from costmodel.cli import attention, hardware, measure, sizing
+from costmodel.cli import attention, hardware, measure, search, sizing, train_run
 from costmodel.cli.args import CommandError, error_line
 from costmodel.cli.text import to_jsonable
 
@@ -21,7 +21,7 @@ from costmodel.cli.text import to_jsonable
 
 
 # Each module adds its subcommands to the parser; order is the order of ``ioaware --help``.
-COMMAND_MODULES = (hardware, sizing, attention, measure)
+COMMAND_MODULES = (hardware, sizing, attention, measure, search, train_run)
 
 Handler = Callable[[argparse.Namespace], tuple[dict, str]]
 
