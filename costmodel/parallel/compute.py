@@ -14,6 +14,9 @@ The rows' times are GPU times (``OpRow.time_s``: all ``count`` instances); the s
 also holds eager launch gaps, spread over the parts in proportion.
 
 ``step_fn`` replaces ``predict_step`` (same signature and result), for tests.
+
+Kernel setting: ``FRAMEWORK_KERNELS``, the step predictor's fused norm and RoPE kernels, is the default
+here (a Megatron-class trainer: Megatron-LM fuses LayerNorm/RMSNorm and RoPE); ``step_kwargs`` override it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from typing import Any, Callable
 import numpy as np
 
 from costmodel._broadcast import Result, Number
+
+
+FRAMEWORK_KERNELS = {"norm": "fused", "rope": "fused"}
 
 
 class MicroBatchCompute(Result):
@@ -67,9 +73,10 @@ def micro_batch_compute(model, gpu, micro_batch, seq_len, *, tensor_parallel=1, 
     """One micro-batch's compute on one GPU of a ``tensor_parallel`` group, from the step predictor."""
     if step_fn is None:
         from costmodel.step import predict_step as step_fn  # the step helper's model (costmodel/step/)
+    kwargs = {**FRAMEWORK_KERNELS, **step_kwargs}
     result = step_fn(model, gpu, phase="train", batch=micro_batch, seq_len=seq_len, dtype=dtype,
                      recompute=recompute, tensor_parallel=tensor_parallel, sequence_parallel=sequence_parallel,
-                     **step_kwargs)
+                     **kwargs)
     return split_step(result, model.n_layers)
 
 

@@ -6,7 +6,9 @@ batch, m = G / (b·DP) (Narayanan et al. 2021 §3, notation p, t, d, b, B). A la
 - TP divides the query heads and the MLP width, and either divides the K/V heads or is a multiple
   of them (GQA K/V heads are then replicated, as Megatron-LM does);
 - TP·PP divides N and b·DP divides G;
-- PP <= L; interleaved: L divisible by PP·v and m a multiple of PP (Narayanan §2.2.2), v >= 2.
+- PP <= L; interleaved: v >= 2, m a multiple of PP (Narayanan §2.2.2), and the busiest stage's
+  ceil(L/PP) layers split into v equal chunks (Megatron needs L divisible by PP·v; Llama 3 §3.3.2
+  runs stages with one layer fewer, which the ceiling allows).
 """
 
 from __future__ import annotations
@@ -74,9 +76,10 @@ class Layout(BaseModel):
             raise ValueError(f"tp: {t} does not divide {cfg.name}'s MLP width {cfg.ffn_dim}")
         if self.pp > cfg.n_layers:
             raise ValueError(f"pp: {self.pp} exceeds {cfg.name}'s {cfg.n_layers} layers")
-        if self.schedule == "interleaved" and cfg.n_layers % (self.pp * self.virtual_stages):
-            raise ValueError(f"virtual_stages: {cfg.name}'s {cfg.n_layers} layers do not split into "
-                             f"pp x v = {self.pp} x {self.virtual_stages} equal chunks")
+        per_stage = -(-cfg.n_layers // self.pp)
+        if self.schedule == "interleaved" and per_stage % self.virtual_stages:
+            raise ValueError(f"virtual_stages: {self.virtual_stages} chunks do not split a stage's {per_stage} layers "
+                             f"({cfg.name}: {cfg.n_layers} layers over pp = {self.pp})")
 
 
 __all__ = ["Layout", "SCHEDULES"]

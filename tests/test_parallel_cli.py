@@ -1,0 +1,103 @@
+"""The multi-GPU command line: search, train-run and predict's --cluster hook; bad input exits 2 naming the option."""
+
+import argparse
+import json
+
+import pytest
+
+from costmodel.cli import parallel_args
+from costmodel.cli.main import main
+
+
+def run_json(capsys, argv):
+    assert main(argv + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_search_small(capsys, tmp_path):
+    out = run_json(capsys, ["search", "--model", "llama2-7b", "--cluster", "dgx-a100", "--gpus", "16",
+                            "--global-batch", "32", "--seq-len", "2048", "--max-micro-batch", "2",
+                            "--plot", str(tmp_path / "s.html")])
+    assert out["fitting"] > 0 and out["count"] >= out["fitting"]
+    best = out["best"]
+    assert [b["time_s"] for b in best] == sorted(b["time_s"] for b in best)
+    assert all(b["memory_bytes"] <= out["memory_limit_bytes"] for b in best)
+    assert all(b["tp"] * b["pp"] * b["dp"] == 16 for b in best)
+    front = out["pareto_front"]
+    assert [f["memory_bytes"] for f in front] == sorted(f["memory_bytes"] for f in front)
+    assert (tmp_path / "s.html").exists()
+
+
+def test_search_cost_objective_prefers_fewer_gpus_per_token(capsys):
+    out = run_json(capsys, ["search", "--model", "llama2-7b", "--cluster", "dgx-a100", "--gpus", "8", "16",
+                            "--global-batch", "32", "--seq-len", "2048", "--max-micro-batch", "2", "--no-plot",
+                            "--objective", "cost"])
+    b = out["best"]
+    cost = [x["time_s"] * x["gpus"] for x in b]
+    assert cost == sorted(cost)
+
+
+def test_train_run_tokens(capsys):
+    out = run_json(capsys, ["train-run", "--model", "llama2-7b", "--cluster", "dgx-a100", "--gpus", "16",
+                            "--seq-len", "2048", "--global-batch", "32", "--tp", "2", "--pp", "2", "--tokens", "1e9"])
+    it, r = out["iteration"], out["run"]
+    assert r["iterations"] == -(-int(1e9) // (32 * 2048))
+    assert r["wall_clock_s"] == pytest.approx(r["iterations"] * it["time_s"])
+    assert r["gpu_hours"] == pytest.approx(r["wall_clock_s"] * 16 / 3600)
+    assert r["gpu_energy_J"] == pytest.approx(r["gpu_hours"] * 3600 * 400)  # A100 SXM TDP 400 W
+
+
+def test_chinchilla_split():
+    # Hoffmann et al. 2022 Approach 3: N_opt ∝ C^0.452 and D_opt ∝ C^0.548 (a = β/(α+β), b = α/(α+β)); 6 N D = C
+    from costmodel.parallel.training_run import compute_optimal
+
+    n1, d1 = compute_optimal(1e24)
+    n2, d2 = compute_optimal(1e25)
+    assert 6 * n1 * d1 == pytest.approx(1e24)
+    assert n2 / n1 == pytest.approx(10 ** (0.28 / 0.62))
+    assert d2 / d1 == pytest.approx(10 ** (0.34 / 0.62))
+
+
+def test_predict_hook():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    parallel_args.add_arguments(p)  # skips --model, which the host has
+    args = p.parse_args(["--model", "llama2-7b", "--seq-len", "2048", "--global-batch", "32", "--tp", "2",
+                         "--gpus", "16", "--cluster", "dgx-a100"])
+    assert parallel_args.wants_parallel(args)
+    data, text = parallel_args.run(args)
+    assert data["layout"]["sequence_parallel"] is True and data["dp"] == 8
+    for key in ("time_s", "tokens_per_s", "model_tflops_per_gpu", "mfu", "memory_bytes"):
+        assert data[key] > 0
+    assert "MFU" in text
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["search", "--model", "llama2-7b", "--cluster", "nope", "--global-batch", "8", "--seq-len", "8"], "--cluster"),
+    (["search", "--model", "llama2-7b", "--cluster", "dgx-a100", "--global-batch", "8", "--seq-len", "8",
+      "--gpus", "12"], "gpus: 12"),
+    (["train-run", "--model", "llama2-7b", "--cluster", "dgx-a100", "--gpus", "16", "--seq-len", "2048",
+      "--global-batch", "30", "--tokens", "1e9"], "global_batch"),
+])
+def test_bad_input_exits_2(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exc:
+        code = main(argv)
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_ray_path():
+    ray = pytest.importorskip("ray")  # optional extra: runs where `pip install 'ioaware[ray]'` was done
+    from costmodel.parallel.search import search_layouts
+
+    kw = dict(global_batch=16, seq_len=1024, gpus=[8], max_micro_batch=1, recomputes=("none",))
+    local = search_layouts("llama2-7b", "dgx-a100", **kw)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = search_layouts("llama2-7b", "dgx-a100", ray_address="auto", **kw)
+    finally:
+        ray.shutdown()
+    assert list(remote["order"]) == list(local["order"])
+    assert list(remote["table"]["time_s"]) == list(local["table"]["time_s"])
