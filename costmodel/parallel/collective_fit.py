@@ -95,4 +95,36 @@ def overlay_yaml(fits: dict, *, base: str, gpu: str, date: _dt.date, method: str
     return header + yaml.safe_dump(doc, sort_keys=False)
 
 
-__all__ = ["fit_collectives", "fit_one", "overlay_yaml", "predict_one", "steps"]
+def main(argv=None) -> int:
+    """``python3 -m costmodel.parallel.collective_fit SWEEP.json --base dgx-h200 --out OVERLAY.yaml``"""
+    import argparse
+    import json
+
+    from hardware_specs.cluster import load_cluster
+
+    ap = argparse.ArgumentParser(description="fit a collective sweep into a measured cluster overlay")
+    ap.add_argument("sweep")
+    ap.add_argument("--base", default="dgx-h200", help="cluster the overlay calibrates")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--min-bytes", type=int, default=1024)
+    args = ap.parse_args(argv)
+    with open(args.sweep) as f:
+        data = json.load(f)
+    bw = load_cluster(args.base).intra_node.bandwidth_per_gpu_Bps
+    fits = fit_collectives(data["records"], bw, min_bytes=args.min_bytes)
+    env = data.get("environment", {})
+    gpu = ", ".join(sorted(set(env.get("gpus") or ["unknown GPU"])))
+    date = _dt.date.fromisoformat(str(env.get("date", _dt.date.today().isoformat()))[:10])
+    method = (f"least-squares fit of t = steps*alpha + busbytes/(eff*B) to an nccl-tests-style sweep "
+              f"({data.get('command', 'collective_sweep')}), every other size held out")
+    with open(args.out, "w") as f:
+        f.write(overlay_yaml(fits, base=args.base, gpu=gpu, date=date, method=method))
+    print(json.dumps(fits, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["fit_collectives", "fit_one", "main", "overlay_yaml", "predict_one", "steps"]
