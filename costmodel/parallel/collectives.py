@@ -27,7 +27,10 @@ one per step, an intra-node step on NVLink and an inter-node step on the network
     nvls  all_reduce   base + 2·a_intra, bandwidth term nbytes / B_intra  (one node; NVSwitch reduces)
 
 The tree's bandwidth term is the ring's (both pipeline the data over the same channels); it wins
-on latency only. ``algorithm="auto"`` takes the fastest that applies, as NCCL's tuner does.
+on latency only. ``algorithm="auto"`` takes the faster of ring and tree, as NCCL's tuner does. NVLS
+(NVLink SHARP, NVSwitch gen 3) is modelled at its ideal, S/B, but only when asked for
+(``algorithm="nvls"``): no published figure bounds what it reaches, and the machine issue 19 measures
+on runs with NCCL_NVLS_ENABLE=0.
 All arguments broadcast over numpy arrays.
 """
 
@@ -129,7 +132,7 @@ def collective_time(cluster: ClusterSpec, collective: str, nbytes, size, local=N
     if collective == "all_reduce":
         log_nodes = np.log2(np.maximum(nodes, 1))
         candidates["tree"] = base + 2 * ((local - 1) * a_in + np.ceil(log_nodes) * a_out) + bus_factor(collective, n) * S / B
-        if intra.nvls:
+        if intra.nvls and algorithm == "nvls":
             b_in = intra.bandwidth_per_gpu_Bps * intra.efficiency_for(collective)
             candidates["nvls"] = np.where(nodes == 1, intra.base_latency_s + 2 * a_in + S / b_in, np.inf)
     if algorithm == "auto":
