@@ -111,7 +111,8 @@ class GPUInterconnect(BaseModel):
         return self
 
 
-_FABRIC_FIELDS = ("bandwidth_per_gpu_Bps", "latency_s", "base_latency_s")
+_FABRIC_FIELDS = ("bandwidth_per_gpu_Bps", "latency_s", "base_latency_s", "ll_latency_s", "ll_base_latency_s",
+                  "ll_bandwidth_fraction")
 
 
 class Fabric(BaseModel):
@@ -132,6 +133,11 @@ class Fabric(BaseModel):
     base_latency_s: float = Field(default=0.0, ge=0)
     efficiency: dict[str, float] = Field(default_factory=dict)
     latency_by_collective: dict[str, float] = Field(default_factory=dict)
+    # NCCL's low-latency protocol (LL: 8-byte stores with an inline flag), which it picks for small messages:
+    # its own per-step and base latency and the share of the link bandwidth it reaches
+    ll_latency_s: float | None = Field(default=None, ge=0)
+    ll_base_latency_s: float | None = Field(default=None, ge=0)
+    ll_bandwidth_fraction: float | None = Field(default=None, gt=0, le=1)
     nvls: bool = False  # NVLink SHARP (in-switch reduction): NVSwitch gen 3 (H100) and later
     sources: dict[str, str] = Field(default_factory=dict)
     measured: dict[str, Measured] = Field(default_factory=dict)

@@ -9,19 +9,24 @@ from hardware_specs.interconnect import ClusterSpec
 B_IN, B_NIC = 300e9, 25e9
 
 
-def fabric(kind, bw, lat=0.0, base=0.0, nvls=False):
+def fabric(kind, bw, lat=0.0, base=0.0, nvls=False, ll=None):
     src = {"source": "test fabric"}
-    return {"kind": kind, "nvls": nvls, "bandwidth_per_gpu_Bps": {"value": bw, **src},
-            "latency_s": {"value": lat, **src}, "base_latency_s": {"value": base, **src}}
+    out = {"kind": kind, "nvls": nvls, "bandwidth_per_gpu_Bps": {"value": bw, **src},
+           "latency_s": {"value": lat, **src}, "base_latency_s": {"value": base, **src}}
+    if ll:
+        out.update({k: {"value": v, **src} for k, v in zip(("ll_latency_s", "ll_base_latency_s",
+                                                             "ll_bandwidth_fraction"), ll)})
+    return out
 
 
-def cluster(lat_in=0.0, lat_out=0.0, base=0.0, nvls=False, gpn=8, nodes=16):
+def cluster(lat_in=0.0, lat_out=0.0, base=0.0, nvls=False, gpn=8, nodes=16, ll_in=None, ll_out=None):
     src = {"source": "test"}
     return ClusterSpec.model_validate({
         "name": "test", "display_name": "test", "gpu": "a100-sxm4-80gb",
         "nodes": {"value": nodes, **src}, "gpus_per_node": {"value": gpn, **src}, "nics_per_node": {"value": gpn, **src},
         "nic_bandwidth_Bps": {"value": B_NIC, **src}, "gpu_tdp_W": {"value": 400, **src},
-        "intra_node": fabric("nvlink", B_IN, lat_in, base, nvls), "inter_node": fabric("infiniband", B_NIC, lat_out, base)})
+        "intra_node": fabric("nvlink", B_IN, lat_in, base, nvls, ll_in),
+        "inter_node": fabric("infiniband", B_NIC, lat_out, base, ll=ll_out)})
 
 
 def test_bus_factors_are_nccl_tests():
@@ -98,3 +103,17 @@ def test_group_span_and_trivial_group():
 def test_bad_collective_named():
     with pytest.raises(ValueError, match="collective: unknown 'broadcastx'"):
         collective_time(cluster(), "broadcastx", 1, 2)
+
+
+def test_ll_protocol_for_small_messages():
+    # NCCL's LL protocol: lower latency, a quarter of the bandwidth; the faster of LL and Simple is taken
+    c = cluster(lat_in=3e-6, base=8e-6, ll_in=(0.5e-6, 3e-6, 0.25), ll_out=(2e-6, 3e-6, 0.25))
+    small = collective_time(c, "all_reduce", 0.0, 8, algorithm="ring")
+    assert small == pytest.approx(3e-6 + 14 * 0.5e-6)
+    S = 4e9
+    big = collective_time(c, "all_reduce", S, 8, algorithm="ring")
+    assert big == pytest.approx(8e-6 + 14 * 3e-6 + 2 * 7 / 8 * S / B_IN)
+    mid = 1e6  # the crossover is where the two lines meet
+    simple = 8e-6 + 14 * 3e-6 + 2 * 7 / 8 * mid / B_IN
+    ll = 3e-6 + 14 * 0.5e-6 + 2 * 7 / 8 * mid / (0.25 * B_IN)
+    assert collective_time(c, "all_reduce", mid, 8, algorithm="ring") == pytest.approx(min(simple, ll))

@@ -72,6 +72,18 @@ def test_predict_hook():
     assert "MFU" in text
 
 
+def test_predict_hook_inference():
+    p = argparse.ArgumentParser()
+    parallel_args.add_arguments(p)
+    common = ["--model", "llama2-7b", "--seq-len", "1024", "--batch", "4", "--cluster", "dgx-a100"]
+    one = parallel_args.run(p.parse_args(common + ["--phase", "decode", "--gpus", "1"]))[0]
+    tp = parallel_args.run(p.parse_args(common + ["--phase", "decode", "--tp", "4", "--gpus", "4"]))[0]
+    assert one["breakdown"]["tp_comm_s"] == 0 and tp["breakdown"]["tp_comm_s"] > 0
+    assert tp["memory_bytes"] < one["memory_bytes"]  # weights and KV split 4 ways
+    pp = parallel_args.run(p.parse_args(common + ["--phase", "prefill", "--pp", "2", "--gpus", "2"]))[0]
+    assert pp["tokens_per_s"] > pp["batch"] * 1024 / pp["time_s"]  # two batches in flight
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["search", "--model", "llama2-7b", "--cluster", "nope", "--global-batch", "8", "--seq-len", "8"], "--cluster"),
     (["search", "--model", "llama2-7b", "--cluster", "dgx-a100", "--global-batch", "8", "--seq-len", "8",

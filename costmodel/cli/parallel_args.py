@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(option, **kw)
 
     add("--model", help="preset name or model YAML")
-    add("--phase", default="train", help="train (the multi-GPU prediction is for training)")
+    add("--phase", default="train", help="train (one iteration of the layout), prefill or decode (one step under TP x PP)")
+    add("--batch", type=positive_int, help="prefill / decode: sequences in the step")
     add("--seq-len", type=positive_int, help="tokens per sequence")
     add("--dtype", default="bf16", help="bf16 (default) or fp16")
     add("--recompute", default="none", help="activation recomputation: none, selective, full")
@@ -78,8 +79,11 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
 
     if args.cluster is None:
         raise CommandError("--cluster: needed with --gpus (a bundled cluster name or a cluster YAML)")
-    if getattr(args, "phase", "train") != "train":
-        raise CommandError(f"--phase: {args.phase!r} with --cluster; only train is predicted on many GPUs")
+    phase = getattr(args, "phase", "train") or "train"
+    if phase in ("prefill", "decode"):
+        return _run_inference(args, phase)
+    if phase != "train":
+        raise CommandError(f"--phase: {phase!r}; allowed with --cluster: train, prefill, decode")
     for opt in ("model", "seq_len", "global_batch"):
         if getattr(args, opt, None) is None:
             raise CommandError(f"--{opt.replace('_', '-')}: required with --cluster")
@@ -105,6 +109,24 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
             ("bubble fraction", f"{r.bubble_fraction:.1%}")]
     rows += [(f"  {k}", si(v, "s")) for k, v in r.breakdown.items() if k != "time_s"]
     return data, head + "\n" + table(rows)
+
+
+def _run_inference(args, phase):
+    from costmodel.models import load_model
+    from costmodel.parallel.inference import predict_inference
+    from hardware_specs.cluster import load_cluster
+
+    for opt in ("model", "seq_len", "batch"):
+        if getattr(args, opt, None) is None:
+            raise CommandError(f"--{opt.replace('_', '-')}: required with --cluster --phase {phase}")
+    if args.gpus is not None and args.gpus != args.tp * args.pp:
+        raise CommandError(f"--gpus: {args.gpus} must be tp x pp = {args.tp * args.pp} for one {phase} replica")
+    r = predict_inference(_spec(args.model, load_model), _spec(args.cluster, load_cluster), phase=phase,
+                          batch=args.batch, seq_len=args.seq_len, tp=args.tp, pp=args.pp, dtype=args.dtype)
+    rows = [("step latency", si(r.time_s, "s")), ("tokens/s (pipeline full)", f"{r.tokens_per_s:,.0f}"),
+            ("memory per GPU", si(r.memory_bytes, "B"))] + [(f"  {k}", si(v, "s")) for k, v in r.breakdown.items()]
+    return r.model_dump(mode="json"), f"{r.model} {phase} on {r.gpus} GPUs ({r.cluster}): TP {r.tp} x PP {r.pp}, " \
+        f"batch {r.batch}, {r.seq_len} tokens\n" + table(rows)
 
 
 __all__ = ["add_arguments", "cluster_name", "run", "wants_parallel"]

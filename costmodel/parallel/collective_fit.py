@@ -87,6 +87,9 @@ def overlay_yaml(fits: dict, *, base: str, gpu: str, date: _dt.date, method: str
     for coll, f in fits.items():
         intra["latency_by_collective"][coll] = {"value": f["latency_s"], "measured": prov}
         intra["efficiency"][coll] = {"value": f["efficiency"], "measured": prov}
+    # the fitted line describes whatever protocol NCCL chose at each size: the datasheet LL terms go
+    for key in ("ll_latency_s", "ll_base_latency_s", "ll_bandwidth_fraction"):
+        intra[key] = None
     doc = {"base": base, "intra_node": intra}
     if name:
         doc["name"] = name

@@ -26,7 +26,10 @@ one per step, an intra-node step on NVLink and an inter-node step on the network
     tree  all_reduce   base + 2((local-1)·a_intra + log2(nodes)·a_inter)  (NCCL's double binary tree)
     nvls  all_reduce   base + 2·a_intra, bandwidth term nbytes / B_intra  (one node; NVSwitch reduces)
 
-The tree's bandwidth term is the ring's (both pipeline the data over the same channels); it wins
+Each ring time is taken with NCCL's two protocols where the fabric gives LL's terms: Simple (the
+latencies above) and LL (low latency: its own smaller base and per-step latencies, at
+``ll_bandwidth_fraction`` of the bandwidth), and the faster kept, as NCCL's tuner picks LL for small
+messages and Simple for large ones. The tree's bandwidth term is the ring's (both pipeline the data over the same channels); it wins
 on latency only. ``algorithm="auto"`` takes the faster of ring and tree, as NCCL's tuner does. NVLS
 (NVLink SHARP, NVSwitch gen 3) is modelled at its ideal, S/B, but only when asked for
 (``algorithm="nvls"``): no published figure bounds what it reaches, and the machine issue 19 measures
@@ -128,6 +131,13 @@ def collective_time(cluster: ClusterSpec, collective: str, nbytes, size, local=N
 
     steps = 2 if collective == "all_reduce" else 1
     ring = base + steps * ((n - nodes) * a_in + (nodes - 1) * a_out) + bus_factor(collective, n) * S / B
+    if intra.ll_latency_s is not None and inter.ll_latency_s is not None:
+        ll_base = np.where(nodes > 1, inter.ll_base_latency_s or 0.0, intra.ll_base_latency_s or 0.0)
+        frac = np.where(nodes > 1, min(intra.ll_bandwidth_fraction or 1.0, inter.ll_bandwidth_fraction or 1.0),
+                        intra.ll_bandwidth_fraction or 1.0)
+        ll = ll_base + steps * ((n - nodes) * intra.ll_latency_s + (nodes - 1) * inter.ll_latency_s) \
+            + bus_factor(collective, n) * S / (B * frac)
+        ring = np.minimum(ring, ll)
     candidates = {"ring": ring}
     if collective == "all_reduce":
         log_nodes = np.log2(np.maximum(nodes, 1))
