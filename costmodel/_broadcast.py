@@ -29,12 +29,27 @@ class Result(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
 def as_numeric(x: Any) -> Any:
-    """Python scalars unchanged; numpy scalars -> Python scalars; lists/tuples -> arrays."""
+    """Python scalars unchanged; numpy scalars -> Python scalars; lists/tuples -> arrays.
+
+    Integer arrays are widened to int64 (float64 for unsigned values past int64's range), and
+    float arrays to float64, so that products of shapes never wrap around in a narrow dtype:
+    an int32 seq_len of 5000 times a KV row of 1 MB must be 5 GB, not a negative number.
+    """
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, (list, tuple)):
-        return np.asarray(x)
+        x = np.asarray(x)
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind == "u" and x.size and x.max() > _INT64_MAX:
+            return x.astype(np.float64)
+        if x.dtype.kind in "iu" and x.dtype != np.int64:
+            return x.astype(np.int64)
+        if x.dtype.kind == "f" and x.dtype != np.float64:
+            return x.astype(np.float64)
     return x
 
 
@@ -97,11 +112,27 @@ def check(func: str, name: str, value: Any, *, gt=None, ge=None, lt=None, le=Non
     return value
 
 
+def require(func: str, name: str, value, ok, message: str) -> None:
+    """Raise a ValueError naming ``name`` and its first offending element where ``ok`` is False."""
+    ok = np.asarray(ok)
+    if not ok.all():
+        bad = np.broadcast_to(np.asarray(value), ok.shape)[~ok].flat[0] if ok.ndim else value
+        raise ValueError(f"{func}: {name}: " + message.format(bad.item() if hasattr(bad, "item") else bad))
+
+
 def element_bytes(func: str, name: str, dtype: Any) -> Any:
     """A dtype name ('bf16', see ``hardware_specs.dtypes``) or a positive number (array) of bytes."""
     if isinstance(dtype, str):
         return dtype_bytes(dtype)
     return check(func, name, dtype, gt=0)
+
+
+def require_config(func: str, cfg: Any, optional: bool = True) -> None:
+    """A ModelConfig (or None where the numbers come as keywords), else a ValueError saying so."""
+    if (cfg is None and optional) or hasattr(cfg, "n_layers") and hasattr(cfg, "model_dump"):
+        return
+    raise ValueError(f"{func}: cfg: {cfg!r} is not a ModelConfig; one is accepted "
+                     "(costmodel.models.load_model(name) reads a preset)")
 
 
 def resolve(func: str, cfg: Any, fields: tuple[str, ...], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +141,7 @@ def resolve(func: str, cfg: Any, fields: tuple[str, ...], overrides: dict[str, A
     Overrides replace exactly the named numbers; nothing else is re-derived from them
     (give ``head_dim`` too if you change ``d_model`` and want the head size to follow).
     """
+    require_config(func, cfg)
     unknown = set(overrides) - set(fields)
     if unknown:
         raise TypeError(f"{func}: unexpected override(s) {sorted(unknown)}; accepted: {', '.join(fields)}")

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from costmodel._broadcast import Number, Result, check, resolve, to_value
+from costmodel._broadcast import Number, Result, check, require_config, resolve, to_value
 from costmodel.models import ModelConfig
 
 _SHAPE = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "ffn_type")
@@ -70,6 +70,7 @@ def mean_keys_per_query(seq_len, causal: bool = True, sliding_window=None):
 
 
 def _window(cfg: ModelConfig | None, sliding_window: Any):
+    require_config("flops", cfg)
     if isinstance(sliding_window, str):
         if sliding_window != "model":
             raise ValueError(f"sliding_window: {sliding_window!r}; allowed: 'model', None or a positive integer")
@@ -226,7 +227,13 @@ def model_flops_utilization(
     peak = check(func, "peak_flops_per_s", peak_flops_per_s, gt=0)
     devices = check(func, "n_devices", n_devices, gt=0)
     fwd = forward_flops_per_token(cfg, seq_len, causal=causal, sliding_window=sliding_window, **shape)
-    return to_value(3 * fwd.total * rate / (peak * devices))
+    mfu = 3 * fwd.total * rate / (peak * devices)
+    over = np.asarray(mfu) > 1
+    if over.any():
+        worst = float(np.max(mfu))
+        raise ValueError(f"{func}: tokens_per_s: the throughput given needs {100 * worst:.0f}% of the peak "
+                         "FLOP/s, more than the hardware has; check tokens_per_s, peak_flops_per_s and n_devices")
+    return to_value(mfu)
 
 
 __all__ = [

@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from costmodel._broadcast import Number, Result, check, element_bytes, resolve, to_value
+from costmodel._broadcast import Number, Result, check, element_bytes, require_config, resolve, to_value
 from costmodel.models import ModelConfig
-from costmodel.params import count_params_arrays
+from costmodel.params import weights_bytes
 
 _KV_SHAPE = ("n_layers", "n_kv_heads", "head_dim")
 
 
 def _window(func: str, cfg: ModelConfig | None, sliding_window: Any):
+    require_config(func, cfg)
     if isinstance(sliding_window, str):
         if sliding_window != "model":
             raise ValueError(f"sliding_window: {sliding_window!r}; allowed: 'model', None or a positive integer")
@@ -174,22 +175,17 @@ def max_batch_that_fits(
 ) -> BatchFit:
     """Largest batch of ``seq_len``-token sequences whose KV cache fits in what the weights leave.
 
-    weights = total parameters (``costmodel.params``) × weight dtype bytes; each sequence
+    weights = total parameters × weight dtype bytes (``costmodel.params.weights_bytes``); each sequence
     needs ``kv_cache_bytes(cfg, 1, seq_len, kv_dtype).total_bytes``; ``reserve_bytes`` and
     ``reserve_fraction`` of the GPU memory are held back (activations, workspace, allocator
     slack). Every numeric argument may be an array.
     """
     func = "max_batch_that_fits"
+    require_config(func, cfg, optional=False)
     mem = check(func, "gpu_memory_bytes", gpu_memory_bytes, gt=0)
     res = check(func, "reserve_bytes", reserve_bytes, ge=0)
     frac = check(func, "reserve_fraction", reserve_fraction, ge=0, lt=1)
-    p = count_params_arrays(
-        vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-        n_kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, ffn_dim=cfg.ffn_dim, max_seq_len=cfg.max_seq_len,
-        ffn_type=cfg.ffn_type, norm_type=cfg.norm_type, attn_bias=cfg.attn_bias, mlp_bias=cfg.mlp_bias,
-        tied_embeddings=cfg.tied_embeddings, position_embedding=cfg.position_embedding,
-    ).total
-    weights = p * element_bytes(func, "weight_dtype", weight_dtype)
+    weights = weights_bytes(cfg, element_bytes(func, "weight_dtype", weight_dtype))
     per_seq = kv_cache_bytes(cfg, 1, seq_len, kv_dtype, sliding_window=sliding_window).total_bytes
     if np.any(np.asarray(per_seq) <= 0):
         raise ValueError(f"{func}: seq_len must be positive for a batch to be limited by the KV cache")

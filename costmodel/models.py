@@ -18,10 +18,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
+from hardware_specs.yaml_files import load_mapping, read_text
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+# Shapes stay below 2^53: exact in float64, inside int64 and numba's integers.
+PositiveInt = Annotated[int, Field(strict=True, gt=0, lt=2**53)]
 
 
 class ModelConfig(BaseModel):
@@ -102,14 +103,9 @@ def list_models() -> list[str]:
     return sorted(_preset_files())
 
 
-def model_from_yaml(text: str) -> ModelConfig:
-    """Parse one model in the ``ModelConfig`` schema from YAML text."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"model YAML does not parse: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"model YAML must be a mapping of ModelConfig fields; got {type(data).__name__}")
+def model_from_yaml(text: str, origin: str = "model YAML") -> ModelConfig:
+    """Parse one model in the ``ModelConfig`` schema from YAML text (a repeated key is an error)."""
+    data = load_mapping(text, origin, "model file (a mapping of ModelConfig fields)")
     return ModelConfig.model_validate(data)
 
 
@@ -120,10 +116,12 @@ def load_model(name_or_path: str | Path | ModelConfig) -> ModelConfig:
     presets = _preset_files()
     key = str(name_or_path)
     if key in presets:
-        return model_from_yaml(presets[key].read_text(encoding="utf-8"))
+        return model_from_yaml(presets[key].read_text(encoding="utf-8"), key)
+    if not isinstance(name_or_path, (str, Path)):
+        raise TypeError(f"model: {name_or_path!r} is not a ModelConfig, a preset name or a path")
     path = Path(name_or_path)
     if path.is_file():
-        return model_from_yaml(path.read_text(encoding="utf-8"))
+        return model_from_yaml(read_text(path, "model file"), str(path))
     raise ValueError(
         f"unknown model {key!r}: not a preset and not a file; "
         f"accepted names: {', '.join(sorted(presets))} (or a path to a model YAML file)"

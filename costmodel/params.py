@@ -20,7 +20,11 @@ total equals its published count (tests/test_params.py cites each source).
 
 from __future__ import annotations
 
-from costmodel._broadcast import Number, Result, check, to_value
+from typing import Any
+
+import numpy as np
+
+from costmodel._broadcast import Number, Result, check, element_bytes, require, require_config, to_value
 from costmodel.models import ModelConfig
 
 
@@ -69,6 +73,13 @@ def count_params_arrays(
     g = a if n_kv_heads is None else check(f, "n_kv_heads", n_kv_heads, gt=0, integer=True)
     d = h // a if head_dim is None else check(f, "head_dim", head_dim, gt=0, integer=True)
     S = check(f, "max_seq_len", max_seq_len, ge=0, integer=True)
+    # The same consistency rules as ModelConfig's validators, element by element.
+    if head_dim is None:  # then n_heads > d_model would give heads of no width
+        require(f, "n_heads", a, np.asarray(h) % np.asarray(a) == 0,
+                "head_dim is not given and d_model is not a multiple of n_heads ({}); give head_dim")
+    require(f, "n_kv_heads", g, np.asarray(g) <= np.asarray(a), "n_kv_heads ({}) must not exceed n_heads")
+    require(f, "n_kv_heads", g, np.asarray(a) % np.asarray(g) == 0,
+            "n_heads must be a multiple of n_kv_heads ({}): each K/V head serves a whole group of query heads")
 
     q_dim, kv_dim = a * d, g * d
     attention_per_layer = h * q_dim + 2 * h * kv_dim + q_dim * h
@@ -102,14 +113,28 @@ def count_params_arrays(
     return ParamCount(**{k: to_value(v) for k, v in values.items()})
 
 
+# The ModelConfig fields the count reads (``count_params_arrays``' keywords).
+PARAM_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "max_seq_len",
+                "ffn_type", "norm_type", "attn_bias", "mlp_bias", "tied_embeddings", "position_embedding")
+
+
 def count_params(cfg: ModelConfig) -> ParamCount:
     """Exact parameter count of ``cfg`` per component (Python ints)."""
-    return count_params_arrays(
-        vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-        n_kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, ffn_dim=cfg.ffn_dim, max_seq_len=cfg.max_seq_len,
-        ffn_type=cfg.ffn_type, norm_type=cfg.norm_type, attn_bias=cfg.attn_bias, mlp_bias=cfg.mlp_bias,
-        tied_embeddings=cfg.tied_embeddings, position_embedding=cfg.position_embedding,
-    )
+    require_config("count_params", cfg, optional=False)
+    return count_params_arrays(**{f: getattr(cfg, f) for f in PARAM_FIELDS})
 
 
-__all__ = ["ParamCount", "count_params", "count_params_arrays"]
+def weights_bytes(cfg: ModelConfig | None = None, weight_dtype: Any = "bf16", **shape) -> Number:
+    """Bytes of the stored weights: every parameter (``count_params``' total) x the weight
+    dtype's bytes per element (a name from ``hardware_specs.dtypes`` or a number, arrays
+    allowed). Keyword numbers (n_layers=..., arrays allowed) replace cfg's, or stand alone
+    without a cfg, as ``count_params_arrays`` takes them."""
+    unknown = set(shape) - set(PARAM_FIELDS)
+    if unknown:
+        raise TypeError(f"weights_bytes: unexpected field(s) {sorted(unknown)}; accepted: {', '.join(PARAM_FIELDS)}")
+    fields = {f: getattr(cfg, f) for f in PARAM_FIELDS} if cfg is not None else {}
+    fields.update({k: v for k, v in shape.items() if v is not None})
+    return to_value(count_params_arrays(**fields).total * element_bytes("weights_bytes", "weight_dtype", weight_dtype))
+
+
+__all__ = ["PARAM_FIELDS", "ParamCount", "count_params", "count_params_arrays", "weights_bytes"]

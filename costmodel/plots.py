@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
+from costmodel.outputs import OutputError, check_writable, write_atomic
 from hardware_specs.roofline import attainable_flops_per_s
 from hardware_specs.schema import GPUSpec, MEMORY_LEVELS
 
@@ -103,24 +104,38 @@ def roofline_figure(spec: GPUSpec, points: list[RooflinePoint] = (), units: list
     return fig
 
 
-def save_figure(fig: go.Figure, path_stem: str | Path, png: bool = True) -> list[Path]:
+def save_figure(fig: go.Figure, path_stem: str | Path, png: bool = True, option: str = "--out") -> list[Path]:
     """Write ``<stem>.html`` (self-contained) and, where image export works, ``<stem>.png``.
 
-    Returns the paths written. A path ending in .html or .png writes that format only.
+    Returns the paths written. A path ending in .html or .png writes that format only; a .png
+    asked for explicitly fails with a one-line error naming ``option`` when image export does not
+    work here (plotly >= 6.1 needs kaleido >= 1 and a Chrome or Chromium). Files are written
+    whole or not at all (``costmodel.outputs.write_atomic``).
     """
     path = Path(path_stem)
-    path.parent.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if path.suffix == ".png":
-        fig.write_image(str(path))  # asked for explicitly: let a failure raise
+        check_writable(path, option)
+        write_atomic(path, png_bytes(fig, option), option)
         return [path]
     html = path if path.suffix == ".html" else path.with_suffix(".html")
-    fig.write_html(str(html), include_plotlyjs=True, full_html=True)
+    write_atomic(html, fig.to_html(include_plotlyjs=True, full_html=True), option)
     written.append(html)
     if png and path.suffix != ".html":
         try:
-            fig.write_image(str(path.with_suffix(".png")))
-            written.append(path.with_suffix(".png"))
-        except Exception:  # no kaleido/browser: HTML only, as the module docstring says
-            pass
+            data = png_bytes(fig, option)
+        except OutputError:  # no kaleido/browser: HTML only, as the module docstring says
+            return written
+        write_atomic(path.with_suffix(".png"), data, option)
+        written.append(path.with_suffix(".png"))
     return written
+
+
+def png_bytes(fig: go.Figure, option: str = "--out") -> bytes:
+    """The figure as PNG bytes, or an ``OutputError`` saying why image export does not work here."""
+    try:
+        return fig.to_image(format="png")
+    except Exception as exc:  # kaleido missing, too old, or no browser: plotly raises several types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OutputError(f"{option}: PNG export does not work here ({first}); "
+                          "install the 'png' extra (kaleido >= 1) and a Chrome/Chromium, or write .html") from None

@@ -56,7 +56,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from costmodel._broadcast import Number, Result, check, element_bytes, resolve, to_value
+import numpy as np
+
+from costmodel._broadcast import Number, Result, check, element_bytes, require, resolve, to_value
 from costmodel.models import ModelConfig
 from costmodel.params import count_params_arrays
 
@@ -120,6 +122,10 @@ def activations_per_layer(
     b = check(func, "batch", batch, gt=0, integer=True)
     s = check(func, "seq_len", s_["max_seq_len"] if seq_len is None else seq_len, gt=0, integer=True)
     t = check(func, "tensor_parallel", tensor_parallel, gt=0, integer=True)
+    for name, flag in (("sequence_parallel", sequence_parallel), ("flash_attention", flash_attention),
+                       ("dropout", dropout)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{func}: {name}: {flag!r} is not allowed; True or False is")
     e = element_bytes(func, "activation_dtype", activation_dtype)  # 2 in the paper
     h, a, g, d, f = s_["d_model"], s_["n_heads"], s_["n_kv_heads"], s_["head_dim"], s_["ffn_dim"]
     q_dim, kv_dim = a * d, g * d
@@ -181,6 +187,11 @@ def training_memory(
     s_ = resolve(func, cfg, _SHAPE, shape)
     t = check(func, "tensor_parallel", tensor_parallel, gt=0, integer=True)
     dp = check(func, "data_parallel", data_parallel, gt=0, integer=True)
+    # Megatron's column split gives each rank whole heads (Shoeybi et al. 2019 §3): a model is
+    # trained with t dividing its query and K/V heads (the command line's rule too). The per-layer
+    # formula alone (activations_per_layer) is Korthikanti's arithmetic and takes any t.
+    require(func, "tensor_parallel", t, (np.asarray(s_["n_heads"]) % t == 0) & (np.asarray(s_["n_kv_heads"]) % t == 0),
+            "{} does not split the query and K/V heads evenly; a divisor of n_kv_heads is accepted")
     per_layer = activations_per_layer(
         cfg, batch, seq_len, tensor_parallel=t, sequence_parallel=sequence_parallel, recompute=recompute,
         flash_attention=flash_attention, dropout=dropout, activation_dtype=activation_dtype, **shape,

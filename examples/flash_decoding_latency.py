@@ -7,20 +7,21 @@ contexts from 512 to 64k tokens and takes as its bound "the time it takes to rea
 model and the KV cache from memory". Here: batch 1, bf16, one GPU (A100 80 GB and H100 80 GB;
 the 67 GB of weights and a 64k-token cache, 12.9 GB, fit on either), per generated token:
 
-    weights     every matmul weight read once: matmul params x 2 B on the roofline (decode at
-                batch 1 is HBM-bound); the token embedding is a one-row lookup and is left out
+    weights     every stored weight read once (params x 2 B, the bound's count), beside the
+                non-attention matmul FLOPs, on the roofline (decode at batch 1 is HBM-bound)
     attention   n_layers x the simulator's decode kernel (64 query heads, 8 K/V heads, d = 128,
                 one new query against the cache), either one block per head (splits = 1)
                 or split-KV (Flash-Decoding: the simulator's default split count, then a
                 combine kernel)
-    bound       (matmul weights + KV cache) / HBM bandwidth
+    bound       costmodel.inference.decode_step_bound: every stored weight and the KV cache read
+                once (the blog's "read the whole model and the KV cache"), on the roofline
 
 The simulator's decode kernel gives each query head its own block, so the 8 heads of a GQA
 group each request their K/V; whether DRAM sees those bytes once or eight times is its L2
 model's call (simulators/l2.py), and the gap to the bound at long contexts is that.
 
 Held against a measurement: our Numba decode kernels timed on an H200 (GPU time,
-kernels/results/h200/bench_decode.json: batch 1, 16 query heads on 4 K/V heads, d = 128, fp32)
+costmodel/validation/results/h200/bench_decode.json: batch 1, 16 query heads on 4 K/V heads, d = 128, fp32)
 are printed beside the simulator's prediction of the same launches on the calibrated H200
 spec, one block per head and the default split. The measured split gains 2x to 7x; the
 prediction's gain is what the timing model's shared-bandwidth assumption leaves of it.
@@ -40,7 +41,9 @@ from pathlib import Path
 
 from plotly.subplots import make_subplots
 
-from costmodel.flops import decode_flops_per_token, matmul_params
+from costmodel.flops import decode_flops_per_token
+from costmodel.inference import decode_step_bound
+from costmodel.params import weights_bytes as stored_weights_bytes
 from costmodel.kvcache import kv_cache_bytes
 from costmodel.models import load_model
 from costmodel.plots import save_figure
@@ -52,12 +55,11 @@ MODEL = "codellama-34b"
 GPUS = ("a100-sxm4-80gb", "h100-sxm5-80gb")
 CONTEXTS = [2 ** k for k in range(9, 17)]  # 512 ... 65536, the benchmark's range
 DTYPE = "bf16"
-BYTES = 2  # bf16 weights and cache
 
 
 def sweep() -> dict:
     cfg = load_model(MODEL)
-    weights_bytes = matmul_params(cfg) * BYTES
+    weights_bytes = stored_weights_bytes(cfg, DTYPE)
     data: dict = {}
     for name in GPUS:
         spec = load_gpu(name)
@@ -68,9 +70,9 @@ def sweep() -> dict:
             weights = roofline_time(spec, Work(matmul_flops=f.total - attn_flops, matmul_unit=matmul_unit(DTYPE),
                                                hbm_bytes=weights_bytes))
             kv = kv_cache_bytes(cfg, 1, ctx, DTYPE).total_bytes
-            row = {"context": ctx, "weights_s": weights.time_s, "kv_cache_bytes": kv,
-                   "bound_s": (weights_bytes + kv) / spec.hbm_bandwidth_Bps,
-                   "fits": weights_bytes + kv <= spec.hbm_bytes}
+            bound = decode_step_bound(spec, cfg, seq_len=ctx, batch=1, weight_dtype=DTYPE)
+            row = {"context": ctx, "weights_s": weights.time_s, "kv_cache_bytes": kv, "bound_s": bound.time_s,
+                   "fits": bound.hbm_bytes <= spec.hbm_bytes}
             for key, splits in (("one_block", 1), ("split_kv", None)):
                 r = simulate_attention(spec, "flash-decoding", batch=1, heads=cfg.n_heads, kv_heads=cfg.n_kv_heads,
                                        seq_len=1, kv_len=ctx, head_dim=cfg.head_dim, dtype="bf16", splits=splits)
@@ -126,7 +128,7 @@ def figure(data: dict):
     return fig
 
 
-MEASURED = Path(__file__).resolve().parent.parent / "kernels" / "results" / "h200" / "bench_decode.json"
+MEASURED = Path(__file__).resolve().parent.parent / "costmodel" / "validation" / "results" / "h200" / "bench_decode.json"
 
 
 def measured_vs_predicted() -> list[dict]:

@@ -3,7 +3,8 @@
 Question: a design-space search (Llama-2-style decoder: layers x KV heads x head_dim x
 context x batch x KV precision) asks, for every point, the parameter count, the KV-cache
 bytes, the largest batch that fits on one H100 80 GB beside bf16 weights, and the
-decode step's lower bound (weights + KV cache read once at the HBM bandwidth). Every
+decode step's lower bound (``costmodel.inference``: weights and KV cache read once, its
+matmul FLOPs at the bf16 tensor-core peak, whichever takes longer). Every
 calculator broadcasts over numpy arrays, so the whole grid is one call each.
 
 The grid (1,008,000 points, an outer product):
@@ -14,7 +15,8 @@ The grid (1,008,000 points, an outer product):
     batch       84 values, 1 ... 84
     kv dtype    4 values: fp32, bf16, fp8, int4 bytes per element
 The llama2-7b preset's own point (32 layers, 32 KV heads, head_dim 128) is checked
-against the scalar calculators, an independent path through the same formulas.
+against the scalar calculators (the preset's config, not the grid's numbers), an
+independent path through the same formulas.
 
 Writes (into --out, default out/examples/million_config_sweep):
     timings.json          seconds per calculator over the grid, and the grid's shape
@@ -33,11 +35,11 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
+from costmodel.inference import decode_step_bound
 from costmodel.kvcache import batch_that_fits, kv_cache_bytes, kv_cache_bytes_per_token, max_batch_that_fits
 from costmodel.models import load_model
 from costmodel.params import count_params, count_params_arrays
 from costmodel.plots import save_figure
-from hardware_specs.roofline import Work, roofline_time
 from hardware_specs import load_gpu
 
 GPU = "h100-sxm5-80gb"
@@ -64,9 +66,10 @@ def sweep(spec) -> tuple[dict, dict]:
     times = {}
     t = time.perf_counter()
     d_model = QUERY_HEADS * g["head_dim"]
-    params = count_params_arrays(vocab_size=VOCAB, d_model=d_model, n_layers=g["n_layers"], n_heads=QUERY_HEADS,
-                                 n_kv_heads=g["n_kv_heads"], head_dim=g["head_dim"],
-                                 ffn_dim=(8 * d_model // 3 + 255) // 256 * 256).total  # SwiGLU width, as Llama's
+    shape = dict(vocab_size=VOCAB, d_model=d_model, n_layers=g["n_layers"], n_heads=QUERY_HEADS,
+                 n_kv_heads=g["n_kv_heads"], head_dim=g["head_dim"],
+                 ffn_dim=(8 * d_model // 3 + 255) // 256 * 256, ffn_type="swiglu")  # SwiGLU width, as Llama's
+    params = count_params_arrays(**shape).total
     times["count_params_arrays"] = time.perf_counter() - t
     t = time.perf_counter()
     kv_total = kv_cache_bytes(batch=g["batch"], seq_len=g["seq_len"], dtype=g["kv_bytes"], sliding_window=None,
@@ -76,8 +79,11 @@ def sweep(spec) -> tuple[dict, dict]:
     weights = params * 2.0  # bf16
     per_seq = kv_total / g["batch"]
     max_batch = batch_that_fits(spec.hbm_bytes - weights, per_seq)
-    decode_s = roofline_time(spec, Work(hbm_bytes=weights + kv_total)).time_s  # every byte read once per step
-    times["max_batch_and_decode_bound"] = time.perf_counter() - t
+    times["batch_that_fits"] = time.perf_counter() - t
+    t = time.perf_counter()
+    decode_s = decode_step_bound(spec, seq_len=g["seq_len"], batch=g["batch"], weight_dtype="bf16",
+                                 kv_dtype=g["kv_bytes"], sliding_window=None, **shape).time_s
+    times["decode_step_bound"] = time.perf_counter() - t
     out = dict(params=params, kv_total=kv_total, max_batch=max_batch, decode_s=decode_s)
     return {k: np.broadcast_to(v, np.broadcast_shapes(*(np.shape(x) for x in g.values()))) for k, v in out.items()}, times
 
@@ -91,12 +97,14 @@ def check_against_scalar_path(results: dict, spec) -> dict:
         ("seq_len", 4096), ("batch", 8), ("kv_bytes", 2.0)))
     want_kv = kv_cache_bytes(cfg, batch=8, seq_len=4096, dtype="bf16").total_bytes
     fit = max_batch_that_fits(cfg, spec.hbm_bytes, 4096)
+    step = decode_step_bound(spec, cfg, seq_len=4096, batch=8, weight_dtype="bf16")
     # The preset has Llama-2's vocabulary and FFN width (11008, the SwiGLU rule of grid()).
     return {
         "point": "llama2-7b, seq_len 4096, batch 8, bf16",
         "kv_bytes_grid": float(results["kv_total"][idx]), "kv_bytes_scalar": float(want_kv),
         "params_grid": float(results["params"][idx]), "params_preset": float(count_params(cfg).total),
         "max_batch_grid": float(results["max_batch"][idx]), "max_batch_scalar": float(fit.max_batch),
+        "decode_s_grid": float(results["decode_s"][idx]), "decode_s_scalar": float(step.time_s),
         "kv_bytes_per_token_scalar": float(kv_cache_bytes_per_token(cfg, "bf16")),
     }
 
@@ -110,7 +118,7 @@ def main() -> None:
     n = results["kv_total"].size
     check = check_against_scalar_path(results, spec)
     for grid_key, scalar_key in (("kv_bytes_grid", "kv_bytes_scalar"), ("params_grid", "params_preset"),
-                                 ("max_batch_grid", "max_batch_scalar")):
+                                 ("max_batch_grid", "max_batch_scalar"), ("decode_s_grid", "decode_s_scalar")):
         if check[grid_key] != check[scalar_key]:
             raise SystemExit(f"grid and scalar paths disagree at {check['point']}: {check}")
 

@@ -5,8 +5,10 @@ global + local, BigBird, blockwise permutations) keep a fraction of the N^2 pair
 papers count FLOPs in proportion. A tiled kernel (FlashAttention-2 forward, 64 x 64 tiles)
 skips only tiles with no kept pair. For N = 4096 (batch 1, 8 heads, d = 64, fp16, A100) this
 prints, per pattern, the FLOPs its papers would count, the FLOPs the kernel executes, the
-bytes it moves and the predicted time, and plots FLOPs against time: strided and dilated
-patterns keep a few percent of the pairs yet touch every tile, so they cost what dense costs.
+bytes it moves and the predicted time, and plots FLOPs against time. A strided pattern
+(stride 64) keeps 1.6% of the pairs yet touches every tile, so it costs what dense costs; a
+dilated one (128 x 8) keeps 5.5% of the pairs but 45% of the tiles, and costs 45% of dense
+(75 us against 163 us); random blocks aligned to the tiles cost what they keep.
 
 Writes (into --out, default out/examples/sparse_flops_vs_time):
     flops_vs_time.html / .png   nominal and executed FLOPs against predicted time

@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from hardware_specs.schema import GPUSpec
+from hardware_specs.yaml_files import DataFileError, load_mapping, read_text
 
 _PACKAGE = "hardware_specs"
 
@@ -57,14 +58,14 @@ def _read_raw(name_or_path: str | Path) -> dict[str, Any]:
                 f"gpu: unknown GPU {key!r} (not a bundled spec and not a file); "
                 f"bundled: {', '.join(list_gpus() + list_calibrated())}"
             )
-        text = path.read_text()
+        try:
+            text = read_text(path, "spec file")
+        except DataFileError as exc:
+            raise SpecError(str(exc)) from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{key}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SpecError(f"{key}: a spec file must hold a mapping, got {type(raw).__name__}")
-    return raw
+        return load_mapping(text, key, "spec file")
+    except DataFileError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -103,15 +104,32 @@ def load_gpu(name_or_path: str | Path) -> GPUSpec:
     A file with a ``base:`` key is an overlay on that base (bundled name or path); without a
     ``name`` of its own it is named ``<base name>-calibrated``, as ``calibrate`` names its result.
     """
+    if not isinstance(name_or_path, (str, Path)):
+        raise SpecError(f"gpu: {name_or_path!r} is not a GPU name or a spec file path")
     raw = _read_raw(name_or_path)
     base = raw.pop("base", None)
     if base is not None:
+        if not isinstance(base, str) or not base.strip():
+            raise SpecError(f"{name_or_path}: base: {base!r}; a bundled spec name or a path is accepted")
+        base = _resolve_base(base, name_or_path)
         base_raw = _read_raw(base)
+        if "base" in base_raw:
+            raise SpecError(f"{name_or_path}: base: {base} is itself an overlay; an overlay's base must be a "
+                            "datasheet spec (a bundled name, or a file without base:)")
         merged = _merge(base_raw, raw)
         if "name" not in raw:  # the merge has already copied the base's name: decide on the overlay
             merged["name"] = f"{base_raw.get('name')}-calibrated"
         raw = merged
     return _validate(raw, str(name_or_path))
+
+
+def _resolve_base(base: str, overlay: str | Path) -> str:
+    """A bundled name stays a name; a relative path is taken from the overlay file's folder."""
+    if base in list_gpus() or base in list_calibrated() or Path(base).is_absolute():
+        return base
+    here = Path(str(overlay))
+    beside = here.parent / base if here.is_file() else Path(base)
+    return str(beside) if beside.is_file() else base
 
 
 def calibrate(base: GPUSpec | str, measurements: dict[str, float], methods: dict[str, str],

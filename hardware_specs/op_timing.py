@@ -12,7 +12,7 @@ stream from DRAM at ``bandwidth_fraction`` of the memory-op bandwidth; each kern
 ``overhead_s`` of GPU time besides (prologue, epilogue, pipeline fill).
 
 Memory-bound ops (``simulators/memory_ops.py``): a kernel moving n bytes takes
-``latency_s + n / bandwidth_Bps`` on the GPU. Launch: eager PyTorch spends
+``latency_s + n / bandwidth_Bps`` on the GPU (``l2_bandwidth_Bps`` when n <= ``l2_resident_bytes``). Launch: eager PyTorch spends
 ``host_per_kernel_s`` of CPU time per launched kernel (dispatch + launch); a CUDA graph
 replays its kernels ``graph_per_kernel_s`` apart and costs ``graph_launch_s`` per replay.
 """
@@ -23,10 +23,12 @@ import datetime as _dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Output tiles cuBLAS/CUTLASS Hopper GEMM kernels use (CUTLASS 3 sm90 collective builder
-# examples: 64x128, 128x128, 128x256, 256x128 CTA tiles for 16-bit inputs); an assumption of
-# the model, not a fitted number.
-DEFAULT_TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
+# Output tiles (token rows x output features) that cuBLAS Hopper GEMM kernels use: CUTLASS 3
+# sm90 CTA tiles 64x128, 128x128, 128x256, 256x128 for 16-bit inputs, and the skinny tiles of
+# cuBLAS's nvjet kernels seen in the H200 profiles (nvjet_sm90_tst_128x8 / 64x8 / 256x8 for a
+# decode step: 8 token rows). An assumption of the model, not a fitted number.
+DEFAULT_TILES = ((8, 64), (8, 128), (8, 256), (16, 128), (32, 128), (64, 128), (64, 256), (128, 128),
+                 (128, 256), (256, 128))
 DEFAULT_SPLIT_K = (1, 2, 4, 8, 16)
 
 
@@ -51,6 +53,10 @@ class GemmModel(BaseModel):
 
     efficiency: dict[str, float]  # per tensor dtype: fraction of the tensor peak a full tile sustains
     bandwidth_fraction: float = Field(gt=0, le=1.5)  # operand streaming / memory-op bandwidth
+    # N or K not a multiple of 8 elements (16 B): no TMA / wgmma kernel; cuBLAS falls back to
+    # align-1 kernels (cutlass_75 ... align1 in the H200 profiles) at these fractions
+    unaligned_efficiency: float | None = Field(default=None, gt=0, le=1)
+    unaligned_bandwidth_fraction: float | None = Field(default=None, gt=0, le=1.5)
     overhead_s: float = Field(ge=0)  # GPU time per kernel besides compute/memory (s)
     tiles: tuple[tuple[int, int], ...] = DEFAULT_TILES
     split_k: tuple[int, ...] = DEFAULT_SPLIT_K
@@ -68,8 +74,31 @@ class LaunchModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     host_per_kernel_s: float = Field(ge=0)  # eager: CPU time per launched kernel (dispatch + cudaLaunchKernel)
+    host_per_library_call_s: float | None = Field(default=None, ge=0)  # eager: a cuBLAS call (GEMM)
+    host_attention_s: float | None = Field(default=None, ge=0)  # eager: one SDPA call
+    host_by_family: dict[str, float] = Field(default_factory=dict)  # eager: one kernel of a family
+    # eager training (autograd + fused AdamW): CPU time per kernel of a whole step
+    host_per_kernel_autograd_s: float | None = Field(default=None, ge=0)
     graph_per_kernel_s: float = Field(ge=0)  # CUDA graph: GPU time between consecutive kernels
     graph_launch_s: float = Field(ge=0)  # CUDA graph: one replay's fixed cost
+
+
+class KernelFamily(BaseModel):
+    """One family of memory-bound kernels: time = latency_s + bytes / bandwidth (L2 bandwidth up to
+    l2_resident_bytes per kernel)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_s: float = Field(ge=0)
+    bandwidth_Bps: float = Field(gt=0)
+    l2_bandwidth_Bps: float | None = Field(default=None, gt=0)
+    # measured points (bytes per kernel -> seconds): inside their range time is interpolated
+    # log-log between them (a reduction's fixed cost is not one number: 2 us for one row, 7.6 us
+    # from 32 rows up on the H200); outside it, latency_s + bytes / bandwidth
+    table_bytes: tuple[float, ...] = ()
+    table_s: tuple[float, ...] = ()
+    heldout_median_abs_err: float | None = None
+    heldout_max_abs_err: float | None = None
 
 
 class MemoryOpsModel(BaseModel):
@@ -79,6 +108,14 @@ class MemoryOpsModel(BaseModel):
 
     latency_s: float = Field(ge=0)  # a kernel's fixed GPU time (ramp up, tail, drain)
     bandwidth_Bps: float = Field(gt=0)  # sustained DRAM bandwidth of a large elementwise kernel
+    # A kernel moving at most l2_resident_bytes finds its operands in L2 (written by the kernel
+    # before it) and runs at l2_bandwidth_Bps; None: always DRAM.
+    l2_resident_bytes: float | None = Field(default=None, gt=0)
+    l2_bandwidth_Bps: float | None = Field(default=None, gt=0)
+    # Per kernel family (costmodel/reference/families.py: vectorized, broadcast, strided, cast_up,
+    # cast_down, cat, index_copy, reduce, layernorm): its own fitted curve; a family not listed
+    # uses the fields above.
+    families: dict[str, "KernelFamily"] = Field(default_factory=dict)
     launch: LaunchModel
     measured: Fit | None = None
     assumed: str | None = None
@@ -119,6 +156,6 @@ def memory_ops_model(spec) -> MemoryOpsModel:
 
 
 __all__ = [
-    "DEFAULT_SPLIT_K", "DEFAULT_TILES", "Fit", "GemmModel", "LaunchModel", "MemoryOpsModel", "default_gemm",
+    "DEFAULT_SPLIT_K", "DEFAULT_TILES", "Fit", "GemmModel", "KernelFamily", "LaunchModel", "MemoryOpsModel", "default_gemm",
     "default_memory_ops", "gemm_model", "memory_ops_model",
 ]

@@ -42,6 +42,9 @@ def matmul_unit(dtype: str, tensor_cores: bool = True) -> str:
     return table[dtype]
 
 
+_AMOUNTS = ("matmul_flops", "other_flops", "exp_ops", "hbm_bytes", "l2_bytes", "smem_bytes")
+
+
 @dataclass(frozen=True)
 class Work:
     """What a kernel (or a sequence of kernels) does: operations per unit and bytes per level.
@@ -60,6 +63,16 @@ class Work:
     hbm_bytes: ArrayLike = 0.0
     l2_bytes: ArrayLike = 0.0
     smem_bytes: ArrayLike = 0.0
+
+    def __post_init__(self):
+        for name in _AMOUNTS:
+            value = np.asarray(getattr(self, name))
+            if value.dtype.kind not in "iuf" or value.dtype == bool:
+                raise ValueError(f"Work: {name}: {getattr(self, name)!r} is not a number; a count >= 0 is accepted")
+            bad = ~np.isfinite(value) | (value < 0)
+            if bad.any():
+                first = value[bad].flat[0] if value.ndim else value
+                raise ValueError(f"Work: {name}: {first.item()!r} is out of range; a finite count >= 0 is accepted")
 
     @property
     def flops(self):

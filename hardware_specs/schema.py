@@ -62,6 +62,17 @@ _SOURCED_FIELDS = (
 )
 
 
+# Integer fields (SMs, bytes) stay below 2**53: exact in float64 and far inside int64.
+_COUNT_LIMIT = 2**53
+
+
+def _no_bool(key: str, value: Any) -> Any:
+    """YAML's ``true`` is not a count of SMs: refuse booleans where a number belongs."""
+    if isinstance(value, bool):
+        raise ValueError(f"{key}: {value!r} is not a number; a number is accepted")
+    return value
+
+
 class Measurement(BaseModel):
     """How a calibrated value was obtained."""
 
@@ -79,22 +90,23 @@ class GPUSpec(BaseModel):
     compute units; ``fp32_lanes_per_sm`` the FP32 lanes of one of them.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: a bandwidth or a peak of .inf / .nan is a typo, never a spec.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     display_name: str
     vendor: Literal["nvidia", "amd"]
     architecture: str
-    sm_count: int = Field(gt=0)
+    sm_count: int = Field(gt=0, lt=_COUNT_LIMIT)
     boost_clock_Hz: float = Field(gt=0)
-    fp32_lanes_per_sm: int = Field(gt=0)
-    smem_per_sm_bytes: int = Field(gt=0)
-    smem_per_block_max_bytes: int = Field(gt=0)
+    fp32_lanes_per_sm: int = Field(gt=0, lt=_COUNT_LIMIT)
+    smem_per_sm_bytes: int = Field(gt=0, lt=_COUNT_LIMIT)
+    smem_per_block_max_bytes: int = Field(gt=0, lt=_COUNT_LIMIT)
     smem_bytes_per_clk_per_sm: float = Field(gt=0)
-    register_file_per_sm_bytes: int = Field(gt=0)
-    l2_bytes: int = Field(gt=0)
+    register_file_per_sm_bytes: int = Field(gt=0, lt=_COUNT_LIMIT)
+    l2_bytes: int = Field(gt=0, lt=_COUNT_LIMIT)
     l2_bandwidth_Bps: float | None = Field(default=None, gt=0)
-    hbm_bytes: int = Field(gt=0)
+    hbm_bytes: int = Field(gt=0, lt=_COUNT_LIMIT)
     hbm_bandwidth_Bps: float = Field(gt=0)
     peak_flops_per_s: dict[str, float]
     sfu_exp_per_clk_per_sm: float | None = Field(default=None, gt=0)
@@ -140,11 +152,12 @@ class GPUSpec(BaseModel):
 
         for key in _SOURCED_FIELDS:
             if key in data:
-                data[key] = split(key, data[key])
+                data[key] = _no_bool(key, split(key, data[key]))
         peaks = data.get("peak_flops_per_s")
         if isinstance(peaks, dict):
             data["peak_flops_per_s"] = {
-                unit: split(f"peak_flops_per_s.{unit}", raw) for unit, raw in peaks.items()
+                unit: _no_bool(f"peak_flops_per_s.{unit}", split(f"peak_flops_per_s.{unit}", raw))
+                for unit, raw in peaks.items()
             }
         data["sources"] = sources
         data["measured"] = measured

@@ -119,21 +119,3 @@ def scale(head_dim: int, value) -> float:
     if value is not None and not np.isfinite(float(value)):
         raise ValueError(f"scale must be a finite number, got {value!r}")
     return default_scale(head_dim, value)
-
-
-def matmul_config(cfg, name: str):
-    """Check a ``standard.MatmulConfig`` passed as ``name``."""
-    from .standard import MatmulConfig
-
-    if not isinstance(cfg, MatmulConfig):
-        raise TypeError(f"{name} must be a standard.MatmulConfig, got {type(cfg).__name__}")
-    for field in ("bm", "bn", "bk", "num_threads"):
-        positive_int(f"{name}.{field}", getattr(cfg, field))
-    try:
-        cfg.check()
-    except ValueError as err:
-        raise ValueError(f"{name}={cfg}: {err}") from None
-    if cfg.smem_bytes() > smem_limit_bytes():
-        raise ValueError(f"{name}={cfg} needs {cfg.smem_bytes()} bytes of shared memory; "
-                         f"the device allows {smem_limit_bytes()}")
-    return cfg

@@ -1,7 +1,7 @@
 """What every kernel module shares: compile options, launching with dynamic shared
 memory, moving arrays between host and device, and poisoning outputs in checks.
 
-Conventions the kernels rely on (see NOTES.md for how they were checked in PTX):
+Conventions the kernels rely on (see costmodel/validation/NOTES.md for how they were checked in PTX):
 
 - Index arithmetic is unsigned (``U = np.uint32`` casts). numba wraps negative
   indices for signed integer types, and that select per access stops NVVM from

@@ -2,7 +2,7 @@
 
 C (M x N) = A (M x K) B (K x N), float32, row-major, M, N, K multiples of the tiles.
 
-Why it exists: the roofline's FP32 ceiling (peak FMA rate, ``kernels.calibrate``'s
+Why it exists: the roofline's FP32 ceiling (peak FMA rate, ``costmodel.validation.ceilings``'
 FMA-chain microkernel) is what no real kernel reaches. The attention kernels stage
 tiles from HBM through shared memory and multiply them with ``_tiling.outer_product_mac``;
 how close *that* code gets to the FMA peak is a property of the code generator and the

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import cuda, float32
 
-from . import _checks
+from . import _checks, _cuda
 from ._cuda import NEG_INF, SMEM_ALIGN, U, as_device, empty, kernel_jit, launch, to_caller
 from ._tiling import Split, outer_product_mac, pick_tx, segment_max, segment_sum, split
 
@@ -223,6 +223,22 @@ def build_softmax(cfg: SoftmaxConfig, per_thread: int):
     return row_softmax
 
 
+def _checked_matmul_config(cfg, name: str) -> MatmulConfig:
+    """Check a ``MatmulConfig`` passed as ``name``."""
+    if not isinstance(cfg, MatmulConfig):
+        raise TypeError(f"{name} must be a standard.MatmulConfig, got {type(cfg).__name__}")
+    for field in ("bm", "bn", "bk", "num_threads"):
+        _checks.positive_int(f"{name}.{field}", getattr(cfg, field))
+    try:
+        cfg.check()
+    except ValueError as err:
+        raise ValueError(f"{name}={cfg}: {err}") from None
+    if cfg.smem_bytes() > _cuda.smem_limit_bytes():
+        raise ValueError(f"{name}={cfg} needs {cfg.smem_bytes()} bytes of shared memory; "
+                         f"the device allows {_cuda.smem_limit_bytes()}")
+    return cfg
+
+
 def default_matmul_configs(head_dim: int) -> tuple[MatmulConfig, MatmulConfig]:
     """(S = Q K^T, O = P V) tilings: 128 x 128 tiles of S, 128 x d tiles of O."""
     return MatmulConfig(128, 128, 16, 256), MatmulConfig(128, head_dim, 16, 128 if head_dim <= 64 else 256)
@@ -240,8 +256,8 @@ def standard_attention(q, k, v, causal=False, scale=None, *, qk_config=None, pv_
     Hkv = k.shape[1]
     scale = _checks.scale(d, scale)
     qk_default, pv_default = default_matmul_configs(d)
-    qk = _checks.matmul_config(qk_config or qk_default, "qk_config")
-    pv = _checks.matmul_config(pv_config or pv_default, "pv_config")
+    qk = _checked_matmul_config(qk_config or qk_default, "qk_config")
+    pv = _checked_matmul_config(pv_config or pv_default, "pv_config")
 
     qd, kd, vd = (as_device(x) for x in (q, k, v))
     s = empty((B * H, N, N), np.float32, "s")

@@ -16,13 +16,30 @@ entry point; the modules hold one idea each (see their docstrings):
     results    the result values
 """
 
-from simulators.config import IMPLS, PASSES, AttentionConfig, ScheduleConfig, flash_block_sizes
-from simulators.patterns import PATTERNS, Pattern, layers_to_full_reach, mistral_reach, reach_after
-from simulators.results import AttentionResult, KernelResult
-from simulators.simulate import simulate_attention
+# The names below are loaded on first use (PEP 562), so that importing one light module
+# (``simulators.config`` for the command line's choices) does not pull in numba and networkx.
+_EXPORTS = {
+    "IMPLS": "simulators.config", "PASSES": "simulators.config", "AttentionConfig": "simulators.config",
+    "ScheduleConfig": "simulators.config", "flash_block_sizes": "simulators.config",
+    "PATTERNS": "simulators.patterns", "Pattern": "simulators.patterns",
+    "layers_to_full_reach": "simulators.patterns", "mistral_reach": "simulators.patterns",
+    "reach_after": "simulators.patterns",
+    "AttentionResult": "simulators.results", "KernelResult": "simulators.results",
+    "simulate_attention": "simulators.simulate",
+}
 
-__all__ = [
-    "IMPLS", "PASSES", "PATTERNS", "AttentionConfig", "AttentionResult", "KernelResult", "Pattern",
-    "ScheduleConfig", "flash_block_sizes", "layers_to_full_reach", "mistral_reach", "reach_after",
-    "simulate_attention",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'simulators' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -23,6 +23,9 @@ DTYPES = ("fp32", "fp16", "bf16", "fp8")
 IMPLS = ("standard", "standard-fused", "standard-3kernel", "flash1", "flash2", "flash-decoding")
 PASSES = ("fwd", "bwd", "fwd+bwd")
 
+# Counts (tokens, heads, tiles, bytes) stay below 2^53: exact in float64, inside int64 and numba.
+MAX_COUNT = 2**53
+
 
 class AttentionConfig(BaseModel):
     """One attention call: Q (B, H, N, d), K and V (B, H_kv, L, d).
@@ -58,11 +61,13 @@ class AttentionConfig(BaseModel):
                 data["kv_len"] = data.get("seq_len")
         return data
 
-    @field_validator("batch", "heads", "kv_heads", "seq_len", "kv_len", "head_dim")
+    @field_validator("batch", "heads", "kv_heads", "seq_len", "kv_len", "head_dim", mode="before")
     @classmethod
     def _positive(cls, v, info):
-        if not isinstance(v, int) or v < 1:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{info.field_name}: {v!r} is not allowed; a positive integer (>= 1) is")
+        if v >= MAX_COUNT:
+            raise ValueError(f"{info.field_name}: {v!r} is too large; a positive integer below 2^53 is")
         return v
 
     @field_validator("dtype")
@@ -72,11 +77,11 @@ class AttentionConfig(BaseModel):
             raise ValueError(f"dtype: {v!r} is not allowed; one of {', '.join(DTYPES)} is")
         return v
 
-    @field_validator("window")
+    @field_validator("window", mode="before")
     @classmethod
     def _window(cls, v):
-        if v is not None and v < 1:
-            raise ValueError(f"window: {v!r} is not allowed; a positive number of keys is")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < MAX_COUNT):
+            raise ValueError(f"window: {v!r} is not allowed; a positive whole number of keys below 2^53 is")
         return v
 
     @field_validator("dropout")
@@ -146,11 +151,13 @@ class ScheduleConfig(BaseModel):
     dropout_mask_bytes: int = 1  # bytes per element of the stored dropout mask (bool)
 
     @field_validator("block_r", "block_c", "sram_bytes", "splits", "page_size", "threads_per_block",
-                     "max_blocks_per_sm", "smem_per_block_bytes")
+                     "max_blocks_per_sm", "smem_per_block_bytes", "regs_per_thread", "elementwise_block",
+                     "dropout_mask_bytes", mode="before")
     @classmethod
     def _positive(cls, v, info):
-        if v is not None and (not isinstance(v, int) or v < 1):
-            raise ValueError(f"{info.field_name.replace('_', '-')}: {v!r} is not allowed; a positive integer is")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < MAX_COUNT):
+            raise ValueError(f"{info.field_name.replace('_', '-')}: {v!r} is not allowed; a positive integer "
+                             f"below 2^53 is")
         return v
 
     @field_validator("micro_tile", "gemm_tile")

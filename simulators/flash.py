@@ -47,14 +47,41 @@ def staged_bytes(cfg, sch) -> int:
     return int(dtype_bytes(sch.smem_dtype or (cfg.dtype if sch.tensor_cores else "fp32")))
 
 
-def resolve_blocks(spec, cfg, sch, s_bytes: int) -> tuple[int, int]:
+def tile_footprint_bytes(kernel: str, br: int, bc: int, d: int, s: int, fa1_io: str = "kernel") -> int:
+    """Shared memory one block of ``kernel`` holds: its staged tiles (s bytes an element) and row stats."""
+    if kernel == "flash2_fwd":
+        return (br * d + 2 * bc * d) * s
+    if kernel == "flash1_fwd":
+        return (2 * br * d + 2 * bc * d) * s + 2 * br * STAT_BYTES if fa1_io == "paper" else (br * d + 2 * bc * d) * s
+    if kernel == "flash2_bwd":
+        return (2 * bc * d + 2 * br * d) * s + 2 * br * STAT_BYTES
+    if kernel == "flash1_bwd":
+        return (2 * bc * d + 4 * br * d) * s + 2 * br * STAT_BYTES
+    raise ValueError(f"kernel: {kernel!r} has no tile footprint")
+
+
+def resolve_blocks(spec, cfg, sch, s_bytes: int, kernels: tuple[str, ...] = ()) -> tuple[int, int]:
     """(B_r, B_c): as given, else the FlashAttention rule with M = sram_bytes (default: the
-    spec's shared memory per block) in staged elements."""
+    spec's shared memory per block) in staged elements.
+
+    The rule sizes four tiles (Dao et al. 2022, Alg. 1 line 1); a backward kernel stages more
+    (Alg. 4: K, V, Q, O, dO, dQ tiles), so defaults are halved until every one of ``kernels``
+    fits one block's shared memory, as a real launch must. Tiles the caller gives are kept as given.
+    """
     if sch.block_r is not None and sch.block_c is not None:
         return sch.block_r, sch.block_c
     m_bytes = sch.sram_bytes or spec.smem_per_block_max_bytes
     br, bc = flash_block_sizes(cfg.head_dim, m_bytes // s_bytes)
-    return sch.block_r or br, sch.block_c or bc
+    br, bc = sch.block_r or br, sch.block_c or bc
+    limit = min(m_bytes, spec.smem_per_block_max_bytes)
+    while any(tile_footprint_bytes(k, br, bc, cfg.head_dim, s_bytes, sch.fa1_io) > limit for k in kernels):
+        if sch.block_r is None and br > 1 and (br >= bc or sch.block_c is not None):
+            br = max(1, br // 2)
+        elif sch.block_c is None and bc > 1:
+            bc = max(1, bc // 2)
+        else:
+            break
+    return br, bc
 
 
 # kernels/decode.py's schedule: 256 threads in key groups of 8 lanes, each lane holding 32
@@ -105,6 +132,25 @@ def _occupancy(spec, sch, footprint, threads, what):
     return footprint, blocks_per_sm(spec, footprint, threads, sch.regs_per_thread, sch.max_blocks_per_sm, what)
 
 
+# What one simulation may cost before it is refused up front (measured on 2 cores: the closed form
+# holds ~3 KB per row or column tile, 2^18 of them ~0.8 GB and ~7 s; the walk visits ~8 M tiles/s).
+MAX_CLOSED_TILES = 2**18  # row tiles T_r and column tiles T_c, each
+MAX_WALKED_TILES = 2**27  # T_r x T_c x mask classes walked by path="enumerate"
+
+
+def _within_budget(p: FlashProblem, path: str, classes) -> None:
+    """Refuse, before any allocation, a tiling too fine for the stated budget, naming the knobs."""
+    if max(p.t_r, p.t_c) > MAX_CLOSED_TILES:
+        raise ValueError(f"block-r/block-c: B_r={p.br}, B_c={p.bc} cut N={p.n_q}, L={p.n_k} into {p.t_r} x {p.t_c} "
+                         f"tiles; at most {MAX_CLOSED_TILES} row or column tiles are simulated: larger tiles or a "
+                         "shorter sequence are accepted")
+    walked = p.t_r * p.t_c * (1 if classes is None else int(np.shape(classes)[0]))
+    if path == "enumerate" and walked > MAX_WALKED_TILES:
+        raise ValueError(f"path: enumerate would walk {walked:,} tiles (B_r={p.br}, B_c={p.bc}); at most "
+                         f"{MAX_WALKED_TILES:,} are walked: path='closed', larger tiles or a shorter sequence are "
+                         "accepted")
+
+
 def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.ndarray | None = None
                   ) -> tuple[list[KernelCount], dict]:
     """Kernels of impl "flash1", "flash2" or "flash-decoding" for ``pass_``; ``classes`` (H_m, T_r, T_c)
@@ -117,10 +163,13 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
     if impl == "flash-decoding":
         br, bc = cfg.seq_len, sch.block_c or decode_keys_per_tile(d, e, sch.threads_per_block or DECODE_THREADS)
     else:
-        br, bc = resolve_blocks(spec, cfg, sch, s)
+        kernels = ([f"{impl}_fwd"] if pass_ in ("fwd", "fwd+bwd") else []) + (
+            [f"{impl}_bwd"] if pass_ in ("bwd", "fwd+bwd") else [])
+        br, bc = resolve_blocks(spec, cfg, sch, s, tuple(kernels))
     p = FlashProblem(cfg.seq_len, cfg.kv_len, d, br, bc, cfg.batch, cfg.heads, g, e, s, a, band, cfg.dropout > 0,
                      sch.skip_masked_tiles)
     tiles = f"B_r={br}, B_c={bc}"
+    _within_budget(p, path if classes is None else "enumerate", classes)
     if path == "enumerate" and classes is None:
         classes = band_tile_classes(p.n_q, p.n_k, band.left, band.right, br, bc)[None]
         if not p.skip:
@@ -180,8 +229,8 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
     if pass_ in ("fwd", "fwd+bwd"):
         if impl == "flash2":
             threads = sch.threads_per_block or max(32, 2 * br)
-            fp, bpsm = _occupancy(spec, sch, (br * d + 2 * bc * d) * s, threads,
-                                  f"head_dim: {d} with {tiles} (flash2_fwd)")
+            fp, bpsm = _occupancy(spec, sch, tile_footprint_bytes("flash2_fwd", br, bc, d, s), threads,
+                                  f"block-r/block-c: {tiles} at head_dim: {d} (flash2_fwd)")
             if path == "enumerate":
                 m = enum.fa2_fwd(classes, p.n_q, p.n_k, br, bc, d, e, s, cfg.batch, cfg.heads, g, slots_of(bpsm),
                                  capacity, fast)
@@ -191,8 +240,8 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
         else:
             threads = sch.threads_per_block or 128
             paper = sch.fa1_io == "paper"
-            tiles_fp = (2 * br * d + 2 * bc * d) * s + 2 * br * STAT_BYTES if paper else (br * d + 2 * bc * d) * s
-            fp, bpsm = _occupancy(spec, sch, tiles_fp, threads, f"head_dim: {d} with {tiles} (flash1_fwd)")
+            fp, bpsm = _occupancy(spec, sch, tile_footprint_bytes("flash1_fwd", br, bc, d, s, sch.fa1_io), threads,
+                                  f"block-r/block-c: {tiles} at head_dim: {d} (flash1_fwd)")
             if path == "enumerate":
                 m = enum.fa1_fwd(classes, p.n_q, p.n_k, br, bc, d, e, s, cfg.batch, cfg.heads, g, slots_of(bpsm),
                                  capacity, paper)
@@ -211,8 +260,8 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
                                    "grid (ceil(N / 128), B*H): one row a thread, D = rowsum(dO o O)",
                                    read=2 * n_elems * e, write=bh * cfg.seq_len * STAT_BYTES,
                                    other=2 * n_elems, threads=128))
-            fp, bpsm = _occupancy(spec, sch, (2 * bc * d + 2 * br * d) * s + 2 * br * STAT_BYTES, threads,
-                                  f"head_dim: {d} with {tiles} (flash2_bwd)")
+            fp, bpsm = _occupancy(spec, sch, tile_footprint_bytes("flash2_bwd", br, bc, d, s), threads,
+                                  f"block-r/block-c: {tiles} at head_dim: {d} (flash2_bwd)")
             if path == "enumerate":
                 m = enum.fa2_bwd(classes, p.n_q, p.n_k, br, bc, d, e, s, a, cfg.batch, cfg.heads, g,
                                  slots_of(bpsm), capacity, fast)
@@ -220,8 +269,8 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
                 m = closed.fa2_bwd(p, slots_of(bpsm), capacity, fast)
             out.append(_count("flash2_bwd", grid(p.t_c), "fa2_bwd", m, p, sch, fp, threads, bpsm))
         else:
-            fp, bpsm = _occupancy(spec, sch, (2 * bc * d + 4 * br * d) * s + 2 * br * STAT_BYTES, threads,
-                                  f"head_dim: {d} with {tiles} (flash1_bwd)")
+            fp, bpsm = _occupancy(spec, sch, tile_footprint_bytes("flash1_bwd", br, bc, d, s), threads,
+                                  f"block-r/block-c: {tiles} at head_dim: {d} (flash1_bwd)")
             if path == "enumerate":
                 m = enum.fa1_bwd(classes, p.n_q, p.n_k, br, bc, d, e, s, a, cfg.batch, cfg.heads, g,
                                  slots_of(bpsm), capacity)

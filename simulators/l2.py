@@ -64,8 +64,8 @@ def blocks_per_sm(spec, smem_per_block: int, threads: int, regs_per_thread: int,
     if smem_per_block > spec.smem_per_block_max_bytes:
         raise ValueError(
             f"{what} needs {smem_per_block} bytes of shared memory per block; {spec.name} allows "
-            f"{spec.smem_per_block_max_bytes}; allowed: tiles whose footprint fits (smaller --block-r/--block-c "
-            f"or head_dim)"
+            f"{spec.smem_per_block_max_bytes}; allowed: tiles whose footprint fits (smaller --block-r/--block-c, "
+            f"--sram-bytes or --head-dim)"
         )
     by_smem = spec.smem_per_sm_bytes // smem_per_block if smem_per_block else 1 << 30
     by_regs = spec.register_file_per_sm_bytes // (threads * regs_per_thread * 4)

@@ -14,7 +14,7 @@ candidate (tm, tn, s):
                  (operands once, from DRAM; re-reads across tiles hit L2. Split-K writes
                  s fp32-sized partials and reduces them: counted as e_out · (2s + 1) · M·N)
     memory_s   = bytes / (bandwidth_fraction · memory-op bandwidth)
-    time       = max(compute_s, memory_s) + overhead_s
+    time       = max(compute_s, memory_s) + overhead_s  (+ overhead_s for split-K's reduce kernel)
 
 and cuBLAS's heuristic is modelled as choosing the fastest candidate (min over tiles and
 splits). ``eff`` (per dtype), ``bandwidth_fraction`` and ``overhead_s`` are fitted per GPU
@@ -51,7 +51,9 @@ def gemm_time(spec, m, n, k, dtype: str = "bf16", *, batch=1, in_bytes=None, wei
 
     ``in_bytes`` / ``out_bytes``: bytes per element of A and C (default: the dtype's);
     ``weight_bytes``: of B (weight-only quantization: 1 for int8, 0.5 for int4). With
-    ``detail=True`` returns (time_s, compute_s, memory_s, hbm_bytes) of the chosen candidate.
+    ``detail=True`` returns (time_s, compute_s, memory_s, hbm_bytes, split) of the chosen candidate;
+    a split-K kernel (split > 1) is followed by cuBLAS's splitKreduce kernel, timed as one more
+    ``overhead_s`` (its bytes are in the ``2·s + 1`` term).
     """
     from hardware_specs.dtypes import dtype_bytes
 
@@ -66,9 +68,14 @@ def gemm_time(spec, m, n, k, dtype: str = "bf16", *, batch=1, in_bytes=None, wei
     e_w = e_in if weight_bytes is None else weight_bytes
     e_out = e if out_bytes is None else out_bytes
     peak, eff = _peak_and_eff(spec, model, dtype)
+    bwf = model.bandwidth_fraction
+    if model.unaligned_efficiency is not None:  # N or K not a multiple of 8: align-1 kernels
+        unaligned = (np.mod(n, 8) != 0) | (np.mod(k, 8) != 0)
+        eff = np.where(unaligned, model.unaligned_efficiency, eff)
+        bwf = np.where(unaligned, model.unaligned_bandwidth_fraction or bwf, bwf)
     sm_rate = eff * peak / spec.sm_count
-    bw = model.bandwidth_fraction * mem.bandwidth_Bps
-    best = best_c = best_m = best_b = None
+    bw = bwf * mem.bandwidth_Bps
+    best = best_c = best_m = best_b = best_s = None
     for s in model.split_k:
         ks = np.ceil(k / s)
         out_factor = 1.0 if s == 1 else 2.0 * s + 1.0
@@ -78,18 +85,19 @@ def gemm_time(spec, m, n, k, dtype: str = "bf16", *, batch=1, in_bytes=None, wei
             tiles = np.ceil(m / tm) * np.ceil(n / tn) * s * batch
             waves = np.ceil(tiles / spec.sm_count)
             compute_s = waves * 2.0 * tm * tn * ks / sm_rate
-            t = np.maximum(compute_s, memory_s)
+            t = np.maximum(compute_s, memory_s) + (model.overhead_s if s > 1 else 0.0)
             if best is None:
-                best, best_c, best_m, best_b = t, compute_s, memory_s, hbm
+                best, best_c, best_m, best_b, best_s = t, compute_s, memory_s, hbm, np.full(np.shape(t), s)
             else:
                 better = t < best
                 best = np.where(better, t, best)
                 best_c = np.where(better, compute_s, best_c)
                 best_m = np.where(better, memory_s, best_m)
                 best_b = np.where(better, hbm, best_b)
+                best_s = np.where(better, s, best_s)
     time_s = best + model.overhead_s
     if detail:
-        return time_s, best_c, best_m, best_b
+        return time_s, best_c, best_m, best_b, best_s
     return time_s
 
 

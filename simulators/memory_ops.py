@@ -23,13 +23,31 @@ import numpy as np
 from hardware_specs.op_timing import memory_ops_model
 
 
-def memory_op_time(spec, n_bytes, kernels=1):
-    """GPU seconds of ``kernels`` memory-bound kernels moving ``n_bytes`` in total (arrays broadcast)."""
+def memory_op_time(spec, n_bytes, kernels=1, family: str = "vectorized"):
+    """GPU seconds of ``kernels`` memory-bound kernels of ``family`` moving ``n_bytes`` in total.
+
+    Each kernel moves n_bytes / kernels; one that moves no more than ``l2_resident_bytes`` runs at
+    the L2 bandwidth (its operands were just written by the kernel before it and are still in
+    L2). A family with its own fit (``MemoryOpsModel.families``) uses its curve; any other, the
+    generic one. Arrays broadcast.
+    """
     mem = memory_ops_model(spec)
     n_bytes = np.asarray(n_bytes, dtype=np.float64)
     if np.any(n_bytes < 0):
         raise ValueError(f"memory_op_time: n_bytes must be >= 0, got {n_bytes.min()}")
-    return kernels * mem.latency_s + n_bytes / mem.bandwidth_Bps
+    fam = mem.families.get(family)
+    lat, bw = (fam.latency_s, fam.bandwidth_Bps) if fam else (mem.latency_s, mem.bandwidth_Bps)
+    l2 = (fam.l2_bandwidth_Bps if fam else None) or mem.l2_bandwidth_Bps
+    per = n_bytes / max(kernels, 1)
+    if mem.l2_resident_bytes is not None and l2 is not None:
+        bw = np.where(per <= mem.l2_resident_bytes, l2, bw)
+    t = kernels * lat + n_bytes / bw
+    if fam is not None and len(fam.table_bytes) >= 2:
+        xb, ys = np.log(fam.table_bytes), np.log(fam.table_s)
+        lp = np.log(np.maximum(per, 1.0))
+        inside = (lp >= xb[0]) & (lp <= xb[-1])
+        t = np.where(inside, kernels * np.exp(np.interp(lp, xb, ys)), t)
+    return t
 
 
 def half_bandwidth_bytes(spec) -> float:

@@ -54,9 +54,12 @@ class Pattern:
         for name in self.names:
             if name not in PATTERNS:
                 raise ValueError(f"pattern: {name!r} is not allowed; one or more of {', '.join(PATTERNS)} are")
-        for key in ("window", "stride", "dilation", "block", "n_blocks"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key}: {getattr(self, key)!r} is not allowed; a positive integer is")
+        for key in ("window", "stride", "dilation", "block", "n_blocks", "global_tokens", "random_blocks"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{key}: {value!r} is not allowed; a positive integer is")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed: {self.seed!r} is not allowed; an integer >= 0 is")
 
     @property
     def per_head(self) -> bool:

@@ -11,17 +11,6 @@ from simulators.patterns import Pattern, tile_classes
 from simulators.results import AttentionResult, KernelCount, totals
 from simulators.timing import time_kernel
 
-# kernels/validate.py's family names -> (impl, pass, schedule defaults)
-FAMILIES = {
-    "standard_fwd": ("standard-3kernel", "fwd", {}),
-    "flash2_fwd": ("flash2", "fwd", {}),
-    "window_fwd": ("flash2", "fwd", {}),
-    "flash1_fwd": ("flash1", "fwd", {}),
-    "flash_bwd": ("flash2", "bwd", {}),
-    "decode": ("flash-decoding", "fwd", {"splits": 1}),
-    "flash_decoding": ("flash-decoding", "fwd", {}),
-}
-
 ASSUMPTIONS = {
     "flops": "2 per multiply-accumulate; exp/log counted apart (exp_ops); other ops 1 per element each "
              "(softmax 4 + 1 exp, dropout 2, mask 1 on partial tiles only); a computed tile costs its full r x c",
@@ -63,6 +52,9 @@ def _standard_kernels(spec, cfg, sch, impl, pass_) -> tuple[list[KernelCount], d
                                                         for n in standard.kernels_in_pass(g, pass_)}}
 
 
+MAX_FLOPS = 2**60  # dense attention FLOPs of the largest problem simulated (int64 counts stay exact below it)
+
+
 def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, seq_len: int, head_dim: int,
                        kv_heads: int | None = None, kv_len: int | None = None, dtype: str = "fp16",
                        pass_: str = "fwd", causal: bool = False, window: int | None = None, dropout: float = 0.0,
@@ -71,21 +63,18 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
                        **schedule) -> AttentionResult:
     """Simulate one attention call of ``impl`` on ``spec`` (a GPUSpec or a bundled GPU name).
 
-    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding (or a
-    kernels/validate.py family: flash2_fwd, flash_bwd, decode, ...). pass_: fwd | bwd | fwd+bwd.
+    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding.
+    pass_: fwd | bwd | fwd+bwd.
     path: "closed" (closed form; band masks) or "enumerate" (numba walk of the schedule); sparse
     ``pattern`` names (patterns.PATTERNS) always enumerate. ``schedule`` takes ScheduleConfig's
     fields (block_r, block_c, sram_bytes, splits, page_size, fa1_io, l2_fraction, ...).
     """
-    if isinstance(spec, str):
-        from hardware_specs import load_gpu
+    from hardware_specs import GPUSpec, load_gpu
 
+    if isinstance(spec, str):
         spec = load_gpu(spec)
-    if impl in FAMILIES:
-        impl, pass_, defaults = FAMILIES[impl]
-        for key, value in defaults.items():
-            if schedule.get(key) is None:
-                schedule[key] = value
+    if not isinstance(spec, GPUSpec):
+        raise ValueError(f"spec: {spec!r} is not allowed; a GPUSpec or a GPU name (hardware_specs.list_gpus()) is")
     if impl not in IMPLS:
         raise ValueError(f"impl: {impl!r} is not allowed; one of {', '.join(IMPLS)} is")
     if pass_ not in PASSES:
@@ -94,6 +83,13 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
         raise ValueError(f"path: {path!r} is not allowed; 'closed' or 'enumerate' is")
     cfg = make_config(AttentionConfig, batch=batch, heads=heads, kv_heads=kv_heads, seq_len=seq_len, kv_len=kv_len,
                       head_dim=head_dim, dtype=dtype, causal=causal, window=window, dropout=dropout)
+    # The counts are int64 sums; a problem whose dense FLOPs pass 2^60 would wrap them around.
+    dense_flops = 4 * cfg.batch * cfg.heads * cfg.seq_len * cfg.kv_len * cfg.head_dim
+    if dense_flops > MAX_FLOPS:
+        dims = {"batch": cfg.batch, "heads": cfg.heads, "seq_len": cfg.seq_len, "kv_len": cfg.kv_len}
+        largest = max(dims, key=dims.get)
+        raise ValueError(f"{largest}: B={cfg.batch}, H={cfg.heads}, N={cfg.seq_len}, L={cfg.kv_len}, d={cfg.head_dim} is "
+                         f"{dense_flops:.3g} FLOPs; problems up to {MAX_FLOPS:.3g} FLOPs (2^60) are simulated")
     sch = make_config(ScheduleConfig, tensor_cores=tensor_cores,
                       **{k: v for k, v in schedule.items() if v is not None})
     extra: dict = {}

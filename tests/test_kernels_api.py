@@ -6,7 +6,7 @@ import pytest
 from kernels import (decode_attention, flash_attention, flash_attention_backward, flash_attention_v1,
                      flash_decoding, poisoned_outputs, reference, standard_attention)
 from kernels._cuda import empty
-from kernels.bench import rotation_count, time_kernel
+from kernels.timing import rotation_count, time_kernel
 
 
 def _qkv(H=2, Hkv=2, N=8, d=32, dtype=np.float32):

@@ -1,4 +1,4 @@
-"""costmodel/report.py: the HTML report built from the synthetic results sample."""
+"""costmodel/validation/report.py: the HTML report built from the synthetic results sample."""
 import json
 import os
 import re
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from costmodel.cli import main
-from costmodel.report import build_report, report_spec, roofline_points, write_report
-from costmodel.validation import load_results, parse_results
+from costmodel.validation.report import build_report, report_spec, roofline_points, write_report
+from costmodel.validation.schema import load_results, parse_results
 
 SAMPLE = Path(__file__).parent / "data" / "validation_sample.json"
 

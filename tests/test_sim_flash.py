@@ -97,14 +97,14 @@ def test_flash_rejects_tiles_that_do_not_fit():
         simulate_attention(A100, "flash2", batch=1, heads=1, seq_len=128, head_dim=512, block_r=128, block_c=128)
 
 
-# Nsight Compute on the project's H200 (kernels/validate.py --ncu, 2026-12-01), fp32, our Numba kernels
+# Nsight Compute on the project's H200 (ioaware validate --ncu, 2026-12-01), fp32, our Numba kernels
 BWD = dict(batch=32, heads=32, seq_len=512, head_dim=64, block_r=64, block_c=64, dtype="fp32", tensor_cores=False)
 
 
 def test_h200_fa2_backward_main_kernel_dram_nsight_compute():
     """The main backward kernel (K_j, V_j once, Q_i, dO_i, lse_i, D_i per key tile, dQ atomics):
     measured 675,585,280 B read and 384,931,584 written."""
-    k = simulate_attention("h200-sxm-141gb", "flash_bwd", **BWD).kernel("flash2_bwd")
+    k = simulate_attention("h200-sxm-141gb", "flash2", pass_="bwd", **BWD).kernel("flash2_bwd")
     assert k.hbm_bytes == pytest.approx(675_585_280 + 384_931_584, rel=0.05)
 
 
@@ -114,5 +114,5 @@ def test_h200_fa2_backward_main_kernel_dram_nsight_compute():
 def test_h200_fa2_backward_dram_nsight_compute():
     """Fill dQ, preprocess D = rowsum(dO o O), main kernel: measured 2,452,451,072 B read and
     490,754,560 written in all."""
-    r = simulate_attention("h200-sxm-141gb", "flash_bwd", **BWD)
+    r = simulate_attention("h200-sxm-141gb", "flash2", pass_="bwd", **BWD)
     assert r.hbm_bytes == pytest.approx(2_452_451_072 + 490_754_560, rel=0.15)

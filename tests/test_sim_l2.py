@@ -105,13 +105,13 @@ def test_fa1_forward_two_by_two_tiles_live_footprint():
         assert (m[H_READ], m[H_WRITE]) == (reads, 2 * 4608 + 2 * 4352)
 
 
-# Nsight Compute on the project's H200 (kernels/validate.py --ncu, 2026-12-01): DRAM bytes read +
-# written of our Numba kernels, fp32, predicted on the datasheet spec as kernels/validate.py does.
+# Nsight Compute on the project's H200 (ioaware validate --ncu, 2026-12-01): DRAM bytes read +
+# written of our Numba kernels, fp32, predicted on the datasheet spec as costmodel/validation/predict.py does.
 H200 = "h200-sxm-141gb"
 
 
-def _h200(family, **kw):
-    return simulate_attention(H200, family, dtype="fp32", tensor_cores=False, **kw).hbm_bytes
+def _h200(impl, **kw):
+    return simulate_attention(H200, impl, dtype="fp32", tensor_cores=False, **kw).hbm_bytes
 
 
 def test_h200_gqa_decode_reads_the_cache_once_nsight_compute():
@@ -119,7 +119,7 @@ def test_h200_gqa_decode_reads_the_cache_once_nsight_compute():
     measured 1,073,969,664 B read and 132,608 written. The rule before (whole cache per wave
     against the L2) predicted 3.92e9."""
     kw = dict(batch=16, heads=32, kv_heads=8, seq_len=1, kv_len=16384, head_dim=64)
-    assert _h200("decode", **kw) == pytest.approx(1_073_969_664 + 132_608, rel=0.01)
+    assert _h200("flash-decoding", splits=1, **kw) == pytest.approx(1_073_969_664 + 132_608, rel=0.01)
 
 
 def test_h200_fa1_forward_reuse_lost_when_rows_do_not_fit_nsight_compute():
@@ -128,7 +128,7 @@ def test_h200_fa1_forward_reuse_lost_when_rows_do_not_fit_nsight_compute():
     read and 1,090,146,816 written, the global requests within 1%. The rule before (a C/F share of
     the re-use kept) predicted 2.93e9."""
     kw = dict(batch=32, heads=32, seq_len=512, head_dim=64, block_r=64, block_c=64)
-    assert _h200("flash1_fwd", **kw) == pytest.approx(2_307_450_624 + 1_090_146_816, rel=0.02)
+    assert _h200("flash1", **kw) == pytest.approx(2_307_450_624 + 1_090_146_816, rel=0.02)
 
 
 def test_no_l2_means_dram_equals_global_requests():

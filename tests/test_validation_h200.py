@@ -1,4 +1,4 @@
-"""The H200 results committed under kernels/results/ (measured 2026-12-01), checked without a GPU.
+"""The H200 results committed under costmodel/validation/results/ (measured 2026-12-01), checked without a GPU.
 
 The merged file's errors are recomputed from its raw numbers by hand, its predictions are made
 again from the three raw run files with the current model (so a model change that is not
@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from costmodel.validation import compare, load_results, merge_results, summarize
+from costmodel.validation.compare import compare, summarize
+from costmodel.validation.schema import load_results, merge_results
 
-RESULTS = Path(__file__).resolve().parent.parent / "kernels" / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "costmodel" / "validation" / "results"
 MERGED = RESULTS / "h200-validation.json"
 RAW = [RESULTS / "h200" / f"validation-{part}.json" for part in ("main", "long", "decode")]
 
@@ -41,7 +42,7 @@ def test_h200_errors_recomputed_from_the_raw_numbers(merged):
 
 
 def test_h200_merged_file_is_the_raw_runs_predicted_by_the_current_model(merged):
-    from kernels.validate import repredict
+    from costmodel.validation.predict import repredict
 
     again = repredict(merge_results([load_results(p) for p in RAW]), "h200-sxm-141gb-measured")
     assert len(again.records) == len(merged.records)
@@ -53,7 +54,7 @@ def test_h200_merged_file_is_the_raw_runs_predicted_by_the_current_model(merged)
 
 
 def test_h200_report_builds_and_writes_only_its_output(merged, tmp_path):
-    from costmodel.report import write_report
+    from costmodel.validation.report import write_report
 
     out = tmp_path / "report" / "h200.html"
     written = write_report(merged, out, png=False)

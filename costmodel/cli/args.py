@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from typing import Any
 
 DEFAULT_GPU = "a100-sxm4-80gb"
 KV_DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
+# Whole numbers from the command line stay below 2^53: exact in float64 and inside int64.
+MAX_COUNT = 2**53
 
 
 class CommandError(ValueError):
@@ -36,6 +39,17 @@ def error_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_ARGUMENT = re.compile(r"^(?:argument |invalid |the following arguments are required: )?(--?[a-z][a-z0-9-]*|[A-Z]+\b)")
+_FIELD = re.compile(r"^(?:invalid [A-Za-z_ ]+: )?([a-z_][a-z0-9_.]*)(?: \(--[a-z0-9-]+\))?:")
+
+
+def error_object(message: str) -> dict:
+    """The JSON form of a one-line error: ``{"error": message, "argument": name or None}``,
+    the argument being the option (``--batch``) or field (``seq_len``) the message names first."""
+    match = _ARGUMENT.match(message) or _FIELD.match(message)
+    return {"error": message, "argument": match.group(1) if match else None}
+
+
 def _short_repr(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -49,8 +63,18 @@ def positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; a positive integer is accepted") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; a positive integer (>= 1) is accepted")
+    if not 1 <= value < MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; a positive integer (>= 1, below 2^53) is accepted")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; an integer >= 0 is accepted") from None
+    if not 0 <= value < MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; an integer >= 0 (below 2^53) is accepted")
     return value
 
 
@@ -59,8 +83,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number; a positive number is accepted") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{value} is out of range; a positive finite number is accepted")
+    if not (0 < value < MAX_COUNT):
+        raise argparse.ArgumentTypeError(f"{value} is out of range; a positive finite number below 2^53 is accepted")
     return value
 
 
@@ -92,4 +116,5 @@ def model_name(text: str):
         return load_model(text)
     except (ValueError, FileNotFoundError) as exc:
         message = error_line(exc)
-        raise argparse.ArgumentTypeError(message if message.startswith("unknown model") else f"{text}: {message}") from None
+        named = message.startswith(("unknown model", f"{text}:"))
+        raise argparse.ArgumentTypeError(message if named else f"{text}: {message}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from costmodel.cli.args import DEFAULT_GPU
+from costmodel.cli.args import DEFAULT_GPU, CommandError, nonnegative_int, positive_int
 from costmodel.cli.text import si, table
 from simulators.config import DTYPES, IMPLS, PASSES
 
@@ -13,7 +13,7 @@ from simulators.config import DTYPES, IMPLS, PASSES
 _OPTIONS = {
     "batch": "--batch", "heads": "--heads", "kv_heads": "--kv-heads", "seq_len": "--seq-len", "kv_len": "--kv-len",
     "head_dim": "--head-dim", "dtype": "--dtype", "window": "--window", "dropout": "--dropout",
-    "block-r": "--block-r", "block-c": "--block-c", "splits": "--splits", "pattern": "--pattern", "pass": "--pass",
+    "block-r": "--block-r", "block-c": "--block-c", "block-r/block-c": "--block-r/--block-c", "splits": "--splits", "pattern": "--pattern", "pass": "--pass",
     "impl": "--impl", "sram-bytes": "--sram-bytes", "page-size": "--page-size", "l2_fraction": "--l2-fraction",
     "fa1_io": "--fa1-io", "path": "--path", "grid_order": "--grid-order",
 }
@@ -44,13 +44,13 @@ def register(subparsers) -> None:
     p.add_argument("--window", type=int, help="sliding window W: keys q-W < k <= q (causal) or |k-q| < W")
     p.add_argument("--pattern", nargs="+", metavar="NAME", help="sparse pattern(s), unioned: dense window local "
                    "strided dilated global random bigbird blockwise")
-    p.add_argument("--stride", type=int, default=64, help="strided pattern: stride")
-    p.add_argument("--dilation", type=int, default=2, help="dilated pattern: dilation")
-    p.add_argument("--global-tokens", type=int, default=64, help="global / bigbird: global tokens")
-    p.add_argument("--random-blocks", type=int, default=3, help="random / bigbird: key blocks per query block")
-    p.add_argument("--pattern-block", type=int, default=64, help="random / bigbird: block size in tokens")
-    p.add_argument("--blocks", type=int, default=4, help="blockwise: blocks per sequence")
-    p.add_argument("--seed", type=int, default=0, help="random / blockwise: seed")
+    p.add_argument("--stride", type=positive_int, default=64, help="strided pattern: stride")
+    p.add_argument("--dilation", type=positive_int, default=2, help="dilated pattern: dilation")
+    p.add_argument("--global-tokens", type=positive_int, default=64, help="global / bigbird: global tokens")
+    p.add_argument("--random-blocks", type=positive_int, default=3, help="random / bigbird: key blocks per query block")
+    p.add_argument("--pattern-block", type=positive_int, default=64, help="random / bigbird: block size in tokens")
+    p.add_argument("--blocks", type=positive_int, default=4, help="blockwise: blocks per sequence")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random / blockwise: seed")
     p.add_argument("--fa1-io", default="kernel", help="flash1 forward traffic: kernel (kernels/flash1.py) or paper")
     p.add_argument("--l2-fraction", type=float, default=1.0, help="share of L2 a wave may use (default 1)")
     p.add_argument("--grid-order", default="tiles-fastest",
@@ -65,10 +65,31 @@ def register(subparsers) -> None:
 
 def _option_names(message: str) -> str:
     """'seq_len: ...' -> '--seq-len: ...' so the message names the option the user typed."""
-    m = re.match(r"^([A-Za-z0-9_\-]+):", message)
+    m = re.match(r"^([A-Za-z0-9_\-/]+):", message)
     if m and m.group(1) in _OPTIONS:
         return _OPTIONS[m.group(1)] + message[m.end(1):]
     return message
+
+
+# Options that only some implementations read: given to another, they would be ignored in silence.
+_USED_BY = {
+    "block_r": ("--block-r", ("flash1", "flash2")),
+    "block_c": ("--block-c", ("flash1", "flash2", "flash-decoding")),
+    "sram_bytes": ("--sram-bytes", ("flash1", "flash2")),
+    "splits": ("--splits", ("flash-decoding",)),
+    "page_size": ("--page-size", ("flash-decoding",)),
+}
+
+
+def _only_where_used(args: argparse.Namespace) -> None:
+    for field, (option, impls) in _USED_BY.items():
+        if getattr(args, field) is not None and args.impl not in impls:
+            raise CommandError(f"{option}: applies to --impl {' / '.join(impls)}, not to {args.impl}")
+    if args.dropout and args.impl == "flash-decoding":
+        raise CommandError("--dropout: applies to training-time attention (standard, flash1, flash2), "
+                           "not to flash-decoding")
+    if args.fa1_io != "kernel" and args.impl != "flash1":
+        raise CommandError(f"--fa1-io: applies to --impl flash1, not to {args.impl}")
 
 
 def run(args: argparse.Namespace) -> tuple[dict, str]:
@@ -76,6 +97,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     from simulators.simulate import simulate_attention
 
     spec = args.gpu if not isinstance(args.gpu, str) else load_gpu(args.gpu)
+    _only_where_used(args)
     pattern_options = dict(stride=args.stride, dilation=args.dilation, global_tokens=args.global_tokens,
                            random_blocks=args.random_blocks, block=args.pattern_block, n_blocks=args.blocks,
                            seed=args.seed)

@@ -1,4 +1,4 @@
-"""Subcommands of ``ioaware`` for GPUs, the roofline and the model-sizing calculators.
+"""Subcommands of ``ioaware`` for GPUs and the roofline: gpus, roofline.
 
 Each handler takes the parsed arguments and returns ``(data, text)``: the JSON-able
 result and the same result as a table for a person.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from costmodel.cli.args import DEFAULT_GPU, gpu_name, positive_int
+from costmodel.cli.args import DEFAULT_GPU, CommandError, gpu_name, positive_int
 from costmodel.cli.text import si, table
 
 
@@ -85,9 +85,8 @@ def cmd_roofline(args):
     data = {"gpu": spec.name, "resources": resources, "work": placed}
     if args.plot:
         points = [RooflinePoint(p["name"], p["flops"], p["hbm_bytes"], p["time_s"], p["bound"]) for p in placed]
-        written = save_figure(roofline_figure(spec, points), args.plot)
-        if not any(str(w) == str(args.plot) or w.suffix == args.plot.suffix for w in written):
-            raise CommandError(f"--plot: could not write {args.plot}")
+        replaced = args.plot.exists()
+        written = save_figure(roofline_figure(spec, points), args.plot, option="--plot")
         data["plot"] = [str(p) for p in written]
 
     rows = [(lv, si(r["peak_Bps"], "B/s"), "", "") for lv, r in resources.items() if lv in MEMORY_LEVELS]
@@ -102,7 +101,7 @@ def cmd_roofline(args):
             ("work", "FLOP/B", "time", "bound"),
         )
     if args.plot:
-        text += "\nwrote " + ", ".join(data["plot"])
+        text += "\nwrote " + ", ".join(data["plot"]) + (" (replaced the file that was there)" if replaced else "")
     return data, text
 
 
@@ -124,12 +123,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _plot_path(text: str):
-    from pathlib import Path
+    from costmodel.outputs import OutputError, check_writable
 
-    path = Path(text)
-    if path.suffix not in (".html", ".png"):
-        raise argparse.ArgumentTypeError(f"{text!r}: a path ending in .html or .png is accepted")
-    return path
+    try:
+        return check_writable(text, "--plot", (".html", ".png"))
+    except OutputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--plot: ")) from None
 
 
-__all__ = ["register", "DEFAULT_GPU", "KV_DTYPES", "fraction", "model_name", "positive_float"]
+__all__ = ["register"]

@@ -48,7 +48,8 @@ def _need_gpu(command: str) -> None:
 
 
 def cmd_calibrate(args):
-    from kernels.calibrate import Sizes, calibrate_gpu
+    from costmodel.validation.calibrate import calibrate_gpu
+    from costmodel.validation.ceilings import Sizes
 
     _need_gpu("calibrate")
     sizes = Sizes.quick() if args.quick else Sizes()
@@ -72,7 +73,7 @@ def cmd_calibrate(args):
 
 
 def _families(text: str) -> tuple[str, ...]:
-    from costmodel.validation import FAMILIES
+    from costmodel.validation.families import FAMILIES
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in FAMILIES]
@@ -83,7 +84,7 @@ def _families(text: str) -> tuple[str, ...]:
 
 
 def _load_all(paths):
-    from costmodel.validation import ResultsError, load_results, merge_results
+    from costmodel.validation.schema import ResultsError, load_results, merge_results
 
     try:
         return merge_results([load_results(p) for p in paths])
@@ -92,7 +93,7 @@ def _load_all(paths):
 
 
 def _seq_lens(text: str) -> tuple[int, ...]:
-    from kernels.validate import SEQ_LENS
+    from costmodel.validation.sweep import SEQ_LENS
 
     try:
         values = tuple(int(t) for t in text.split(",") if t.strip())
@@ -106,20 +107,26 @@ def _seq_lens(text: str) -> tuple[int, ...]:
 def cmd_validate(args):
     import json
 
-    from costmodel.validation import summarize, targets
+    from costmodel.validation.compare import summarize, targets
 
     if args.repredict:  # no GPU: the recorded measurements against the current model
-        from kernels.validate import repredict
+        from costmodel.validation.predict import repredict
 
         if args.out is None:
             raise CommandError("--out: required with --repredict (the recorded files are left as they are)")
+        from costmodel.outputs import same_file
+
+        clash = next((p for p in args.repredict if same_file(p, args.out)), None)
+        if clash is not None:
+            raise CommandError(f"--out: {args.out} is one of the recorded files given to --repredict; "
+                               "a new path is accepted (the recorded files are left as they are)")
         recorded = _load_all(args.repredict)
         try:
             results = repredict(recorded, args.spec)
         except ValueError as exc:
             raise CommandError(f"--spec: {exc}") from None
     else:
-        from kernels.validate import run_validation
+        from costmodel.validation.run import run_validation
 
         _need_gpu("validate")
         results = run_validation(spec_name=args.spec, quick=args.quick, families=args.families, seq_lens=args.seq_lens,
@@ -127,17 +134,21 @@ def cmd_validate(args):
                                  command=_command_line(), ncu_path=args.ncu_path, ncu_families=args.ncu_families,
                                  log=_log(args))
     if args.out is None:
-        import kernels
+        import costmodel.validation
 
-        args.out = Path(kernels.__file__).parent / "results" / f"{Path(results.meta.spec).stem}-validation.json"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(to_jsonable(results.model_dump(mode="json")), indent=1, allow_nan=False))
+        args.out = (Path(costmodel.validation.__file__).parent / "results"
+                    / f"{Path(results.meta.spec).stem}-validation.json")
+    from costmodel.outputs import write_atomic
+
+    replaced = write_atomic(args.out, json.dumps(to_jsonable(results.model_dump(mode="json")), indent=1,
+                                                 allow_nan=False), "--out")
     summary = summarize(results)
     data = {"out": str(args.out), "records": len(results.records), "skipped": results.meta.skipped,
             "summary": {k: v.model_dump() for k, v in summary.items()},
             "targets": [t.model_dump() for t in targets(summary)]}
     return data, _summary_text(summary, targets(summary)) + (
-        f"\n{len(results.records)} records, {len(results.meta.skipped)} skipped; wrote {args.out}")
+        f"\n{len(results.records)} records, {len(results.meta.skipped)} skipped; wrote {args.out}"
+        + (" (replaced the file that was there)" if replaced else ""))
 
 
 def _summary_text(summary, checks) -> str:
@@ -159,9 +170,18 @@ def _summary_text(summary, checks) -> str:
 
 
 def cmd_report(args):
-    from costmodel.report import write_report
-    from costmodel.validation import summarize, targets
+    from costmodel.validation.report import write_report
+    from costmodel.validation.compare import summarize, targets
 
+    if args.gpu is not None:
+        from hardware_specs import SpecError, load_gpu
+
+        from costmodel.cli.args import error_line
+
+        try:
+            load_gpu(args.gpu)
+        except SpecError as exc:
+            raise CommandError(f"--gpu: {error_line(exc).removeprefix('gpu: ')}") from None
     results = _load_all(args.results)
     written = write_report(results, args.out, gpu=args.gpu, png=not args.no_png)
     summary = summarize(results)
@@ -172,17 +192,20 @@ def cmd_report(args):
 
 
 def _html_path(text: str) -> Path:
-    path = Path(text)
-    if path.suffix != ".html":
-        raise argparse.ArgumentTypeError(f"{text!r}: a path ending in .html is accepted")
-    return path
+    return _writable(text, (".html",))
 
 
 def _json_path(text: str) -> Path:
-    path = Path(text)
-    if path.suffix != ".json":
-        raise argparse.ArgumentTypeError(f"{text!r}: a path ending in .json is accepted")
-    return path
+    return _writable(text, (".json",))
+
+
+def _writable(text: str, suffixes: tuple[str, ...]) -> Path:
+    from costmodel.outputs import OutputError, check_writable
+
+    try:
+        return check_writable(text, "path", suffixes)
+    except OutputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("path: ")) from None
 
 
 # ---------------------------------------------------------------- registration
@@ -200,7 +223,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("validate", help="time attention kernels on this GPU against the simulator's predictions")
     p.add_argument("--out", type=_json_path,
-                   help="results JSON (default kernels/results/<spec>-validation.json in the package)")
+                   help="results JSON (default costmodel/validation/results/<spec>-validation.json in the package)")
     p.add_argument("--spec", help="spec for the predictions (default: <base>-measured if calibrated, else the datasheet)")
     p.add_argument("--quick", action="store_true", help="a short subset (N 1024 and 4096, d 64)")
     p.add_argument("--families", type=_families, help="comma-separated families to run (default all)")

@@ -54,6 +54,17 @@ class Op:
     attention: dict | None = None  # flops, q_tokens, kv_tokens for the fused attention kernel
     saved_bytes: object = 0.0  # activations autograd keeps for the backward pass
     bwd: str = "generic"  # how backward_ops derives this op's backward
+    parts: tuple = ()  # memory ops: ((family, kernels, bytes), ...) by kernel family (simulators/memory_ops.py)
+
+    def __post_init__(self):
+        if self.kind == _MEM and not self.parts:
+            self.parts = (("vectorized", self.kernels, self.hbm_bytes),)
+
+
+def _mem(name: str, parts, **kw) -> Op:
+    """A memory-bound op from its kernels by family: ((family, kernels, bytes), ...)."""
+    parts = tuple((f, k, b) for f, k, b in parts if k)
+    return Op(name, _MEM, kernels=sum(k for _, k, _ in parts), hbm_bytes=sum(b for _, _, b in parts), parts=parts, **kw)
 
 
 @dataclass
@@ -94,16 +105,20 @@ def _norm(cfg, opts: Options, T, e_in: float, name: str, layer: bool) -> tuple[O
     e_w = 4.0 if opts.train else opts.act_bytes  # norm weight: fp32 master under autocast
     if opts.norm == "fused" or cfg.norm_type == "layernorm":
         e_out = 4.0 if opts.train else e_in  # autocast runs layer_norm in fp32
-        op = Op(name, _MEM, layer=layer, kernels=1, hbm_bytes=n * (e_in + e_out),
-                saved_bytes=(n * e_in + 8 * T) if opts.train else 0.0)
+        op = _mem(name, [("layernorm", 1, n * (e_in + e_out))], layer=layer,
+                  saved_bytes=(n * e_in + 8 * T) if opts.train else 0.0)
         return op, e_out
     cast = e_in != 4.0
-    kernels = 6 + (2 if cast else 0)
     e_out = max(e_in, e_w)
-    bytes_ = (n * (e_in + 4) if cast else 0) + 8 * n + (4 * n + 4 * T) + 16 * T + (8 * n + 4 * T)
-    bytes_ = bytes_ + (n * (4 + e_in) if cast else 0) + n * (e_in + e_out) + h * e_w
+    parts = [("cast_up", 1 if cast else 0, n * (e_in + 4)),  # x.float()
+             ("vectorized", 1, 8 * n),  # x * x
+             ("reduce", 1, 4 * n + 4 * T),  # mean(-1)
+             ("vectorized", 2, 16 * T),  # + eps, rsqrt
+             ("broadcast", 1, 8 * n + 4 * T),  # x * r
+             ("cast_down", 1 if cast else 0, n * (4 + e_in)),  # type_as(x)
+             ("broadcast", 1, n * (e_in + e_out) + h * e_w)]  # * weight
     saved = (8 * n + 4 * T) if opts.train else 0.0  # fp32 x, r and x·r (the *w's input)
-    return Op(name, _MEM, layer=layer, kernels=kernels, hbm_bytes=bytes_, saved_bytes=saved), e_out
+    return _mem(name, parts, layer=layer, saved_bytes=saved), e_out
 
 
 def _linear(opts: Options, name: str, T, n_out: int, k_in: int, flops, e_in: float, layer: bool,
@@ -112,9 +127,9 @@ def _linear(opts: Options, name: str, T, n_out: int, k_in: int, flops, e_in: flo
     ops = []
     e_a = opts.act_bytes
     if opts.train:
-        ops.append(Op(f"{name}.weight_cast", _MEM, layer=layer, hbm_bytes=6.0 * n_out * k_in, bwd="weight_cast"))
+        ops.append(_mem(f"{name}.weight_cast", [("cast_down", 1, 6.0 * n_out * k_in)], layer=layer, bwd="weight_cast"))
         if e_in == 4.0:
-            ops.append(Op(f"{name}.input_cast", _MEM, layer=layer, hbm_bytes=T * k_in * 6.0, bwd="input_cast"))
+            ops.append(_mem(f"{name}.input_cast", [("cast_down", 1, T * k_in * 6.0)], layer=layer, bwd="input_cast"))
     ops.append(Op(name, _GEMM, layer=layer, matmul_flops=flops, gemm=(T, n_out, k_in, e_a, opts.weight_bytes, e_a),
                   saved_bytes=(T * k_in * e_a if (opts.train and saves_input) else 0.0), bwd="gemm"))
     return ops
@@ -153,11 +168,15 @@ def forward_ops(cfg, tokens: Tokens, opts: Options) -> list[Op]:
     if cfg.position_embedding == "rope":
         nq, nk = T * q_dim, T * kv_dim
         if opts.rope == "fused":
-            ops.append(Op("rope", _MEM, layer=True, kernels=1, hbm_bytes=2 * e * (nq + nk)))
+            ops.append(_mem("rope", [("vectorized", 1, 2 * e * (nq + nk))], layer=True))
         else:
-            ops.append(Op("rope", _MEM, layer=True, kernels=10, hbm_bytes=10 * e * (nq + nk)))
+            # per tensor: -x2, x*cos and r*sin read strided views / broadcast tables; cat; the add
+            ops.append(_mem("rope", [("strided", 6, 5 * e * (nq + nk)), ("cat", 2, 2 * e * (nq + nk)),
+                                     ("vectorized", 2, 3 * e * (nq + nk))], layer=True))
     if opts.kv_write and not opts.train:
-        ops.append(Op("kv_write", _MEM, layer=True, kernels=2, hbm_bytes=2 * T * kv_dim * (e + opts.kv_bytes)))
+        # decode: index_copy_ at the position; prefill: a strided copy of the transposed K, V
+        fam = "index_copy" if opts.rope_gather else "strided"
+        ops.append(_mem("kv_write", [(fam, 2, 2 * T * kv_dim * (e + opts.kv_bytes))], layer=True))
     attn_flops = (per_tok.attn_scores + per_tok.attn_values) * tp * tokens.keys
     saved_attn = (T * (2 * q_dim + kv_dim) * e + 4 * a * T) if opts.train else 0.0  # q, k (roped), out, lse
     ops.append(Op("attention", _ATTN, layer=True, kernels=1, matmul_flops=attn_flops,
@@ -178,8 +197,10 @@ def forward_ops(cfg, tokens: Tokens, opts: Options) -> list[Op]:
             ops += _linear(opts, "up", T, f, h, mlp / 3, e_norm, True)[-1:]
         if opts.train:  # silu and mul save views of the gate/up output: it stays whole
             ops[-1] = replace(ops[-1], saved_bytes=ops[-1].saved_bytes + 2 * T * f * e)
-        ops.append(Op("silu", _MEM, layer=True, hbm_bytes=2 * T * f * e, saved_bytes=T * f * e if opts.train else 0.0))
-        ops.append(Op("mul", _MEM, layer=True, hbm_bytes=3 * T * f * e))
+        # silu and mul read the gate / up halves of one tensor: strided views
+        fam = "strided" if opts.fused_gate_up else "vectorized"
+        ops.append(_mem("silu", [(fam, 1, 2 * T * f * e)], layer=True, saved_bytes=T * f * e if opts.train else 0.0))
+        ops.append(_mem("mul", [(fam, 1, 3 * T * f * e)], layer=True))
         ops += _linear(opts, "down", T, h, f, mlp / 3, e, True)
     else:
         mlp = per_tok.mlp * tp * T  # 2·2·h·f per token
@@ -194,9 +215,10 @@ def forward_ops(cfg, tokens: Tokens, opts: Options) -> list[Op]:
     TL = T if (opts.all_logits or tokens.logits_tokens is None) else tokens.logits_tokens
     ops += _linear(opts, "lm_head", TL, V, h, per_tok.lm_head * tp * TL, e_norm, False)
     if opts.train:
-        ops.append(Op("loss", _MEM, kernels=3, hbm_bytes=14.0 * TL * V, saved_bytes=4.0 * TL * V, bwd="loss"))
+        ops.append(_mem("loss", [("cast_up", 1, 6.0 * TL * V), ("reduce", 2, 8.0 * TL * V)],
+                        saved_bytes=4.0 * TL * V, bwd="loss"))
     else:
-        ops.append(Op("sample", _MEM, hbm_bytes=tokens.sequences * V * e + 8 * tokens.sequences, bwd="none"))
+        ops.append(_mem("sample", [("reduce", 1, tokens.sequences * V * e + 8 * tokens.sequences)], bwd="none"))
     for op in ops:
         if op.name not in ("embedding", "final_norm", "lm_head", "lm_head.weight_cast", "lm_head.input_cast",
                            "loss", "sample", "rope_gather"):
@@ -229,9 +251,9 @@ def backward_ops(fwd: list[Op], cfg, tokens: Tokens, opts: Options) -> list[Op]:
         if op.bwd == "gemm":
             out += _gemm_bwd(op)
         elif op.bwd == "weight_cast":
-            out.append(Op(f"{op.name}.grad_cast", _MEM, "bwd", op.layer, hbm_bytes=op.hbm_bytes))
+            out.append(_mem(f"{op.name}.grad_cast", [("cast_up", 1, op.hbm_bytes)], part="bwd", layer=op.layer))
         elif op.bwd == "input_cast":
-            out.append(Op(f"{op.name}.grad_cast", _MEM, "bwd", op.layer, hbm_bytes=op.hbm_bytes))
+            out.append(_mem(f"{op.name}.grad_cast", [("cast_up", 1, op.hbm_bytes)], part="bwd", layer=op.layer))
         elif op.bwd == "residual":
             out.append(Op(f"{op.name}.grad_add", _MEM, "bwd", op.layer, hbm_bytes=12.0 * tokens.T * h))
         elif op.bwd == "attention":
@@ -239,15 +261,16 @@ def backward_ops(fwd: list[Op], cfg, tokens: Tokens, opts: Options) -> list[Op]:
                           attention={**op.attention, "flops": 2 * op.attention["flops"]}))
         elif op.bwd == "loss":
             TL = op.saved_bytes / (4.0 * V)
-            out.append(Op("loss.bwd", _MEM, "bwd", False, kernels=4, hbm_bytes=22.0 * TL * V))
+            out.append(_mem("loss.bwd", [("vectorized", 2, 8.0 * TL * V), ("reduce", 1, 8.0 * TL * V),
+                                         ("cast_down", 1, 6.0 * TL * V)], part="bwd"))
         elif op.bwd == "embedding":
             out.append(Op("embedding.bwd", _MEM, "bwd", False, kernels=5,
                           hbm_bytes=4.0 * cfg.vocab_size * h + 8.0 * tokens.T * h))
         elif op.bwd == "none":
             continue
         else:
-            out.append(Op(f"{op.name}.bwd", op.kind, "bwd", op.layer, kernels=2 * op.kernels,
-                          hbm_bytes=2 * np.asarray(op.hbm_bytes, dtype=np.float64)))
+            out.append(_mem(f"{op.name}.bwd", [(f, 2 * k, 2 * np.asarray(b, dtype=np.float64)) for f, k, b in op.parts],
+                            part="bwd", layer=op.layer))
     return out
 
 

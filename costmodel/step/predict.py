@@ -52,6 +52,8 @@ class OpRow:
     bytes: dict  # per memory level: {"hbm": ...}
     time_s: object  # GPU time of the kernels, launch gaps excluded
     bound: object  # the resource that binds one instance
+    op_kind: str = "memory"  # gemm | memory | attention
+    host_s: float = 0.0  # eager: CPU seconds to issue one instance
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,9 @@ def _time_op(spec, op: Op, opts: Options):
     mem = memory_ops_model(spec)
     if op.kind == "gemm":
         m, n, k, e_in, e_w, e_out = op.gemm
-        t, c, mm, hbm = gemm_time(spec, m, n, k, opts.gemm_dtype, in_bytes=e_in, weight_bytes=e_w, out_bytes=e_out,
-                                detail=True)
-        return t, np.where(c >= mm, "tensor", "hbm"), hbm
+        t, c, mm, hbm, split = gemm_time(spec, m, n, k, opts.gemm_dtype, in_bytes=e_in, weight_bytes=e_w,
+                                         out_bytes=e_out, detail=True)
+        return t, np.where(c >= mm, "tensor", np.where(split > 1, "hbm (split-K)", "hbm")), hbm
     if op.kind == "attention":
         a = op.attention
         e = opts.act_bytes
@@ -106,29 +108,41 @@ def _time_op(spec, op: Op, opts: Options):
         t = t + (op.kernels - 1) * mem.latency_s
         return t, np.where(c >= mm, "tensor", "hbm"), hbm
     b = np.asarray(op.hbm_bytes, dtype=np.float64)
-    t = memory_op_time(spec, b, op.kernels)
+    t = sum(memory_op_time(spec, pb, k, fam) for fam, k, pb in op.parts)
     return t, np.where(op.kernels * mem.latency_s >= b / mem.bandwidth_Bps, "latency", "hbm"), b
 
 
-def _eager(spec, segments):
-    """Eager wall time over segments [(gpu_s list, kernels list, repeat)] (memory_ops.eager_time's
+def _host_s(spec, op: Op, train: bool) -> float:
+    """CPU time eager PyTorch spends issuing one instance of ``op``: a cuBLAS call for a GEMM, an
+    SDPA call, each kernel of a memory-bound op at its family's cost; a training step (autograd,
+    fused AdamW) at ``host_per_kernel_autograd_s`` a kernel. All measured on micro-loops
+    (hardware_specs/op_timing.py), none on the validated models."""
+    launch = memory_ops_model(spec).launch
+    if train and launch.host_per_kernel_autograd_s is not None:
+        return launch.host_per_kernel_autograd_s * op.kernels
+    if op.kind == "gemm":
+        return launch.host_per_library_call_s or launch.host_per_kernel_s
+    if op.kind == "attention":
+        return launch.host_attention_s or launch.host_per_library_call_s or launch.host_per_kernel_s
+    return sum(k * launch.host_by_family.get(f, launch.host_per_kernel_s) for f, k, _ in op.parts)
+
+
+def _eager(segments):
+    """Eager wall time over segments [(gpu_s list, host_s list, repeat)] (memory_ops.eager_time's
     rule, with a segment of r identical repeats in closed form: its kernels' max of issue + tail
     grows by (r - 1) · max(host per repeat, GPU per repeat))."""
-    host_k = memory_ops_model(spec).launch.host_per_kernel_s
-    total_host = [sum(host_k * k for k in ks) * r for g, ks, r in segments]
-    total_gpu = [sum(g) * r for g, ks, r in segments]
+    total_host = [sum(hs) * r for g, hs, r in segments]
+    total_gpu = [sum(g) * r for g, hs, r in segments]
     best = None
-    for i, (g, ks, r) in enumerate(segments):
+    for i, (g, hs, r) in enumerate(segments):
         if not g:
             continue
         before = sum(total_host[:i])
         after = sum(total_gpu[i + 1:])
-        H = sum(host_k * k for k in ks)
-        G = sum(g)
-        h_cum, local = 0.0, None
-        suffix = G
-        for gj, kj in zip(g, ks):
-            h_cum = h_cum + host_k * kj
+        H, G = sum(hs), sum(g)
+        h_cum, local, suffix = 0.0, None, G
+        for gj, hj in zip(g, hs):
+            h_cum = h_cum + hj
             v = h_cum + suffix
             local = v if local is None else np.maximum(local, v)
             suffix = suffix - gj
@@ -155,7 +169,8 @@ def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accu
         rows.append(OpRow(op.name, "each" if op.layer else None, op.part, n * rep, op.kernels * n * rep,
                           to_value(np.asarray(op.matmul_flops, dtype=np.float64) * n * rep),
                           {"hbm": to_value(np.asarray(hbm_op, dtype=np.float64) * n * rep)},
-                          to_value(t * n * rep), to_value(bound) if np.ndim(bound) == 0 else bound))
+                          to_value(t * n * rep), to_value(bound) if np.ndim(bound) == 0 else bound, op.kind,
+                          _host_s(spec, op, opts.train)))
     # launch: segments in issue order (fwd: pre, layers, post; bwd: post, layers, pre; optimizer)
     segs = []
     for part in ("fwd", "bwd"):
@@ -164,7 +179,7 @@ def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accu
         lay = [(op, t) for op, t in part_ops if op.layer]
         post = [(op, t) for op, t in part_ops if not op.layer and not _is_pre(op, part, part_ops)]
         for group, r in ((pre, 1), (lay, L), (post, 1)):
-            segs.append(([t for _, t in group], [op.kernels for op, _ in group], r))
+            segs.append(([t for _, t in group], [_host_s(spec, op, opts.train) for op, _ in group], r))
     opt = [(op, t) for op, t in times if op.part == "optimizer"]
     gpu = sum(np.asarray(t) * (L if op.layer else 1) * (grad_accum if op.part != "optimizer" else 1)
               for op, t in times)
@@ -173,10 +188,10 @@ def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accu
     if launch == "graph":
         total = graph_time(spec, np.asarray(gpu)[..., None], np.asarray([kernels]))
     else:
-        micro = _eager(spec, segs)
+        micro = _eager(segs)
         total = micro * grad_accum
         if opt:
-            total = total + _eager(spec, [([t for _, t in opt], [op.kernels for op, _ in opt], 1)])
+            total = total + _eager([([t for _, t in opt], [_host_s(spec, op, opts.train) for op, _ in opt], 1)])
     flops = sum(np.asarray(r.flops, dtype=np.float64) for r in rows)
     hbm = sum(np.asarray(r.bytes["hbm"], dtype=np.float64) for r in rows)
     peak = sum(np.asarray(v, dtype=np.float64) for v in memory.values())

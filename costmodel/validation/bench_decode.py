@@ -10,15 +10,15 @@ flash_decoding with its default splits and with 4 and 8.
 Each time is the median of 20 CUDA-event samples after 3 warm-up calls, with the output
 buffers allocated once (``reused_buffers``). ``time_s`` brackets the call behind a
 sleeping kernel that holds the stream back, so the bracket holds GPU work alone, not the
-host's launch overhead; ``time_s_host`` is the plain bracket of ``calibrate.time_launches``
+host's launch overhead; ``time_s_host`` is the plain bracket of ``kernels.timing.time_launches``
 (launch overhead included where a kernel is shorter than it). Caches smaller than twice
 the L2 rotate over copies so that no call finds them there. ``bytes`` counts K + V + q + o
 once (the minimum HBM traffic; GQA re-reads of K and V by the query heads of a group
 are not counted), ``bandwidth_Bps = bytes / time_s``. ``rel_err`` and ``rel_err_lse``
 compare o and lse of the first and the last sequence with ``reference.decode``.
 
-    python3 -m kernels.bench_decode --out decode.json            # GPU, about a minute
-    NUMBA_ENABLE_CUDASIM=1 python3 -m kernels.bench_decode --tiny --out /tmp/decode.json
+    python3 -m costmodel.validation.bench_decode --out decode.json            # GPU, about a minute
+    NUMBA_ENABLE_CUDASIM=1 python3 -m costmodel.validation.bench_decode --tiny --out /tmp/decode.json
 """
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ import time
 import numpy as np
 from numba import cuda
 
-from . import decode, reference
-from ._cuda import SIMULATOR, poisoned_outputs, reused_buffers
-from .bench import kernel_resources, l2_bytes, rotation_count
-from .calibrate import device_info, time_launches
+from costmodel.validation.device import device_info
+from kernels import decode, reference
+from kernels._cuda import SIMULATOR, poisoned_outputs, reused_buffers
+from kernels.timing import kernel_resources, l2_bytes, rotation_count, time_launches
 
 WARMUP, REPEATS = 3, 20
 HOLD_NS = 1_000_000  # the sleeping kernel's hold: far longer than the host takes to issue one call
@@ -130,10 +130,10 @@ def main(argv=None) -> int:
     warmup, repeats = (0, 1) if args.tiny else (WARMUP, REPEATS)
     result = dict(
         environment=dict(device_info(), date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                         command=" ".join(["python3", "-m", "kernels.bench_decode"] + list(argv)),
+                         command=" ".join(["python3", "-m", "costmodel.validation.bench_decode"] + list(argv)),
                          simulator=SIMULATOR),
         conventions=dict(time_s="median of CUDA-event brackets behind a sleeping kernel (GPU time)",
-                         time_s_host="median of calibrate.time_launches brackets (host launch included)",
+                         time_s_host="median of kernels.timing.time_launches brackets (host launch included)",
                          bytes="K + V + q + o once", rel_err="o of the first and last sequence vs "
                          "reference.decode (float64)"),
         records=[])

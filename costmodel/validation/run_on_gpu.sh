@@ -3,7 +3,7 @@
 # then time and predict the validation sweep, with Nsight Compute DRAM counts.
 # Run from the repository root on the GPU machine, with the carried wheels in .whl/
 # (numpy 2.4.6 for numba-cuda 0.30.4; pydantic and plotly, which the image lacks):
-#   bash kernels/run_on_gpu.sh OUT_DIR [MAX_SECONDS]
+#   bash costmodel/validation/run_on_gpu.sh OUT_DIR [MAX_SECONDS]
 # Environment: FAMILIES (comma-separated, default all), NCU_FAMILIES (default below),
 # SKIP_CALIBRATE=1 to predict with the calibrated spec already committed.
 # Writes OUT_DIR/{calibrate.log, *-measured.yaml, *-measured.raw.json, validation.json, validate.log}.

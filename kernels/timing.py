@@ -1,5 +1,7 @@
-"""Timing harness for the kernels: CUDA events, warm-up, medians, L2 rotation.
+"""Timing with CUDA events: warm-up, medians, a hold kernel, L2 rotation.
 
+``time_launches(launch, repeats, warmup)`` brackets each call of ``launch()`` by two
+events (optionally behind a sleeping kernel, so the samples hold GPU time alone).
 ``time_kernel(fn, *args)`` runs ``fn(*args)`` (any callable that launches device
 work) and brackets it with CUDA events. Several calls may share one bracket
 (``inner``) so that launch gaps of microsecond kernels are amortised; each sample
@@ -11,11 +13,47 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from numba import cuda
 
 from ._cuda import SIMULATOR, compiled_kernels
+
+
+@cuda.jit
+def _hold_kernel(steps):
+    """One thread sleeping ``steps`` microseconds (roughly: nanosleep is approximate)."""
+    for _ in range(steps):
+        cuda.nanosleep(np.uint32(1000))
+
+
+def time_launches(launch, repeats: int, warmup: int, hold_us: int = 0) -> list[float]:
+    """Seconds per call of ``launch()``, each bracketed by two CUDA events.
+
+    With ``hold_us`` each bracket starts behind a kernel that sleeps that long, so that by
+    the time the GPU reaches the start event the host has issued the whole call: the
+    samples are then GPU time alone, without the host's launch work. The simulator's
+    events carry no time (nor has it nanosleep); there the wall clock stands in.
+    """
+    for _ in range(warmup):
+        launch()
+    cuda.synchronize()
+    samples = []
+    for _ in range(repeats):
+        start, stop = cuda.event(), cuda.event()
+        if hold_us and not SIMULATOR:
+            _hold_kernel[1, 1](hold_us)
+        t0 = time.perf_counter()
+        start.record()
+        launch()
+        stop.record()
+        stop.synchronize()
+        wall = time.perf_counter() - t0
+        ms = start.elapsed_time(stop)
+        samples.append(ms * 1e-3 if ms > 0 else wall)
+    return samples
 
 
 @dataclass

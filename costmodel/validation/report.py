@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from costmodel.plots import RooflinePoint, roofline_figure
+from costmodel.outputs import OutputError, check_writable, write_atomic
+from costmodel.plots import RooflinePoint, png_bytes, roofline_figure
 from costmodel.validation import FAMILIES, ComparisonRow, Results, compare, summarize, targets
 from hardware_specs import GPUSpec, SpecError, load_gpu
 
@@ -237,17 +238,17 @@ def write_report(results: Results, out: str | Path, gpu: str | None = None, png:
     out = Path(out)
     if out.suffix != ".html":
         raise ValueError(f"--out: {str(out)!r}; a path ending in .html is accepted")
+    check_writable(out, "--out")
     text, figures = build_report(results, gpu)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    write_atomic(out, text, "--out")
     written = [out]
     if png:
         for name, fig in figures.items():
             path = out.with_name(f"{out.stem}-{name}.png")
             try:
-                fig.write_image(str(path))
-            except Exception:  # no kaleido or no browser: the HTML stands alone
-                path.unlink(missing_ok=True)
+                data = png_bytes(fig)
+            except OutputError:  # no kaleido or no browser: the HTML stands alone
                 break
+            write_atomic(path, data, "--out")
             written.append(path)
     return written
