@@ -117,3 +117,15 @@ def test_ll_protocol_for_small_messages():
     simple = 8e-6 + 14 * 3e-6 + 2 * 7 / 8 * mid / B_IN
     ll = 3e-6 + 14 * 0.5e-6 + 2 * 7 / 8 * mid / (0.25 * B_IN)
     assert collective_time(c, "all_reduce", mid, 8, algorithm="ring") == pytest.approx(min(simple, ll))
+
+
+def test_hierarchical_phases():
+    # RS inside the node, ring all-reduce of 1/local across nodes, AG inside: the 2D algorithm's three phases
+    c = cluster()
+    S, local, nodes = 8e9, 8, 16
+    t = collective_time(c, "all_reduce", S, local * nodes, local, nodes, algorithm="hierarchical")
+    expected = 2 * (S * 7 / 8 / B_IN + (S / 8) * 15 / 16 / B_NIC)
+    assert t == pytest.approx(expected)
+    # it moves no fewer bytes across nodes than the flat ring: per GPU 2(N-1)/N of S/local over its NIC
+    ring = collective_time(c, "all_reduce", S, local * nodes, local, nodes, algorithm="ring")
+    assert t > ring  # its NVLink phases do not overlap the network phase

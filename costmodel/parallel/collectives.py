@@ -25,6 +25,9 @@ one per step, an intra-node step on NVLink and an inter-node step on the network
     ring  AG / RS      base + (n - nodes)·a_intra + (nodes-1)·a_inter     (n-1 steps)
     tree  all_reduce   base + 2((local-1)·a_intra + log2(nodes)·a_inter)  (NCCL's double binary tree)
     nvls  all_reduce   base + 2·a_intra, bandwidth term nbytes / B_intra  (one node; NVSwitch reduces)
+    hierarchical       in-node reduce-scatter, across-node ring on 1/local of the data, in-node all-gather
+                       (all-reduce; AG / RS use their one phase of each), phases one after another:
+                       f·S/B_intra·(local-1)/local + f·(S/local)/B_nic·(nodes-1)/nodes per phase pair
 
 Each ring time is taken with NCCL's two protocols where the fabric gives LL's terms: Simple (the
 latencies above) and LL (low latency: its own smaller base and per-step latencies, at
@@ -45,7 +48,7 @@ import numpy as np
 
 from hardware_specs.interconnect import COLLECTIVES, ClusterSpec
 
-Algorithm = Literal["auto", "ring", "tree", "nvls"]
+Algorithm = Literal["auto", "ring", "tree", "nvls", "hierarchical"]
 
 
 def bus_factor(collective: str, n):
@@ -101,8 +104,8 @@ def collective_time(cluster: ClusterSpec, collective: str, nbytes, size, local=N
     """
     if collective not in COLLECTIVES:
         raise ValueError(f"collective: unknown {collective!r}; allowed: {', '.join(COLLECTIVES)}")
-    if algorithm not in ("auto", "ring", "tree", "nvls"):
-        raise ValueError(f"algorithm: unknown {algorithm!r}; allowed: auto, ring, tree, nvls")
+    if algorithm not in ("auto", "ring", "tree", "nvls", "hierarchical"):
+        raise ValueError(f"algorithm: unknown {algorithm!r}; allowed: auto, ring, tree, nvls, hierarchical")
     S = np.asarray(nbytes, dtype=np.float64)
     n = np.asarray(size)
     if np.any(n < 1):
@@ -139,6 +142,13 @@ def collective_time(cluster: ClusterSpec, collective: str, nbytes, size, local=N
             + bus_factor(collective, n) * S / (B * frac)
         ring = np.minimum(ring, ll)
     candidates = {"ring": ring}
+    if algorithm == "hierarchical":  # on request only: NCCL runs rings and trees, not this
+        b_in = intra.bandwidth_per_gpu_Bps * intra.efficiency_for(collective)
+        b_out = inter.bandwidth_per_gpu_Bps * inter.efficiency_for(collective)
+        phases = 2 if collective == "all_reduce" else 1
+        candidates["hierarchical"] = base + phases * (
+            (local - 1) * a_in + (nodes - 1) * a_out
+            + S * (local - 1) / local / b_in + (S / local) * (nodes - 1) / nodes / b_out)
     if collective == "all_reduce":
         log_nodes = np.log2(np.maximum(nodes, 1))
         candidates["tree"] = base + 2 * ((local - 1) * a_in + np.ceil(log_nodes) * a_out) + bus_factor(collective, n) * S / B
