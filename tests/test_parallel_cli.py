@@ -113,3 +113,27 @@ def test_ray_path():
         ray.shutdown()
     assert list(remote["order"]) == list(local["order"])
     assert list(remote["table"]["time_s"]) == list(local["table"]["time_s"])
+
+
+@pytest.mark.parametrize("command,base", [
+    ("search", ["--model", "llama2-7b", "--cluster", "dgx-a100", "--global-batch", "8", "--seq-len", "8", "--no-plot"]),
+    ("train-run", ["--model", "llama2-7b", "--cluster", "dgx-a100", "--seq-len", "8", "--global-batch", "8",
+                   "--tokens", "1e6"]),
+])
+def test_nasty_numbers_exit_2_with_json_error(command, base, capsys):
+    from costmodel.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    options = sorted(o for a in sub._actions if a.type is not None and a.nargs is None and a.choices is None
+                     for o in a.option_strings if o.startswith("--") and o not in ("--model", "--cluster", "--plot", "--ray"))
+    assert "--global-batch" in options
+    for opt in options:
+        for bad in ("-1", "nan", "1e400", "abc"):
+            argv = [command] + [a for i, a in enumerate(base) if not (a == opt or (i and base[i - 1] == opt))]
+            try:
+                rc = main(argv + [opt, bad, "--json"])
+            except SystemExit as exc:
+                rc = exc.code
+            out, err = capsys.readouterr()
+            assert rc == 2, (opt, bad, out)
+            assert json.loads(out)["error"] and err.count("\n") == 1, (opt, bad)

@@ -35,8 +35,19 @@ COLUMNS = ("gpus", "tp", "pp", "dp", "micro_batch", "micro_batches", "virtual_st
            "bubble_s", "dp_comm_exposed_s", "optimizer_s")
 
 
+MAX_GLOBAL_BATCH = 2 ** 40  # sequences; far past any run, and small enough to factor quickly
+
+
 def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """Divisors of n, increasing (trial division up to sqrt(n))."""
+    small, large, d = [], [], 1
+    while d * d <= n:
+        if n % d == 0:
+            small.append(d)
+            if d * d != n:
+                large.append(n // d)
+        d += 1
+    return small + large[::-1]
 
 
 def valid_tp(cfg: ModelConfig, gpus: int, max_tp: int | None = None) -> list[int]:
@@ -168,6 +179,8 @@ def search_layouts(model, cluster, *, global_batch: int, seq_len: int, gpus=None
     the fitting layouts best first, "count", "fitting", "elapsed_s", "units"}."""
     if objective not in ("time", "cost"):
         raise ValueError(f"objective: unknown {objective!r}; allowed: time, cost")
+    if not 1 <= global_batch <= MAX_GLOBAL_BATCH:
+        raise ValueError(f"global_batch: {global_batch} is out of range; 1 to 2^40 sequences are searched")
     cfg = load_model(model)
     cl = load_cluster(cluster) if isinstance(cluster, str) else cluster
     counts = [cl.total_gpus] if gpus is None else sorted(set(int(g) for g in np.atleast_1d(gpus)))
