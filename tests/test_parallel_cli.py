@@ -137,3 +137,22 @@ def test_nasty_numbers_exit_2_with_json_error(command, base, capsys):
             out, err = capsys.readouterr()
             assert rc == 2, (opt, bad, out)
             assert json.loads(out)["error"] and err.count("\n") == 1, (opt, bad)
+
+
+def test_clusters_command(capsys):
+    out = run_json(capsys, ["clusters"])
+    assert {"dgx-a100", "dgx-h100"} <= set(out["clusters"])
+    assert out["clusters"]["dgx-h100"]["inter_node"]["bandwidth_per_gpu_Bps"] == 50e9
+
+
+def test_decode_tp_communication_is_two_all_reduces_per_layer():
+    # Shoeybi et al. 2019 §3: one all-reduce after attention and one after the MLP, forward only
+    from costmodel.models import load_model
+    from costmodel.parallel.collectives import collective_time
+    from costmodel.parallel.inference import predict_inference
+    from hardware_specs.cluster import load_cluster, with_nodes
+
+    cfg = load_model("llama2-7b")
+    r = predict_inference(cfg, "dgx-h100", phase="decode", batch=16, seq_len=2048, tp=8)
+    ar = collective_time(with_nodes(load_cluster("dgx-h100"), 8), "all_reduce", 16 * 1 * cfg.d_model * 2, 8)
+    assert r.breakdown["tp_comm_s"] == pytest.approx(2 * cfg.n_layers * float(ar))

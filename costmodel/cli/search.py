@@ -13,6 +13,9 @@ DEFAULT_MEMORY_FRACTION = 0.9
 
 
 def register(subparsers) -> None:
+    c = subparsers.add_parser("clusters", help="bundled cluster specs: nodes, GPU, NVLink and NIC bandwidth per GPU",
+                              description="The cluster files of hardware_specs/clusters/ (load_cluster).")
+    c.set_defaults(func=run_clusters)
     p = subparsers.add_parser(
         "search", help="rank every valid TP x PP x DP x micro-batch x recompute x ZeRO x interleaving layout",
         description="Enumerate and rank the training layouts of a model on a cluster (costmodel/parallel/search.py).")
@@ -35,6 +38,20 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=positive_int, default=1, help="local processes (default 1: this process)")
     p.add_argument("--ray", metavar="ADDRESS", help="run work units on Ray ('local' starts one here; needs extra 'ray')")
     p.set_defaults(func=run)
+
+
+def run_clusters(args: argparse.Namespace) -> tuple[dict, str]:
+    from hardware_specs.cluster import list_clusters, load_cluster
+
+    data, rows = {}, []
+    for name in list_clusters():
+        c = load_cluster(name)
+        data[name] = c.model_dump(mode="json")
+        rows.append((name, str(c.nodes), f"{c.gpus_per_node} x {c.gpu}", si(c.intra_node.bandwidth_per_gpu_Bps, "B/s"),
+                     f"{c.nics_per_node} x {si(c.nic_bandwidth_Bps * 8, 'b/s')}", si(c.inter_node.bandwidth_per_gpu_Bps, "B/s"),
+                     f"{c.gpu_tdp_W:.0f} W"))
+    return {"clusters": data}, table(rows, ("cluster", "nodes", "GPUs per node", "NVLink / GPU each way",
+                                            "NICs per node", "network / GPU each way", "GPU TDP"))
 
 
 def run(args: argparse.Namespace) -> tuple[dict, str]:
