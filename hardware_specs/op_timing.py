@@ -112,7 +112,7 @@ class MemoryOpsModel(BaseModel):
     # before it) and runs at l2_bandwidth_Bps; None: always DRAM.
     l2_resident_bytes: float | None = Field(default=None, gt=0)
     l2_bandwidth_Bps: float | None = Field(default=None, gt=0)
-    # Per kernel family (costmodel/reference/families.py: vectorized, broadcast, strided, cast_up,
+    # Per kernel family (costmodel/validation/step_families.py: vectorized, broadcast, strided, cast_up,
     # cast_down, cat, index_copy, reduce, layernorm): its own fitted curve; a family not listed
     # uses the fields above.
     families: dict[str, "KernelFamily"] = Field(default_factory=dict)

@@ -4,9 +4,11 @@
     attention  the fused attention kernel's counts and time
     memory     peak device memory per term
     predict    predict_step / predict_batch: time, tokens/s, memory, per-op rows
-    graph      the step as a networkx DAG of kernels (timeline, Chrome trace)
+    graph      the step as a networkx DAG of op instances and its schedule
+    timeline   plotly Gantt and Chrome trace of a predicted step
+    sdpa_dispatch  the SDPA backend torch picks by default
 """
 
-from costmodel.step.predict import DEFAULT_IMPL, PHASES, OpRow, StepResult, predict_batch, predict_step
+from costmodel.step.predict import PHASES, OpRow, StepResult, predict_batch, predict_step
 
-__all__ = ["DEFAULT_IMPL", "PHASES", "OpRow", "StepResult", "predict_batch", "predict_step"]
+__all__ = ["PHASES", "OpRow", "StepResult", "predict_batch", "predict_step"]

@@ -30,7 +30,7 @@ batch), arrays broadcast. Per-layer ops carry ``layer=True`` and run ``n_layers`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -179,7 +179,9 @@ def forward_ops(cfg, tokens: Tokens, opts: Options) -> list[Op]:
         ops.append(_mem("kv_write", [(fam, 2, 2 * T * kv_dim * (e + opts.kv_bytes))], layer=True))
     attn_flops = (per_tok.attn_scores + per_tok.attn_values) * tp * tokens.keys
     saved_attn = (T * (2 * q_dim + kv_dim) * e + 4 * a * T) if opts.train else 0.0  # q, k (roped), out, lse
-    ops.append(Op("attention", _ATTN, layer=True, kernels=1, matmul_flops=attn_flops,
+    # cuDNN's SDPA (torch 2.11's choice on sm_90, costmodel/step/sdpa_dispatch.py): one kernel for a
+    # prompt; for one query per sequence a split-KV kernel and its lean_reduction (H200 profiles)
+    ops.append(Op("attention", _ATTN, layer=True, kernels=2 if opts.rope_gather else 1, matmul_flops=attn_flops,
                   attention=dict(flops=attn_flops, q_tokens=T, kv_tokens=tokens.kv_tokens, q_dim=q_dim, kv_dim=kv_dim),
                   saved_bytes=saved_attn, bwd="attention"))
     ops += _linear(opts, "out_proj", T, h, q_dim, per_tok.out_proj * tp * T, e, True, saves_input=False)
@@ -238,7 +240,8 @@ def backward_ops(fwd: list[Op], cfg, tokens: Tokens, opts: Options) -> list[Op]:
     Rules: a GEMM's backward is two GEMMs of the same FLOPs (dgrad, wgrad); autocast's casts
     cast the gradient back to fp32 (one kernel, 6 bytes an element); a residual add sums the
     two gradient branches (one fp32 add); the fused attention kernel runs its backward
-    (FlashAttention-2: preprocess, main loop, dQ conversion = 3 kernels); the loss backward
+    (cuDNN: dot(dO, O), main loop, dQ conversion; with GQA two more reductions of dK, dV over the
+    query heads of a group: 3 or 5 kernels, as the H200 profiles show); the loss backward
     fills, scatters, runs log_softmax's backward and casts (4 kernels, 22 bytes a logit);
     the embedding backward zero-fills an fp32 table and scatters (5 kernels assumed).
     Any other memory-bound op ("generic"): twice its forward kernels and bytes (reads the
@@ -257,7 +260,8 @@ def backward_ops(fwd: list[Op], cfg, tokens: Tokens, opts: Options) -> list[Op]:
         elif op.bwd == "residual":
             out.append(Op(f"{op.name}.grad_add", _MEM, "bwd", op.layer, hbm_bytes=12.0 * tokens.T * h))
         elif op.bwd == "attention":
-            out.append(Op(f"{op.name}.bwd", _ATTN, "bwd", op.layer, kernels=3, matmul_flops=2 * op.matmul_flops,
+            gqa = cfg.n_kv_heads != cfg.n_heads  # cuDNN: dot(dO, O), main loop, dQ convert; + dK, dV head reductions
+            out.append(Op(f"{op.name}.bwd", _ATTN, "bwd", op.layer, kernels=5 if gqa else 3, matmul_flops=2 * op.matmul_flops,
                           attention={**op.attention, "flops": 2 * op.attention["flops"]}))
         elif op.bwd == "loss":
             TL = op.saved_bytes / (4.0 * V)

@@ -24,6 +24,7 @@ from costmodel.models import load_model
 from costmodel.params import count_params
 from costmodel.step.attention import attention_hbm_bytes, attention_time
 from costmodel.step.memory import inference_memory, training_memory_terms
+from costmodel.step.sdpa_dispatch import default_sdpa_backend
 from costmodel.step.ops import Op, Options, Tokens, backward_ops, forward_ops, optimizer_ops, recompute_ops
 from hardware_specs.dtypes import dtype_bytes
 from hardware_specs.op_timing import memory_ops_model
@@ -35,8 +36,6 @@ DTYPES = ("bf16", "fp16", "fp8")
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4")
 LAUNCHES = ("graph", "eager")
 RECOMPUTE = ("none", "selective", "full")
-# SDPA's backend for each phase on sm_90 with torch 2.11 (costmodel/step/sdpa_dispatch.py says why)
-DEFAULT_IMPL = {"prefill": "torch-flash", "train": "torch-flash", "decode": "torch-cudnn"}
 
 
 @dataclass(frozen=True)
@@ -74,14 +73,13 @@ class StepResult:
     attention_impl: str
     assumptions: dict = field(default_factory=dict)
 
-    def to_json(self) -> dict:
-        from costmodel.cli.text import to_jsonable
-
+    def to_dict(self) -> dict:
+        """The fields as plain containers (numbers or numpy arrays); rows as dicts."""
         data = {k: getattr(self, k) for k in ("model", "gpu", "phase", "time_s", "tokens_per_s", "memory_bytes",
                                                "memory", "flops", "hbm_bytes", "gpu_time_s", "kernels", "launch",
                                                "attention_impl", "assumptions")}
-        data["ops"] = [r.__dict__ for r in self.ops]
-        return to_jsonable(data)
+        data["ops"] = [dict(r.__dict__) for r in self.ops]
+        return data
 
 
 def _choice(name, value, allowed):
@@ -188,10 +186,9 @@ def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accu
     if launch == "graph":
         total = graph_time(spec, np.asarray(gpu)[..., None], np.asarray([kernels]))
     else:
-        micro = _eager(segs)
-        total = micro * grad_accum
-        if opt:
-            total = total + _eager([([t for _, t in opt], [_host_s(spec, op, opts.train) for op, _ in opt], 1)])
+        # one micro-batch's fwd + bwd, the optimizer issued after the last one on the same host timeline
+        opt_seg = [([t for _, t in opt], [_host_s(spec, op, opts.train) for op, _ in opt], 1)] if opt else []
+        total = _eager(segs + opt_seg) + (grad_accum - 1) * _eager(segs)
     flops = sum(np.asarray(r.flops, dtype=np.float64) for r in rows)
     hbm = sum(np.asarray(r.bytes["hbm"], dtype=np.float64) for r in rows)
     peak = sum(np.asarray(v, dtype=np.float64) for v in memory.values())
@@ -274,7 +271,7 @@ def predict_step(model, gpu, phase: str = "prefill", *, batch=1, seq_len=512, dt
     opts = _options(cfg, phase, dtype, weight_dtype, kv_dtype, tensor_parallel, recompute,
                     fused_qkv=fused_qkv, fused_gate_up=fused_gate_up, norm=norm, rope=rope,
                     rope_gather=phase == "decode", kv_write=phase != "train")
-    impl = attention_impl or DEFAULT_IMPL[phase]
+    impl = attention_impl or default_sdpa_backend(spec, dtype, cfg.head_dim)
     if phase == "decode":
         held = S + 1 if window is None else np.minimum(S + 1, window)
         tokens = Tokens(T=B, sequences=B, keys=B * held, kv_tokens=B * held)
@@ -332,4 +329,4 @@ def predict_batch(model, gpu, new_tokens, context_lens, *, dtype: str = "bf16", 
     return _assemble(cfg, spec, "batch", tokens, opts, launch, 1, T, impl, memory)
 
 
-__all__ = ["DEFAULT_IMPL", "OpRow", "PHASES", "StepResult", "predict_batch", "predict_step"]
+__all__ = ["OpRow", "PHASES", "StepResult", "predict_batch", "predict_step"]

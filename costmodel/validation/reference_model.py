@@ -12,7 +12,6 @@ launches is in the comment beside it, so a profile can be read against the predi
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn

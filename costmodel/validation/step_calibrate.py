@@ -1,11 +1,11 @@
 """Fit the H200's ``gemm:`` and ``memory_ops:`` sections from the committed op grids and write them
 into the calibrated spec.
 
-    python3 -m costmodel.reference.calibrate [--write]
+    python3 -m costmodel.validation.step_calibrate [--write]
 
-Inputs: ``results/step_h200.json`` (GEMM lattice and held-out projections, memory ops, SDPA) and
-``results/step_h200_run2.json`` (kernel families, per-op host costs, unaligned GEMMs), both
-measured by ``costmodel.reference.gpu_run`` (commands and versions in their ``meta``). The model
+Inputs: ``results/h200/step_run1.json`` (GEMM lattice and held-out projections, memory ops, SDPA) and
+``results/h200/step_run2.json`` (kernel families, per-op host costs, unaligned GEMMs), both
+measured by ``costmodel.validation.step_run`` (commands and versions in their ``meta``). The model
 runs in those files are not read here. ``--write`` replaces the two sections of
 ``hardware_specs/calibrated/h200-sxm-141gb-measured.yaml``.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from costmodel.reference.compare import load_results
-from costmodel.reference.fit import family_errors, fit_attention, fit_gemm, fit_memory_ops, fit_unaligned
+from costmodel.validation.step_compare import load_results
+from costmodel.validation.step_fit import family_errors, fit_attention, fit_gemm, fit_memory_ops, fit_unaligned
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "hardware_specs" / "calibrated" / "h200-sxm-141gb-measured.yaml"
 
@@ -56,7 +56,7 @@ def write_sections(gemm, mem, path: Path = SPEC_FILE) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m costmodel.reference.calibrate")
+    p = argparse.ArgumentParser(prog="python3 -m costmodel.validation.step_calibrate")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
     spec, gemm, mem = fitted_sections(load_results(), load_results_run2())
@@ -71,7 +71,7 @@ def load_results_run2() -> dict:
     from importlib import resources
     import json
 
-    return json.loads(resources.files("costmodel.reference").joinpath("results/step_h200_run2.json").read_text())
+    return json.loads(resources.files("costmodel.validation").joinpath("results/h200/step_run2.json").read_text())
 
 
 if __name__ == "__main__":

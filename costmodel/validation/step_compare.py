@@ -1,8 +1,8 @@
 """Predicted against measured: whole steps, peak memory and kernel classes, from a committed GPU run.
 
-    python3 -m costmodel.reference.compare [--results FILE] [--spec SPEC] [--json]
+    python3 -m costmodel.validation.step_compare [--results FILE] [--spec SPEC] [--json]
 
-Re-predicts every model run in the results file (``costmodel/reference/results/step_h200.json``
+Re-predicts every model run in the results file (``costmodel/validation/results/h200/step_run1.json``, and ``step_run2.json``
 by default) with ``costmodel.step.predict_step`` on a spec (default: the calibrated H200, whose
 ``gemm:`` / ``memory_ops:`` sections were fitted on the op grids of the same run, never on these
 model runs) and prints the errors. No GPU is needed.
@@ -17,13 +17,13 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-DEFAULT_RESULTS = "results/step_h200.json"
+DEFAULT_RESULTS = "results/h200/step_run1.json"
 DEFAULT_SPEC = "h200-sxm-141gb-measured"
 
 
 def load_results(path: str | None = None) -> dict:
     if path is None:
-        return json.loads(resources.files("costmodel.reference").joinpath(DEFAULT_RESULTS).read_text())
+        return json.loads(resources.files("costmodel.validation").joinpath(DEFAULT_RESULTS).read_text())
     return json.loads(Path(path).read_text())
 
 
@@ -123,7 +123,7 @@ def text_table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m costmodel.reference.compare")
+    p = argparse.ArgumentParser(prog="python3 -m costmodel.validation.step_compare")
     p.add_argument("--results")
     p.add_argument("--spec", default=DEFAULT_SPEC)
     p.add_argument("--json", action="store_true")
