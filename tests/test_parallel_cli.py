@@ -156,3 +156,16 @@ def test_decode_tp_communication_is_two_all_reduces_per_layer():
     r = predict_inference(cfg, "dgx-h100", phase="decode", batch=16, seq_len=2048, tp=8)
     ar = collective_time(with_nodes(load_cluster("dgx-h100"), 8), "all_reduce", 16 * 1 * cfg.d_model * 2, 8)
     assert r.breakdown["tp_comm_s"] == pytest.approx(2 * cfg.n_layers * float(ar))
+
+
+def test_predict_command_many_gpus(capsys):
+    out = run_json(capsys, ["predict", "--model", "llama2-7b", "--phase", "train", "--seq-len", "2048",
+                            "--global-batch", "32", "--micro-batch", "2", "--tp", "2", "--pp", "2", "--gpus", "16",
+                            "--cluster", "dgx-a100", "--schedule", "interleaved", "--virtual-stages", "2",
+                            "--recompute", "selective"])
+    assert out["layout"]["schedule"] == "interleaved" and out["dp"] == 4 and out["micro_batches"] == 4
+    assert out["bubble_fraction"] == pytest.approx(1 / (2 * 4 + 1))  # (p-1)/(v m + p - 1)
+    for key in ("time_s", "tokens_per_s", "model_tflops_per_gpu", "mfu", "memory_bytes"):
+        assert out[key] > 0
+    assert main(["predict", "--model", "llama2-7b", "--phase", "train", "--seq-len", "2048", "--gpus", "16"]) == 2
+    assert "--cluster" in capsys.readouterr().err

@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add("--gpus", type=positive_int, help="GPUs used (default: the whole cluster); DP = gpus / (tp x pp)")
     add("--global-batch", type=positive_int, help="sequences per iteration (G)")
     add("--micro-batch", type=positive_int, default=1, help="sequences per micro-batch (b; default 1)")
-    add("--tp", type=positive_int, default=1, help="tensor-parallel degree")
+    add("--tp", type=positive_int, default=1, help="tensor-parallel degree (--tensor-parallel is read too)")
     add("--pp", type=positive_int, default=1, help="pipeline-parallel degree")
     add("--schedule", default="1f1b", help="pipeline schedule: 1f1b (default), interleaved, gpipe")
     add("--virtual-stages", type=positive_int, help="model chunks per device for --schedule interleaved (default 2)")
@@ -69,6 +69,12 @@ def wants_parallel(args: argparse.Namespace) -> bool:
 
 def _spec(value, loader):
     return loader(value) if isinstance(value, str) else value
+
+
+def _tp(args) -> int:
+    """--tp, or the host's --tensor-parallel when --tp was left at 1."""
+    tp = getattr(args, "tp", 1)
+    return tp if tp != 1 else (getattr(args, "tensor_parallel", 1) or 1)
 
 
 def run(args: argparse.Namespace) -> tuple[dict, str]:
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
             raise CommandError(f"--{opt.replace('_', '-')}: required with --cluster")
     cluster = _spec(args.cluster, load_cluster)
     model = _spec(args.model, load_model)
+    args.tp = _tp(args)
     gpus = args.gpus or cluster.total_gpus
     schedule = args.schedule
     v = args.virtual_stages or (2 if schedule == "interleaved" else 1)
@@ -119,6 +126,7 @@ def _run_inference(args, phase):
     for opt in ("model", "seq_len", "batch"):
         if getattr(args, opt, None) is None:
             raise CommandError(f"--{opt.replace('_', '-')}: required with --cluster --phase {phase}")
+    args.tp = _tp(args)
     if args.gpus is not None and args.gpus != args.tp * args.pp:
         raise CommandError(f"--gpus: {args.gpus} must be tp x pp = {args.tp * args.pp} for one {phase} replica")
     r = predict_inference(_spec(args.model, load_model), _spec(args.cluster, load_cluster), phase=phase,
