@@ -169,3 +169,13 @@ def test_predict_command_many_gpus(capsys):
         assert out[key] > 0
     assert main(["predict", "--model", "llama2-7b", "--phase", "train", "--seq-len", "2048", "--gpus", "16"]) == 2
     assert "--cluster" in capsys.readouterr().err
+
+
+def test_process_pool_gives_the_same_table():
+    from costmodel.parallel.search import search_layouts
+
+    kw = dict(global_batch=16, seq_len=1024, gpus=[8], max_micro_batch=2, recomputes=("none", "full"))
+    one = search_layouts("llama2-7b", "dgx-a100", **kw)
+    pool = search_layouts("llama2-7b", "dgx-a100", workers=2, **kw)
+    assert list(pool["order"]) == list(one["order"])
+    assert list(pool["table"]["time_s"]) == list(one["table"]["time_s"])
