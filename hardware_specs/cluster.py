@@ -44,7 +44,10 @@ def _read(name_or_path: str | Path) -> dict[str, Any]:
         if not path.is_file():
             raise SpecError(f"cluster: unknown cluster {key!r} (not a bundled spec and not a file); "
                             f"bundled: {', '.join(list_clusters())}")
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise SpecError(f"{key}: not a text file; a cluster YAML is accepted") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -102,7 +105,13 @@ def load_cluster(name_or_path: str | Path) -> ClusterSpec:
     raw = _read(name_or_path)
     base = raw.pop("base", None)
     if base is not None:
+        base = str(base)
+        if base not in list_clusters() and not Path(base).is_absolute():
+            base = str(Path(str(name_or_path)).parent / base)  # a relative base sits beside the overlay
         base_raw = _read(base)
+        if "base" in base_raw:
+            raise SpecError(f"{name_or_path}: base {base!r} is itself an overlay; an overlay's base must be a "
+                            "full cluster spec (one level of overlay)")
         name = raw.pop("name", None) or f"{base_raw.get('name')}-measured"
         raw = _merge(base_raw, raw)
         raw["name"] = name

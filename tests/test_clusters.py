@@ -74,3 +74,17 @@ def test_with_nodes():
         with_nodes(c, 12)
     with pytest.raises(ValueError, match="exceeds"):
         with_nodes(c, 2048)
+
+
+def test_overlay_rules(tmp_path):
+    from importlib.resources import files
+
+    (tmp_path / "mine.yaml").write_text(files("hardware_specs").joinpath("clusters", "dgx-a100.yaml").read_text())
+    (tmp_path / "o.yaml").write_text("base: mine.yaml\nname: mine-measured\n")
+    assert load_cluster(tmp_path / "o.yaml").name == "mine-measured"  # relative base: beside the overlay
+    (tmp_path / "self.yaml").write_text("base: self.yaml\n")
+    with pytest.raises(SpecError, match="itself an overlay"):
+        load_cluster(tmp_path / "self.yaml")
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(SpecError, match="not a text file"):
+        load_cluster(tmp_path / "bin.yaml")

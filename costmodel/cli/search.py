@@ -33,7 +33,7 @@ def register(subparsers) -> None:
                         "context, NCCL buffers and allocator fragmentation, which the memory model leaves out)")
     p.add_argument("--overlap-dp", action="store_true", help="assume DP communication hides behind backward compute")
     p.add_argument("--top", type=positive_int, default=5, help="layouts to print")
-    p.add_argument("--plot", help="write the time-vs-memory figure here (.html); default out/search/<model>-<cluster>.html")
+    p.add_argument("--plot", help="write the time-vs-memory figure here (.html); default out/search/search-<model>-<cluster>.html")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--workers", type=positive_int, default=1, help="local processes (default 1: this process)")
     p.add_argument("--ray", metavar="ADDRESS", help="run work units on Ray ('local' starts one here; needs extra 'ray')")
@@ -60,6 +60,12 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
 
     if not 0 < args.memory_fraction <= 1:
         raise CommandError(f"--memory-fraction: {args.memory_fraction} is out of range; a number in (0, 1] is accepted")
+    stem = None
+    if not args.no_plot:
+        from costmodel.outputs import check_writable
+
+        stem = args.plot or f"out/search/search-{args.model.name}-{args.cluster.name}.html"
+        check_writable(stem, "--plot", (".html",))  # fail before the search, not after it
     gpu = load_gpu(args.cluster.gpu)
     limit = args.memory_fraction * gpu.hbm_bytes
     try:
@@ -74,12 +80,13 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     front = [row(t, i) for i in r["order"][pareto_front(t["time_s"][r["order"]], t["memory_bytes"][r["order"]])]] \
         if len(r["order"]) else []
     plot = None
-    if not args.no_plot and len(r["order"]):
+    if stem is not None and len(r["order"]):
+        from costmodel.outputs import write_atomic
         from costmodel.parallel.plot import search_figure
-        from costmodel.plots import save_figure
 
-        stem = args.plot or f"out/search/search-{r['model']}-{r['cluster']}.html"
-        plot = [str(p) for p in save_figure(search_figure(r, limit), stem, png=False)]
+        html = search_figure(r, limit).to_html(include_plotlyjs=True, full_html=True)
+        write_atomic(stem, html, "--plot")
+        plot = [stem]
     data = {k: r[k] for k in ("model", "cluster", "gpu", "global_batch", "seq_len", "objective", "count", "fitting",
                               "units", "elapsed_s")}
     data.update(memory_limit_bytes=limit, best=best, pareto_front=front, plot=plot)
