@@ -6,12 +6,13 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
+from costmodel.flops import forward_flops_per_token
 from costmodel.models import ModelConfig, load_model
 from costmodel.parallel.compute import micro_batch_compute
 from costmodel.parallel.layout import Layout
 from costmodel.parallel.pipeline import bubble_fraction
 from costmodel.parallel.training import (
-    PEAK_UNIT, iteration_time, memory_per_gpu, model_flops_per_iteration, palm_flops_per_token,
+    PEAK_UNIT, iteration_time, memory_per_gpu, model_flops_per_iteration,
 )
 from hardware_specs.cluster import load_cluster, with_nodes
 from hardware_specs.interconnect import ClusterSpec
@@ -90,7 +91,10 @@ def predict_training(model: ModelConfig | str, cluster: ClusterSpec | str, layou
         seq_len=seq_len, time_s=t, tokens_per_s=tokens / t,
         model_tflops_per_gpu=float(model_flops_per_iteration(cfg, seq_len, lay.global_batch, lay.recompute))
         / t / lay.gpus / 1e12,
-        mfu=float(palm_flops_per_token(cfg, seq_len)) * tokens / t / (lay.gpus * peak),
+        # PaLM's model FLOPs, 3·F per token non-causal, as costmodel.flops.model_flops_utilization counts them
+        # (that function refuses a result above 100%, a check meant for measured throughputs)
+        mfu=3 * float(forward_flops_per_token(cfg, seq_len, causal=False, sliding_window=None).total) * tokens / t
+        / (lay.gpus * peak),
         memory_bytes=float(mem["memory_bytes"]), fits=bool(mem["memory_bytes"] <= gpu.hbm_bytes),
         bubble_fraction=float(bubble_fraction(lay.pp, lay.micro_batches, lay.virtual_stages, lay.schedule)),
         breakdown={k: float(v) for k, v in parts.items()}, memory={k: float(v) for k, v in mem.items()},

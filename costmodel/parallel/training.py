@@ -118,9 +118,5 @@ def model_flops_per_iteration(cfg, seq_len, global_batch, recompute: str = "none
     return global_batch * seq_len * ((3 + r) * fwd.layers + 3 * fwd.lm_head)
 
 
-def palm_flops_per_token(cfg, seq_len):
-    """Model FLOPs per token without recomputation, PaLM's MFU numerator (3·F, non-causal)."""
-    return 3 * forward_flops_per_token(cfg, seq_len, causal=False, sliding_window=None).total
 
-
-__all__ = ["PEAK_UNIT", "iteration_time", "memory_per_gpu", "model_flops_per_iteration", "palm_flops_per_token"]
+__all__ = ["PEAK_UNIT", "iteration_time", "memory_per_gpu", "model_flops_per_iteration"]
