@@ -3,8 +3,9 @@
 DP follows from the GPU count, DP = N / (TP·PP), and the micro-batches per pipeline from the
 batch, m = G / (b·DP) (Narayanan et al. 2021 §3, notation p, t, d, b, B). A layout is valid when
 
-- TP divides the query heads and the MLP width, and either divides the K/V heads or is a multiple
-  of them (GQA K/V heads are then replicated, as Megatron-LM does);
+- TP divides the query heads, the K/V heads and the MLP width (costmodel.training_memory splits the
+  K/V heads t ways and refuses a TP that does not divide them; replicating K/V heads past TP = g, as
+  Megatron-LM can, is not modelled);
 - TP·PP divides N and b·DP divides G;
 - PP <= L; interleaved: v >= 2, m a multiple of PP (Narayanan §2.2.2), and the busiest stage's
   ceil(L/PP) layers split into v equal chunks (Megatron needs L divisible by PP·v; Llama 3 §3.3.2
@@ -70,8 +71,8 @@ class Layout(BaseModel):
         t = self.tp
         if cfg.n_heads % t:
             raise ValueError(f"tp: {t} does not divide {cfg.name}'s {cfg.n_heads} attention heads")
-        if cfg.n_kv_heads % t and t % cfg.n_kv_heads:
-            raise ValueError(f"tp: {t} neither divides nor is a multiple of {cfg.name}'s {cfg.n_kv_heads} K/V heads")
+        if cfg.n_kv_heads % t:
+            raise ValueError(f"tp: {t} does not divide {cfg.name}'s {cfg.n_kv_heads} K/V heads")
         if cfg.ffn_dim % t:
             raise ValueError(f"tp: {t} does not divide {cfg.name}'s MLP width {cfg.ffn_dim}")
         if self.pp > cfg.n_layers:

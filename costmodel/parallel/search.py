@@ -1,6 +1,6 @@
 """Search every valid training layout of a model on a cluster, vectorized over configurations.
 
-The space: GPU counts (``gpus``), TP (divisors of N that the heads, K/V heads and MLP width allow),
+The space: GPU counts (``gpus``), TP (divisors of N that divide the heads, K/V heads and MLP width),
 sequence parallelism (on or off where TP > 1), recomputation (none / selective / full), PP (divisors
 of N/TP up to L), micro-batch b (divisors of G/DP up to ``max_micro_batch``), the schedule (1F1B, or
 interleaved 1F1B with every v >= 2 that splits L/PP evenly and m divisible by PP) and ZeRO stage 0-3.
@@ -55,7 +55,7 @@ def valid_tp(cfg: ModelConfig, gpus: int, max_tp: int | None = None) -> list[int
     for t in divisors(gpus):
         if max_tp is not None and t > max_tp:
             continue
-        if cfg.n_heads % t or cfg.ffn_dim % t or (cfg.n_kv_heads % t and t % cfg.n_kv_heads):
+        if cfg.n_heads % t or cfg.ffn_dim % t or cfg.n_kv_heads % t:  # as Layout.check_model
             continue
         out.append(t)
     return out
