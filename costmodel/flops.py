@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from costmodel._broadcast import Number, Result, check, require_config, resolve, to_value
+from costmodel.calculator_io import Number, Result, check, require_config, resolve, to_value
 from costmodel.models import ModelConfig
 
 _SHAPE = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "ffn_type")
@@ -67,6 +67,34 @@ def mean_keys_per_query(seq_len, causal: bool = True, sliding_window=None):
     S_arr, W_arr = np.asarray(S, dtype=np.float64), np.asarray(W, dtype=np.float64)
     keys_total = np.where(S_arr <= W_arr, S_arr * (S_arr + 1) / 2, W_arr * (W_arr + 1) / 2 + (S_arr - W_arr) * W_arr)
     return to_value(keys_total / S_arr)
+
+
+def attention_core_flops(batch_heads, seq_len, head_dim, *, kv_len=None, causal: bool = True,
+                         sliding_window=None, pass_: str = "fwd") -> Number:
+    """Matmul FLOPs of the attention core (Q K^T and P V; backward: their gradients too) of
+    ``batch_heads`` heads: ``simulators.counting.PAIR_MATMUL_FLOPS`` (4 forward, 10 backward)
+    x head_dim x the (query, key) pairs attended.
+
+    Pairs: seq_len x ``mean_keys_per_query`` for a causal sequence, with an optional sliding
+    window (Dao 2023 section 4.1 halves the unmasked count for a causal mask; this counts
+    the S (S + 1) / 2 pairs exactly); without a mask, seq_len x ``kv_len`` (default seq_len),
+    as in decoding one query against a cache of kv_len keys. Arrays broadcast.
+    """
+    from simulators.counting import PAIR_MATMUL_FLOPS  # lazily: the simulator's package loads numba
+
+    func = "attention_core_flops"
+    if pass_ not in PAIR_MATMUL_FLOPS:
+        raise ValueError(f"pass_: {pass_!r}; allowed: {', '.join(PAIR_MATMUL_FLOPS)}")
+    bh = check(func, "batch_heads", batch_heads, gt=0, integer=True)
+    S = check(func, "seq_len", seq_len, gt=0, integer=True)
+    d = check(func, "head_dim", head_dim, gt=0, integer=True)
+    if causal:
+        if kv_len is not None:
+            raise ValueError(f"{func}: kv_len is for an unmasked call (causal=False); a causal one has kv_len = seq_len")
+        pairs = S * mean_keys_per_query(S, True, sliding_window)
+    else:
+        pairs = S * (S if kv_len is None else check(func, "kv_len", kv_len, gt=0, integer=True))
+    return to_value(PAIR_MATMUL_FLOPS[pass_] * d * pairs * bh)
 
 
 def _window(cfg: ModelConfig | None, sliding_window: Any):
@@ -237,6 +265,6 @@ def model_flops_utilization(
 
 
 __all__ = [
-    "FlopsPerToken", "TrainingFlops", "decode_flops_per_token", "forward_flops_per_token", "matmul_params",
+    "FlopsPerToken", "TrainingFlops", "attention_core_flops", "decode_flops_per_token", "forward_flops_per_token", "matmul_params",
     "mean_keys_per_query", "model_flops_utilization", "training_flops",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from costmodel._broadcast import Number, Result, check, to_value
+from costmodel.calculator_io import Number, Result, check, to_value
 from costmodel.flops import decode_flops_per_token, forward_flops_per_token
 from costmodel.kvcache import kv_cache_bytes
 from costmodel.models import ModelConfig

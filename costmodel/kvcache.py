@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from costmodel._broadcast import Number, Result, check, element_bytes, require_config, resolve, to_value
+from costmodel.calculator_io import Number, Result, check, element_bytes, require_config, resolve, to_value
 from costmodel.models import ModelConfig
 from costmodel.params import weights_bytes
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from costmodel._broadcast import Number, Result, check, element_bytes, require, require_config, to_value
+from costmodel.calculator_io import Number, Result, check, element_bytes, require, require_config, to_value
 from costmodel.models import ModelConfig
 
 

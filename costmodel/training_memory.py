@@ -58,7 +58,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from costmodel._broadcast import Number, Result, check, element_bytes, require, resolve, to_value
+from costmodel.calculator_io import Number, Result, check, element_bytes, require, resolve, to_value
 from costmodel.models import ModelConfig
 from costmodel.params import count_params_arrays
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hardware_specs.interconnect import GPUInterconnect
 from hardware_specs.op_timing import GemmModel, MemoryOpsModel
+from hardware_specs.implementations import ImplementationsSection
 
 # Compute units whose peak rates a spec may give, in FLOP/s (OP/s for int8), dense
 # (no structured sparsity). "fp32" and "fp64" are the SIMT (CUDA-core) rates; the
@@ -97,6 +98,9 @@ class GPUSpec(BaseModel):
     display_name: str
     vendor: Literal["nvidia", "amd"]
     architecture: str
+    # Device names this spec is for (``hardware_specs.device_names``): each entry the words that
+    # must all appear in the lower-cased name the driver reports ("h100 pcie").
+    device_names: list[str] = Field(default_factory=list)
     sm_count: int = Field(gt=0, lt=_COUNT_LIMIT)
     boost_clock_Hz: float = Field(gt=0)
     fp32_lanes_per_sm: int = Field(gt=0, lt=_COUNT_LIMIT)
@@ -121,6 +125,7 @@ class GPUSpec(BaseModel):
     calibration: dict[str, Any] | None = None
     gemm: GemmModel | None = None  # fitted cuBLAS GEMM model (hardware_specs/op_timing.py)
     memory_ops: MemoryOpsModel | None = None  # fitted memory-bound-op curve and launch costs
+    implementations: ImplementationsSection | None = None  # fitted attention timing (hardware_specs/implementations.py)
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")

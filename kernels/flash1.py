@@ -49,32 +49,13 @@ from numba import cuda, float32
 
 from . import _checks
 from ._cuda import LN2, LOG2E, NEG_INF, SMEM_ALIGN, U, as_device, empty, kernel_jit, launch, to_caller
-from ._tiling import Split, outer_product_mac, pick_tx, split
-from .flash2 import PAD
+from ._flash_tiles import PAD, ForwardTiles
+from ._tiling import outer_product_mac
 
 
 @dataclass(frozen=True)
-class Config:
-    block_r: int
-    block_c: int
-    head_dim: int
-    num_threads: int
-
-    @property
-    def tx(self) -> int:
-        return pick_tx((self.block_c, self.head_dim), self.num_threads)
-
-    @property
-    def rows(self) -> Split:
-        return split(self.block_r, self.num_threads // self.tx, "block_r over thread rows")
-
-    @property
-    def s_cols(self) -> Split:
-        return split(self.block_c, self.tx, "block_c over thread columns")
-
-    @property
-    def o_cols(self) -> Split:
-        return split(self.head_dim, self.tx, "head_dim over thread columns")
+class FA1Tiles(ForwardTiles):
+    """One compiled FA1 forward variant: FA2's thread split, with P and the row statistics staged."""
 
     def smem(self) -> dict:
         br, bc, d = self.block_r, self.block_c, self.head_dim
@@ -87,19 +68,9 @@ class Config:
         return dict(qp=qp, kp=kp, vp=vp, pp=pp, q_off=0, k_off=k_off, v_off=v_off, p_off=p_off,
                     rm_off=rm_off, rl_off=rl_off, words=rl_off + br * self.tx)
 
-    def smem_bytes(self) -> int:
-        return 4 * self.smem()["words"]
-
-    def check(self) -> None:
-        self.rows, self.s_cols, self.o_cols  # noqa: B018
-        for name, val in (("block_r", self.block_r), ("block_c", self.block_c)):
-            if (val * self.head_dim) % self.num_threads:
-                raise ValueError(f"{name}={val} times head_dim={self.head_dim} must be a multiple of "
-                                 f"num_threads={self.num_threads} (each thread loads an equal share)")
-
 
 @functools.lru_cache(maxsize=None)
-def build_kernel(cfg: Config, causal: bool):
+def build_kernel(cfg: FA1Tiles, causal: bool):
     rows, s_cols, o_cols = cfg.rows, cfg.s_cols, cfg.o_cols
     TX, TM, TN, TD = cfg.tx, rows.per_thread, s_cols.per_thread, o_cols.per_thread
     R_CH, R_ST = rows.chunk, rows.chunk * rows.threads
@@ -278,7 +249,7 @@ def flash_attention_v1(q, k, v, causal=False, block_r=64, block_c=64, scale=None
     """
     host = not _checks.is_device(q)
     B, H, N, d = _checks.attention_inputs(q, k, v)
-    cfg = _checks.config(Config, block_r, block_c, d, num_threads)
+    cfg = _checks.config(FA1Tiles, block_r, block_c, d, num_threads)
     Hkv = k.shape[1]
     scale = _checks.scale(d, scale)
 

@@ -50,35 +50,12 @@ from dataclasses import dataclass
 
 from . import _checks
 from ._cuda import LN2, LOG2E, NEG_INF, SMEM_ALIGN, U, as_device, empty, kernel_jit, launch, to_caller
-from ._tiling import Split, outer_product_mac, pick_tx, split
-
-PAD = 4  # words added to each shared-memory row: keeps 16-byte alignment, spreads banks
-
+from ._flash_tiles import PAD, ForwardTiles
+from ._tiling import outer_product_mac
 
 @dataclass(frozen=True)
-class Config:
-    """One compiled variant: tile sizes, threads and the register tiling they imply."""
-
-    block_r: int
-    block_c: int
-    head_dim: int
-    num_threads: int
-
-    @property
-    def tx(self) -> int:
-        return pick_tx((self.block_c, self.head_dim), self.num_threads)
-
-    @property
-    def rows(self) -> Split:  # query rows of S and O over the ty thread rows
-        return split(self.block_r, self.num_threads // self.tx, "block_r over thread rows")
-
-    @property
-    def s_cols(self) -> Split:  # key columns of S over the tx thread columns
-        return split(self.block_c, self.tx, "block_c over thread columns")
-
-    @property
-    def o_cols(self) -> Split:  # head_dim columns of O over the tx thread columns
-        return split(self.head_dim, self.tx, "head_dim over thread columns")
+class FA2Tiles(ForwardTiles):
+    """One compiled FA2 forward variant: tile sizes, threads and the register tiling they imply."""
 
     def smem(self) -> dict:
         """Word offsets and pitches of the shared-memory tiles (float32 words)."""
@@ -90,23 +67,13 @@ class Config:
         return dict(qp=qp, kp=kp, vp=vp, pp=pp, q_off=0, k_off=k_off, p_off=k_off,
                     v_off=v_off, r_off=r_off, words=r_off + br * self.tx)
 
-    def smem_bytes(self) -> int:
-        return 4 * self.smem()["words"]
-
-    def check(self) -> None:
-        self.rows, self.s_cols, self.o_cols  # noqa: B018 (each raises if it cannot split)
-        for name, val in (("block_r", self.block_r), ("block_c", self.block_c)):
-            if (val * self.head_dim) % self.num_threads:
-                raise ValueError(f"{name}={val} times head_dim={self.head_dim} must be a multiple of "
-                                 f"num_threads={self.num_threads} (each thread loads an equal share)")
-
 
 def smem_bytes(block_r: int, block_c: int, head_dim: int, num_threads: int) -> int:
-    return Config(block_r, block_c, head_dim, num_threads).smem_bytes()
+    return FA2Tiles(block_r, block_c, head_dim, num_threads).smem_bytes()
 
 
 @functools.lru_cache(maxsize=None)
-def build_kernel(cfg: Config, causal: bool):
+def build_kernel(cfg: FA2Tiles, causal: bool):
     """Compile-time specialised FA2 forward kernel for one configuration."""
     rows, s_cols, o_cols = cfg.rows, cfg.s_cols, cfg.o_cols
     TX, TM, TN, TD = cfg.tx, rows.per_thread, s_cols.per_thread, o_cols.per_thread
@@ -295,7 +262,7 @@ def flash_attention(q, k, v, causal=False, block_r=64, block_c=64, window=None, 
     host = not _checks.is_device(q)
     B, H, N, d = _checks.attention_inputs(q, k, v)
     num_threads = default_threads(block_r, d) if num_threads is None else num_threads
-    cfg = _checks.config(Config, block_r, block_c, d, num_threads)
+    cfg = _checks.config(FA2Tiles, block_r, block_c, d, num_threads)
     if window is not None:
         window = _checks.window(window, causal)
     Hkv = k.shape[1]

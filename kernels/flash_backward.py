@@ -46,14 +46,12 @@ from . import _checks
 from ._cuda import LOG2E, SMEM_ALIGN, U, as_device, empty, kernel_jit, launch, to_caller
 from ._tiling import Split, outer_product_mac, pick_tx, split
 from .flash2 import PAD
+from ._flash_tiles import FlashTiles
 
 
 @dataclass(frozen=True)
-class Config:
-    block_r: int
-    block_c: int
-    head_dim: int
-    num_threads: int
+class BackwardTiles(FlashTiles):
+    """One compiled backward variant: dK_j, dV_j (B_c x d) and dQ_i (B_r x d) over ty x tx threads."""
 
     @property
     def tx(self) -> int:
@@ -94,15 +92,9 @@ class Config:
         out["words"] = off
         return out
 
-    def smem_bytes(self) -> int:
-        return 4 * self.smem()["words"]
-
     def check(self) -> None:
         self.key_rows, self.query_rows, self.d_cols, self.query_cols  # noqa: B018
-        for name, val in (("block_r", self.block_r), ("block_c", self.block_c)):
-            if (val * self.head_dim) % self.num_threads:
-                raise ValueError(f"{name}={val} times head_dim={self.head_dim} must be a multiple of "
-                                 f"num_threads={self.num_threads} (each thread loads an equal share)")
+        self.check_loads()
 
 
 def default_config(head_dim: int) -> tuple[int, int, int]:
@@ -149,7 +141,7 @@ def build_cast():
 
 
 @functools.lru_cache(maxsize=None)
-def build_kernel(cfg: Config, causal: bool):
+def build_kernel(cfg: BackwardTiles, causal: bool):
     kr, qr, dc, qc = cfg.key_rows, cfg.query_rows, cfg.d_cols, cfg.query_cols
     TMC, TMR, TD, TNR = kr.per_thread, qr.per_thread, dc.per_thread, qc.per_thread
     KR_CH, KR_ST = kr.chunk, kr.chunk * kr.threads
@@ -306,7 +298,7 @@ def flash_attention_backward(q, k, v, o, lse, do, causal=False, block_r=None, bl
     _checks.same_shape("do", do, q.shape, q.dtype)
     _checks.same_shape("lse", lse, (B, H, N), np.float32)
     dr, dc, dt = default_config(d)
-    cfg = _checks.config(Config, block_r or dr, block_c or dc, d, num_threads or dt)
+    cfg = _checks.config(BackwardTiles, block_r or dr, block_c or dc, d, num_threads or dt)
     scale = _checks.scale(d, scale)
 
     qd, kd, vd, od, dod, lsed = (as_device(x) for x in (q, k, v, o, do, lse))

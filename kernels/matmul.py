@@ -33,7 +33,7 @@ PAD = 4  # words added to each shared-memory row, as in flash2
 
 
 @dataclass(frozen=True)
-class Config:
+class MatmulTiles:
     block_m: int = 64
     block_n: int = 64
     block_k: int = 64
@@ -59,7 +59,7 @@ class Config:
 
 
 @functools.lru_cache(maxsize=None)
-def build_kernel(cfg: Config):
+def build_kernel(cfg: MatmulTiles):
     rows, cols = cfg.rows, cfg.cols
     TX, TM, TN = cfg.tx, rows.per_thread, cols.per_thread
     R_CH, R_ST = rows.chunk, rows.chunk * rows.threads
@@ -113,7 +113,7 @@ def build_kernel(cfg: Config):
     return matmul
 
 
-def matmul(a, b, cfg: Config = Config()):
+def matmul(a, b, cfg: MatmulTiles = MatmulTiles()):
     """C = A B in float32 with the register-tiled kernel. numpy in gives numpy out."""
     host = not _checks.is_device(a)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:

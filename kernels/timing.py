@@ -1,9 +1,10 @@
-"""Timing with CUDA events: warm-up, medians, a hold kernel, L2 rotation.
+"""The CUDA-event timer of numba launches: warm-up, medians, a hold kernel, L2 rotation.
 
 ``time_launches(launch, repeats, warmup)`` brackets each call of ``launch()`` by two
-events (optionally behind a sleeping kernel, so the samples hold GPU time alone).
-``time_kernel(fn, *args)`` runs ``fn(*args)`` (any callable that launches device
-work) and brackets it with CUDA events. Several calls may share one bracket
+events (optionally behind a sleeping kernel, so the samples hold GPU time alone); it is
+the one timer (torch's calls are timed by ``costmodel.validation.device.time_torch``).
+``time_kernel(fn, *args)`` runs ``fn(*args)`` (any callable that launches device work)
+through it with the sweep's conveniences. Several calls may share one bracket
 (``inner``) so that launch gaps of microsecond kernels are amortised; each sample
 is the bracket's time divided by ``inner``. When ``input_sets`` is given the calls
 rotate over those argument tuples, so that inputs smaller than the L2 cache are not
@@ -69,7 +70,8 @@ class Timing:
 
 def time_kernel(fn, *args, warmup: int = 2, repeats: int = 10, input_sets=None, inner: int | None = None,
                 min_bracket_s: float = 1e-3, budget_s: float | None = None) -> Timing:
-    """Median time of one call of ``fn`` in seconds, from CUDA events.
+    """Median time of one call of ``fn`` in seconds: ``time_launches`` over brackets of
+    ``inner`` calls, each sample the bracket's time / inner.
 
     ``inner=None`` picks the calls per bracket so a bracket lasts ``min_bracket_s``
     (from the warm-up time, at most 64). ``budget_s`` caps ``repeats`` so that the
@@ -83,28 +85,19 @@ def time_kernel(fn, *args, warmup: int = 2, repeats: int = 10, input_sets=None, 
         fn(*sets[calls % len(sets)])
         calls += 1
 
-    start, end = cuda.event(), cuda.event()
-    first_s = None
-    for w in range(max(1, warmup)):
-        start.record()
-        call()
-        end.record()
-        end.synchronize()
-        first_s = start.elapsed_time(end) * 1e-3
-    if SIMULATOR:  # events carry no time there: one call per bracket, no budget
-        inner, first_s = 1, first_s or 1.0
+    first_s = time_launches(call, 1, max(1, warmup) - 1)[0]  # the last warm-up call, timed
+    if SIMULATOR:  # events carry no time there: one call per bracket, the budget as if a call took 1 s
+        inner, first_s = 1, 1.0
     if inner is None:
         inner = int(min(64, max(1, math.ceil(min_bracket_s / max(first_s, 1e-9)))))
     if budget_s is not None:
         repeats = int(max(3, min(repeats, budget_s // max(first_s * inner, 1e-9))))
-    samples = []
-    for _ in range(repeats):
-        start.record()
+
+    def bracket():
         for _ in range(inner):
             call()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) * 1e-3 / inner)
+
+    samples = [s / inner for s in time_launches(bracket, repeats, 0)]
     return Timing(statistics.median(samples), samples, inner)
 
 

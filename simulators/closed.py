@@ -45,20 +45,15 @@ import numpy as np
 from simulators import counting as F
 from simulators.l2 import Access, at_step, boxes, dram_totals, max_live, wave_dram, wave_traffic
 from simulators.mask import col_ranges, row_ranges, tile_sizes
-from simulators.problem import STAT_BYTES, FlashProblem, prefix
-
-def _range_sum(pre: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    ok = hi >= lo
-    return np.where(ok, pre[np.where(ok, hi + 1, 0)] - pre[np.where(ok, lo, 0)], 0)
-
+from simulators.problem import STAT_BYTES, FlashProblem, prefix, range_sum
 
 def _geometry(p: FlashProblem) -> dict[str, np.ndarray]:
     rr = _rows(p)
     r, c = tile_sizes(p.n_q, p.br), tile_sizes(p.n_k, p.bc)
     cpre = prefix(c)
     n = np.maximum(rr["hi"] - rr["lo"] + 1, 0)
-    csum = _range_sum(cpre, rr["lo"], rr["hi"])
-    fsum = _range_sum(cpre, rr["flo"], rr["fhi"])
+    csum = range_sum(cpre, rr["lo"], rr["hi"])
+    fsum = range_sum(cpre, rr["flo"], rr["fhi"])
     cr = col_ranges(p.band, p.br, p.bc)
     if not p.skip:
         cr = {"lo": np.zeros(p.t_c, dtype=np.int64), "hi": np.full(p.t_c, p.t_r - 1, dtype=np.int64)}
@@ -279,7 +274,7 @@ def decode(p: FlashProblem, splits: int, page_size: int | None, slots: int, capa
     fa = np.maximum(s * per_split, rr["flo"][0])
     fb = np.minimum(np.minimum((s + 1) * per_split, p.t_c) - 1, rr["fhi"][0])
     n = np.maximum(b - a + 1, 0)
-    csum, fsum = _range_sum(cpre, a, b), _range_sum(cpre, fa, fb)
+    csum, fsum = range_sum(cpre, a, b), range_sum(cpre, fa, fb)
     busy = n > 0
     m = F.moments()
     m[F.TILES] = p.bh * n.sum()

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from hardware_specs.dtypes import dtype_bytes
 
 DTYPES = ("fp32", "fp16", "bf16", "fp8")
-IMPLS = ("standard", "standard-fused", "standard-3kernel", "flash1", "flash2", "flash-decoding")
+IMPLS = ("standard", "standard-fused", "standard-3kernel", "flash1", "flash2", "flash-decoding",
+         "linformer", "performer", "reformer")  # the last three: simulators/approximate.py
 PASSES = ("fwd", "bwd", "fwd+bwd")
 
 # Counts (tokens, heads, tiles, bytes) stay below 2^53: exact in float64, inside int64 and numba.

@@ -40,6 +40,13 @@ H_WRITE = 13  # DRAM bytes written
 N_MOMENTS = 14
 
 
+# Matmul FLOPs per (query, key) pair per unit of head_dim: forward S = Q K^T and O = P V
+# (2 matmuls x 2 FLOPs), backward S again, dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q
+# (5 x 2). Dao 2023 section 4.1 counts "4 seqlen^2 head_dim num_heads" forward and 2.5x
+# that backward; every attention FLOP count of this project uses these two numbers.
+PAIR_MATMUL_FLOPS = {"fwd": 4, "bwd": 10}
+
+
 def moments() -> np.ndarray:
     return np.zeros(N_MOMENTS, dtype=np.int64)
 
@@ -68,20 +75,20 @@ def tile_flops(kind: str, m: np.ndarray, d: int, dropout: bool, fa1_io: str = "k
     rc, part, r, rows_r, cols_c = (float(m[k]) for k in (RC, RC_PARTIAL, R, ROWS_R, COLS_C))
     drop = 1.0 if dropout else 0.0
     if kind in ("fa2_fwd", "decode"):
-        return {"matmul": 4 * d * rc,
+        return {"matmul": PAIR_MATMUL_FLOPS["fwd"] * d * rc,
                 "other": 3 * rc + part + 2 * drop * rc + (4 + d) * r + (2 * d + 2) * rows_r,
                 "exp": rc + r + rows_r}
     if kind == "fa1_fwd":
         lse = rows_r if fa1_io == "kernel" else 0.0
-        return {"matmul": 4 * d * rc,
+        return {"matmul": PAIR_MATMUL_FLOPS["fwd"] * d * rc,
                 "other": 3 * rc + part + 2 * drop * rc + (4 * d + 9) * r + lse,
                 "exp": rc + 2 * r + lse}
     if kind == "fa2_bwd":
-        return {"matmul": 10 * d * rc,
+        return {"matmul": PAIR_MATMUL_FLOPS["bwd"] * d * rc,
                 "other": 3 * rc + part + 4 * drop * rc + 3 * d * r + d * cols_c,
                 "exp": rc}
     if kind == "fa1_bwd":
-        return {"matmul": 10 * d * rc,
+        return {"matmul": PAIR_MATMUL_FLOPS["bwd"] * d * rc,
                 "other": 4 * rc + part + 4 * drop * rc + 5 * d * r + d * cols_c,
                 "exp": rc}
     raise ValueError(f"kind: unknown flash kernel {kind!r}")

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from hardware_specs.dtypes import dtype_bytes
+from hardware_specs.kernel_launch import decode_launch
 from simulators import closed, walk as enum
 from simulators import counting as F
 from simulators.config import flash_block_sizes
@@ -84,9 +85,12 @@ def resolve_blocks(spec, cfg, sch, s_bytes: int, kernels: tuple[str, ...] = ()) 
     return br, bc
 
 
-# kernels/decode.py's schedule: 256 threads in key groups of 8 lanes, each lane holding 32
-# 4-byte words of K (and of V) per tile, compiled for at most 128 registers a thread.
-DECODE_THREADS, DECODE_LANES, DECODE_LANE_WORDS, DECODE_REGS = 256, 8, 32, 128
+# kernels/decode.py's schedule: threads in key groups of lanes, each lane holding words of K
+# (and of V) per tile, under a register cap; the numbers are the kernel's own, read from
+# hardware_specs/kernel_launch.yaml (256 threads, 8 lanes, 32 words, 128 registers).
+_DECODE = decode_launch()
+DECODE_THREADS, DECODE_LANES = _DECODE.threads, _DECODE.lanes_per_key
+DECODE_LANE_WORDS, DECODE_REGS = _DECODE.lane_words, _DECODE.max_registers
 
 
 def decode_keys_per_tile(d: int, element_bytes: float, threads: int) -> int:

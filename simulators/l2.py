@@ -57,6 +57,10 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from simulators.problem import range_sum
+
+_range_bytes = range_sum  # the sum of a tile range, stated once beside prefix (simulators/problem.py)
+
 
 def blocks_per_sm(spec, smem_per_block: int, threads: int, regs_per_thread: int,
                   max_blocks: int | None = None, what: str = "the kernel") -> int:
@@ -138,13 +142,6 @@ def at_step(steps: np.ndarray) -> Callable:
     """A step rule for tiles block x touches all at one step, ``steps[x]`` (stores after the loop)."""
     steps = np.asarray(steps, dtype=np.int64)
     return lambda acc, x, m: steps[x]
-
-
-def _range_bytes(prefix, a, b):
-    ok = b >= a
-    a_ = np.where(ok, a, 0)
-    b_ = np.where(ok, b + 1, 0)
-    return np.where(ok, prefix[b_] - prefix[a_], 0)
 
 
 def _tiles_of(acc: Access, nxt, prv, p, q):

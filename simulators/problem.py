@@ -51,3 +51,10 @@ class FlashProblem:
 def prefix(tile_bytes: np.ndarray) -> np.ndarray:
     """Cumulative bytes: prefix[t] = bytes of tiles [0, t)."""
     return np.concatenate([[0], np.cumsum(np.asarray(tile_bytes, dtype=np.int64))])
+
+
+def range_sum(prefix: np.ndarray, lo, hi):
+    """Sum of the tiles [lo, hi] (inclusive) from their ``prefix`` sums, 0 where hi < lo;
+    broadcasts over arrays of lo and hi."""
+    ok = hi >= lo
+    return np.where(ok, prefix[np.where(ok, hi + 1, 0)] - prefix[np.where(ok, lo, 0)], 0)

@@ -26,6 +26,11 @@ class KernelCount:
     smem_per_block_bytes: int
     threads_per_block: int
     blocks_per_sm: int
+    # for the timing terms (timing.py); the defaults keep the plain roofline of our kernels
+    instruction: str = ""  # tensor-core instruction family of the main loop: mma.sync | wgmma | simt | ""
+    inflight_bytes_per_block: float = 0.0  # global-load bytes a block keeps in flight (Little's law)
+    launches: int = 1  # kernels this entry stands for (graph steps launched as several torch kernels)
+    pad_rows: float = 1.0  # computed tile rows over useful rows (a 64-row tile holding one decode row: 64)
 
     @property
     def blocks(self) -> int:
@@ -66,6 +71,7 @@ class KernelResult(BaseModel):
     time_s: float
     bound: str
     times_s: dict[str, float]  # per resource, per-SM ones scaled by per_sm_factor; time_s = max + launch_s
+    fixed_s: float = 0.0  # GPU-side fixed cost per launch (ramp-up and drain), inside time_s
 
 
 class AttentionResult(BaseModel):
@@ -90,11 +96,12 @@ class AttentionResult(BaseModel):
     bound: str
     kernels: list[KernelResult]
     extra: dict = {}
+    call_overhead_s: float = 0.0  # host cost of the call beyond its launches (fitted per implementation), in time_s
 
     @property
     def gpu_time_s(self) -> float:
-        """The kernels' times less their launch cost: what a GPU-side timer (Nsight Compute's
-        kernel durations, events behind a sleeping kernel) sees."""
+        """The kernels' times less their launch cost (and less the call's host overhead): what a
+        GPU-side timer (Nsight Compute's kernel durations, events behind a sleeping kernel) sees."""
         return sum(k.time_s - k.launch_s for k in self.kernels)
 
     def kernel(self, name: str) -> KernelResult:

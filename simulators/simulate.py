@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from hardware_specs.dtypes import dtype_bytes
 from simulators import standard
+from simulators.approximate import APPROX_IMPLS, method_params, simulate_approximate
 from simulators.config import IMPLS, PASSES, AttentionConfig, ScheduleConfig, make_config
 from simulators.flash import flash_kernels
 from simulators.l2 import blocks_per_sm
 from simulators.patterns import Pattern, tile_classes
 from simulators.results import AttentionResult, KernelCount, totals
+from simulators.implementations import TORCH_IMPLS
 from simulators.timing import time_kernel
 
 ASSUMPTIONS = {
@@ -63,8 +65,9 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
                        **schedule) -> AttentionResult:
     """Simulate one attention call of ``impl`` on ``spec`` (a GPUSpec or a bundled GPU name).
 
-    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding.
-    pass_: fwd | bwd | fwd+bwd.
+    impl: standard | standard-fused | standard-3kernel | flash1 | flash2 | flash-decoding |
+    linformer (proj_len=) | performer (features=, chunk=) | reformer (hash_rounds=, bucket_size=) |
+    torch-flash | torch-cudnn | torch-efficient | torch-math | torch-eager. pass_: fwd | bwd | fwd+bwd.
     path: "closed" (closed form; band masks) or "enumerate" (numba walk of the schedule); sparse
     ``pattern`` names (patterns.PATTERNS) always enumerate. ``schedule`` takes ScheduleConfig's
     fields (block_r, block_c, sram_bytes, splits, page_size, fa1_io, l2_fraction, ...).
@@ -75,8 +78,12 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
         spec = load_gpu(spec)
     if not isinstance(spec, GPUSpec):
         raise ValueError(f"spec: {spec!r} is not allowed; a GPUSpec or a GPU name (hardware_specs.list_gpus()) is")
+    if impl in TORCH_IMPLS:
+        return _simulate_implementation(spec, impl, pass_, dict(
+            batch=batch, heads=heads, kv_heads=kv_heads, seq_len=seq_len, kv_len=kv_len, head_dim=head_dim,
+            dtype=dtype, causal=causal, window=window, dropout=dropout), pattern, path, schedule)
     if impl not in IMPLS:
-        raise ValueError(f"impl: {impl!r} is not allowed; one of {', '.join(IMPLS)} is")
+        raise ValueError(f"impl: {impl!r} is not allowed; one of {', '.join(IMPLS + TORCH_IMPLS)} is")
     if pass_ not in PASSES:
         raise ValueError(f"pass: {pass_!r} is not allowed; one of {', '.join(PASSES)} is")
     if path not in ("closed", "enumerate"):
@@ -90,6 +97,10 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
         largest = max(dims, key=dims.get)
         raise ValueError(f"{largest}: B={cfg.batch}, H={cfg.heads}, N={cfg.seq_len}, L={cfg.kv_len}, d={cfg.head_dim} is "
                          f"{dense_flops:.3g} FLOPs; problems up to {MAX_FLOPS:.3g} FLOPs (2^60) are simulated")
+    if impl in APPROX_IMPLS:  # Linformer / Performer / Reformer: method parameters, not a schedule
+        if pattern:
+            raise ValueError(f"pattern: {impl} has its own sparsity; sparse patterns are allowed for the flash kernels")
+        return simulate_approximate(spec, impl, cfg, pass_, **method_params(impl, {**schedule, 'tensor_cores': tensor_cores}))
     sch = make_config(ScheduleConfig, tensor_cores=tensor_cores,
                       **{k: v for k, v in schedule.items() if v is not None})
     extra: dict = {}
@@ -125,3 +136,31 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
         gpu=spec.name, impl=impl, pass_=pass_, path=used_path, config=cfg.model_dump(),
         schedule={**sch.model_dump(), **info}, assumptions=ASSUMPTIONS, kernels=kernels, extra=extra,
         **totals(kernels))
+
+
+def _simulate_implementation(spec, impl, pass_, problem, pattern, path, schedule) -> AttentionResult:
+    """A named implementation (simulators/implementations/catalog.yaml), timed with the spec's fitted
+    parameters (or its basis: scaled from a calibrated GPU, or per-architecture defaults)."""
+    from simulators.implementations import run
+    from simulators.implementations.params import timing_basis
+
+    if pass_ not in PASSES:
+        raise ValueError(f"pass: {pass_!r} is not allowed; one of {', '.join(PASSES)} is")
+    if pattern:
+        raise ValueError(f"pattern: {impl} runs dense (or causal) attention only; sparse patterns need flash2")
+    given = {k: v for k, v in schedule.items() if v is not None}
+    if given:
+        raise ValueError(f"{next(iter(given))}: {impl} launches its own schedule (catalog.yaml); "
+                         f"schedule options are allowed for our impls ({', '.join(IMPLS)})")
+    if problem["window"] is not None:
+        raise ValueError(f"window: not modelled for {impl}; use flash2 for sliding windows")
+    cfg = make_config(AttentionConfig, **problem)
+    basis = timing_basis(spec)
+    counts = run.count(spec, impl, cfg, pass_)
+    kernels, overhead = run.time(spec, impl, counts, cfg, pass_, basis)
+    tot = totals(kernels)
+    tot["time_s"] += overhead
+    return AttentionResult(
+        gpu=spec.name, impl=impl, pass_=pass_, path=path, config=cfg.model_dump(),
+        schedule={"timing_basis": basis.name, "kernels": [k.name for k in kernels]},
+        assumptions={**ASSUMPTIONS, **run.ASSUMPTIONS}, kernels=kernels, call_overhead_s=overhead, **tot)

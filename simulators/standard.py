@@ -90,16 +90,16 @@ def attention_graph(cfg, inter_bytes: int, mask_bytes: int = 1, gemm_tile: tuple
     add("softmax_bwd", "elementwise", "bwd", ["P", "dP"], ["dS"], per_element="softmax_bwd")
     add("dq_matmul", "gemm", "bwd", ["dS", "K"], ["dQ"], matmul=mm)
     add("dk_matmul", "gemm", "bwd", ["dS", "Q"], ["dK"], matmul=mm)
-    _connect(g)
+    connect(g)
     return g
 
 
-def _connect(g: nx.DiGraph) -> None:
+def connect(g: nx.DiGraph, inputs=("Q", "K", "V", "dO"), outputs=("O", "dQ", "dK", "dV")) -> None:
     """Edges from each tensor's producer (or ``inputs``) to each of its readers (or ``outputs``)."""
     kernels = [v for v in g.nodes if v not in ("inputs", "outputs")]
     g.add_node("inputs", kind="io")
     g.add_node("outputs", kind="io")
-    producer = {t: "inputs" for t in ("Q", "K", "V", "dO")}
+    producer = {t: "inputs" for t in inputs}
     for v in kernels:
         for t in g.nodes[v]["writes"]:
             producer[t] = v
@@ -107,7 +107,7 @@ def _connect(g: nx.DiGraph) -> None:
     for v in kernels:
         for t in g.nodes[v]["reads"]:
             readers.setdefault(t, []).append(v)
-    for t in ("O", "dQ", "dK", "dV"):
+    for t in outputs:
         readers.setdefault(t, []).append("outputs")
     for t, src in producer.items():
         for dst in readers.get(t, []):

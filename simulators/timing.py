@@ -1,78 +1,152 @@
-"""A kernel's time on a GPU: its per-level bytes and FLOPs on the roofline, the grid's spread over SMs, launch.
+"""A kernel's time on a GPU: its per-level bytes and FLOPs on the roofline, spread over SMs in waves,
+limited by what one block can issue and keep in flight, plus fixed and launch costs.
+
+A kernel is described generally (``results.KernelCount``): grid, threads, blocks per SM, FLOPs by
+unit, bytes per level, the tensor-core instruction family and the bytes a block keeps in flight,
+so the same terms time FlashAttention, cuDNN, cuBLAS, elementwise ops or our Numba kernels.
 
 Resources come in two kinds:
 
-* **per-SM**: the matmul unit (tensor cores, or the FP32 SIMT lanes with
-  ``tensor_cores=False``, as our Numba kernels run), the FP32 lanes for other FLOPs,
-  the SFUs for exp, and shared-memory bandwidth. Each SM has 1/SMs of the GPU's rate
-  and only the blocks on that SM can use it.
+* **per-SM**: the matmul unit (tensor cores, or the FP32 SIMT lanes with ``tensor_cores=False``),
+  the FP32 lanes for other FLOPs, the SFUs for exp, and shared-memory bandwidth. Each SM has 1/SMs
+  of the GPU's rate and only the blocks on that SM can use it.
 * **shared**: DRAM (HBM) and L2 bandwidth, one pool for the whole GPU.
 
-Rule (max over resources of each resource's total time; b = blocks, SMs = spec.sm_count)::
+Terms (b = blocks, P = spec.sm_count, k = blocks per SM; each has a unit and a meaning):
 
-    t_r = work_r / rate_r                                  (shared: hbm, l2)
-    t_r = ceil(b / SMs) x (work_r / b) / (rate_r / SMs)    (per-SM)
-        = work_r / rate_r x per_sm_factor,   per_sm_factor = ceil(b / SMs) x SMs / b
-    time = max_r t_r + kernel_launch_s
+1. **Waves and tail** (per-SM resources). Blocks spread breadth-first, so the busiest SM runs
+   n = ceil(b / P) blocks, k at a time. A block can draw at most a share c <= 1 of its SM's rate
+   (term 3); r co-resident blocks draw min(1, r c). The busiest SM's time, in units of one block's
+   work at one SM's rate, is
 
-Derivation of the per-SM term. Blocks do equal work (the kernel's total / b: the
-average block, for masks that give blocks unequal work). The block scheduler spreads
-blocks breadth-first, one per SM before any SM gets a second, so the busiest SM runs
-ceil(b / SMs) blocks; co-resident blocks share their SM's rate, so that SM is busy for
-ceil(b / SMs) blocks' work at one SM's rate, whatever the occupancy. Counted in the
-lock-step waves of l2.py (slots S = SMs x blocks/SM): a full wave costs blocks/SM
-blocks' work on each SM, a partial wave of w blocks ceil(w / SMs) of them; the sum over
-ceil(b / S) waves is again ceil(b / SMs). So: b <= SMs blocks take one block's work at
-one SM's rate (32 decode blocks on a 132-SM H100: FP32 time = one block's FLOPs /
-(FP32 rate / 132)); whole waves take the full-GPU roofline time (factor 1); a wave of S
-plus one block takes (1 + 1 / (blocks/SM)) wave times.
+       T(n) = floor(n / k) x k / min(1, k c) + (n mod k) / min(1, (n mod k) c)
 
-Assumed for the shared levels: any number of busy SMs can draw the full HBM and L2
-bandwidth. A few SMs cannot in fact (an SM sustains at most the bytes it keeps in
-flight over the memory latency, Little's law), but the spec holds no per-SM bandwidth
-number, and a tuned one would be an unsourced constant; the roofline stays a lower
-bound. So a memory-bound grid smaller than one wave is predicted at the full
-bandwidth, which flatters an unsplit decode: Flash-Decoding's gain over it shows here
-only where a per-SM resource binds.
+   and a resource's time is t_r = work_r / rate_r x T(n) x P / b. With c = 1 (any block can use
+   its whole SM) T(n) = n: the staircase ceil(b / P) x P / b (``per_sm_factor``). With c = 1 / k
+   (k blocks needed to fill an SM) T(n) = ceil(n / k) x k: a wave of S = k P slots plus one block
+   costs two waves, the wave quantization of a GEMM or FlashAttention grid.
+2. **Per-SM bandwidth, Little's law** ("latency" resource). An SM's loads return after a latency
+   lambda (s), so a block that keeps I bytes in flight draws at most I / lambda B/s. Its loads hit
+   in L2 or go to DRAM: lambda is the byte-weighted mean of ``l2_latency_s`` and ``dram_latency_s``
+   over the kernel's L2-served and DRAM-served bytes. The k blocks of an SM run together, so the
+   busiest SM needs ceil(n / k) rounds of (global bytes a block) x lambda / I seconds:
 
-Previous rule, replaced because it charged sub-wave grids as if each block had 1/(blocks/SM)
-of an SM and 1/S of the HBM: time = roofline_time(all work, whole GPU) x ceil(b / S) /
-(b / S) + launch, every resource scaled alike (16 blocks on 216 slots cost a full wave).
+       t_latency = ceil(ceil(b / P) / k) x (global_bytes / b) x lambda / I
 
-Left out: per-wave max (a compute-bound wave followed by a memory-bound one is charged
-the max of the totals, not the sum of each wave's max); latency (a lone block of a few
-warps cannot keep an SM's pipelines or its share of memory requests full); unequal
-blocks (causal tiles) beyond their average.
+   A grid with b < P draws at most b I / lambda of the HBM: 32 decode blocks cannot pull all of it.
+3. **Issue limit of the instruction family**. A block of w warps reaches a share
+   c = min(1, w / w_sat) of its SM's tensor rate, w_sat (warps) the warps an SM needs in flight to
+   keep its tensor cores busy with that family (mma.sync: several warps' independent MMAs;
+   wgmma: one warpgroup issues asynchronously). And the family attains ``tensor_efficiency`` of the
+   unit's measured peak (cuBLAS's wgmma rate) in the kernel's main loop: FlashAttention-2's sm80
+   kernels issue mma.sync on sm90 and reach well under Hopper's wgmma rate.
+4. **Fixed and launch costs** (s): ``kernel_fixed_s`` of GPU time per launch (ramp-up of the
+   first wave, drain of the last: a kernel with nothing to do still takes microseconds of GPU time)
+   and ``launch_s`` of host time per launch; the caller adds a call's host overhead.
+5. **Occupancy** enters through k (``l2.blocks_per_sm``: shared memory, registers, threads).
+
+    time = max_r t_r + fixed_s + launch_s          (compute units summed first when ``serial_compute``:
+                                                    MMA, exp and softmax in the same warps, FA2; the H200
+                                                    data says cuDNN's sm90 kernels too: at N = 8192 their
+                                                    d = 64 call, with 2x the exps of d = 128 at equal
+                                                    FLOPs, took 1.4x as long)
+
+Left out: per-wave max (a compute-bound wave followed by a memory-bound one is charged the max of
+the totals, not the sum of each wave's max); blocks of unequal work (causal tiles) beyond their
+average; overlap of one kernel's tail with the next kernel's start.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from hardware_specs.roofline import Work, matmul_unit, roofline_time
 from simulators.results import KernelCount, KernelResult
 
 SHARED_RESOURCES = ("hbm", "l2")  # one pool for the GPU; every other resource is per SM
+COMPUTE_RESOURCES = ("fp32", "fp16", "bf16", "tf32_tensor", "fp16_tensor", "bf16_tensor", "fp8_tensor",
+                     "int8_tensor", "fp64", "fp64_tensor", "sfu_exp")
+
+
+@dataclass(frozen=True)
+class TimingParams:
+    """The timing model's parameters for one kernel; the defaults give the plain roofline."""
+
+    tensor_efficiency: float = 1.0  # share of the matmul unit's (measured) peak the main loop attains, 1
+    warps_to_saturate: float | None = None  # warps per SM the instruction family needs for its full rate
+    dram_latency_s: float | None = None  # loaded DRAM latency seen by an SM's loads, s (None: no term 2)
+    l2_latency_s: float | None = None  # L2 hit latency, s
+    kernel_fixed_s: float = 0.0  # GPU time of a launch beyond its work (ramp-up, drain), s
+    launch_s: float | None = None  # host time per launch, s (None: the spec's kernel_launch_s)
+    serial_compute: bool = False  # sum the compute units' times (one warp does MMA, then exp, then softmax)
+    memory_efficiency: float = 1.0  # share of the DRAM bandwidth the kernel's access pattern attains, 1
+    smem_operands: bool = True  # False: MMA operands bypass the 128 B/clk load path (wgmma reads shared
+    # memory through the tensor cores' own port), so shared-memory bandwidth is not a resource
 
 
 def per_sm_factor(blocks: int, sm_count: int) -> float:
-    """ceil(b / SMs) x SMs / b: per-SM resources' time over the full-GPU roofline's (module docstring)."""
+    """ceil(b / SMs) x SMs / b: per-SM resources' time over the full-GPU roofline's (term 1, c = 1)."""
     return math.ceil(blocks / sm_count) * sm_count / blocks
 
 
-def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool) -> KernelResult:
+def busiest_sm_units(blocks: int, sm_count: int, blocks_per_sm: int, block_share: float = 1.0) -> float:
+    """T(n) of term 1: the busiest SM's time in units of one block's work at one SM's full rate."""
+    n = math.ceil(blocks / sm_count)
+    k = max(1, int(blocks_per_sm))
+    c = min(1.0, block_share)
+    full, rem = divmod(n, k)
+    t = full * k / min(1.0, k * c)
+    if rem:
+        t += rem / min(1.0, rem * c)
+    return t
+
+
+def wave_factor(blocks: int, sm_count: int, blocks_per_sm: int, block_share: float = 1.0) -> float:
+    """T(n) x P / b: a per-SM resource's time over its full-GPU roofline time."""
+    return busiest_sm_units(blocks, sm_count, blocks_per_sm, block_share) * sm_count / blocks
+
+
+def littles_law_time_s(global_bytes: float, hbm_bytes: float, blocks: int, sm_count: int, blocks_per_sm: int,
+                       inflight_bytes_per_block: float, dram_latency_s: float, l2_latency_s: float) -> float:
+    """Term 2: the busiest SM's rounds x a block's global bytes x mean latency / bytes in flight."""
+    if inflight_bytes_per_block <= 0 or global_bytes <= 0:
+        return 0.0
+    dram_share = min(1.0, hbm_bytes / global_bytes)
+    latency_s = dram_share * dram_latency_s + (1.0 - dram_share) * l2_latency_s
+    rounds = math.ceil(math.ceil(blocks / sm_count) / max(1, int(blocks_per_sm)))
+    return rounds * (global_bytes / blocks) * latency_s / inflight_bytes_per_block
+
+
+def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool, params: TimingParams | None = None
+                ) -> KernelResult:
+    p = params or TimingParams()
     unit = matmul_unit(dtype, True) if tensor_cores else "fp32"
     l2_bytes = k.global_read_bytes + k.global_write_bytes
     hbm_bytes = k.hbm_read_bytes + k.hbm_write_bytes
     exp_ops = k.exp_ops if spec.sfu_exp_per_s is not None else 0.0  # no SFU rate: exp left untimed
-    work = Work(matmul_flops=k.matmul_flops, matmul_unit=unit, other_flops=k.other_flops, other_unit="fp32",
-                exp_ops=exp_ops, hbm_bytes=hbm_bytes,
+    work = Work(matmul_flops=k.matmul_flops * k.pad_rows / p.tensor_efficiency, matmul_unit=unit,
+                other_flops=k.other_flops, other_unit="fp32", exp_ops=exp_ops,
+                hbm_bytes=hbm_bytes / p.memory_efficiency,
                 l2_bytes=l2_bytes if spec.l2_bandwidth_Bps is not None else 0.0, smem_bytes=k.smem_bytes)
     rt = roofline_time(spec, work)  # every resource at the whole GPU's rate
     slots = spec.sm_count * k.blocks_per_sm
-    factor = per_sm_factor(k.blocks, spec.sm_count)
+    share = 1.0 if p.warps_to_saturate is None else (k.threads_per_block / 32) / p.warps_to_saturate
+    factor = wave_factor(k.blocks, spec.sm_count, k.blocks_per_sm, share)
     times_s = {r: float(t) * (1.0 if r in SHARED_RESOURCES else factor) for r, t in rt.times_s.items()}
+    if not p.smem_operands:
+        times_s.pop("smem", None)
+    if p.serial_compute:
+        units = [r for r in times_s if r in COMPUTE_RESOURCES]
+        if units:
+            times_s["compute"] = sum(times_s.pop(r) for r in units)
+    if p.dram_latency_s is not None and k.inflight_bytes_per_block > 0:
+        times_s["latency"] = littles_law_time_s(l2_bytes, hbm_bytes, k.blocks, spec.sm_count, k.blocks_per_sm,
+                                                k.inflight_bytes_per_block, p.dram_latency_s,
+                                                p.l2_latency_s if p.l2_latency_s is not None else p.dram_latency_s)
     bound = max(times_s, key=times_s.get) if times_s else "none"
+    launch_s = (spec.kernel_launch_s if p.launch_s is None else p.launch_s) * k.launches
+    fixed_s = p.kernel_fixed_s * k.launches
     return KernelResult(
         name=k.name, grid=tuple(int(g) for g in k.grid), schedule=k.schedule, blocks=k.blocks,
         threads_per_block=k.threads_per_block, smem_per_block_bytes=k.smem_per_block_bytes,
@@ -82,6 +156,7 @@ def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool) -> KernelR
         exp_ops=k.exp_ops, global_bytes=l2_bytes, global_read_bytes=k.global_read_bytes,
         global_write_bytes=k.global_write_bytes, hbm_bytes=hbm_bytes, hbm_read_bytes=k.hbm_read_bytes,
         hbm_write_bytes=k.hbm_write_bytes, l2_bytes=l2_bytes, smem_bytes=k.smem_bytes,
-        roofline_time_s=float(rt.time_s), per_sm_factor=factor, launch_s=spec.kernel_launch_s,
-        time_s=(times_s[bound] if times_s else 0.0) + spec.kernel_launch_s, bound=bound, times_s=times_s,
+        roofline_time_s=float(rt.time_s), per_sm_factor=factor, launch_s=launch_s,
+        time_s=(times_s[bound] if times_s else 0.0) + fixed_s + launch_s, bound=bound, times_s=times_s,
+        fixed_s=fixed_s,
     )

@@ -167,3 +167,18 @@ def test_bad_arguments_name_themselves():
         model_flops_utilization(cfg, 1e3, -1.0)
     with pytest.raises(TypeError, match="d_modle"):
         forward_flops_per_token(cfg, 10, d_modle=5)
+
+
+def test_attention_core_flops_fa2_paper_count():
+    """Dao 2023 section 4.1: forward 4 seqlen^2 head_dim num_heads without a mask, 2.5x that
+    backward; causal counts the N (N + 1) / 2 attended pairs; decode one query over L keys."""
+    from costmodel.flops import attention_core_flops
+
+    assert attention_core_flops(16, 2048, 128, causal=False) == 4 * 2048**2 * 128 * 16
+    assert attention_core_flops(16, 2048, 128, causal=False, pass_="bwd") == 10 * 2048**2 * 128 * 16
+    assert attention_core_flops(1, 1024, 64) == 4 * 64 * 1024 * 1025 / 2
+    band = sum(min(i + 1, 100) for i in range(1024))  # each query sees itself and up to 99 earlier keys
+    assert attention_core_flops(2, 1024, 64, sliding_window=100) == 4 * 64 * band * 2
+    assert attention_core_flops(32, 1, 128, kv_len=4096, causal=False) == 4 * 128 * 4096 * 32
+    with pytest.raises(ValueError, match="pass_"):
+        attention_core_flops(1, 8, 8, pass_="both")

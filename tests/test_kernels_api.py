@@ -1,4 +1,4 @@
-"""kernels/api.py argument checks, kernels/reference.py, kernels/bench.py and the
+"""kernels/api.py argument checks, kernels/reference.py, kernels/timing.py and the
 NaN poisoning the other kernel tests rely on."""
 import numpy as np
 import pytest
@@ -80,7 +80,7 @@ def test_poisoned_outputs_are_nan():
 
 
 def test_reference_lse_is_log_sum_exp():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(501)
     q, k, v = (rng.standard_normal((1, 1, 6, 4)) for _ in range(3))
     _, lse = reference.attention(q, k, v, scale=1.0)
     s = q[0, 0] @ k[0, 0].T

@@ -10,7 +10,7 @@ TOL = {np.float32: 1e-5, np.float16: 3e-3}
 
 @pytest.mark.parametrize("causal,dtype", [(False, np.float32), (True, np.float32), (True, np.float16)])
 def test_fa2_algorithm2_gradients_match_reference(causal, dtype):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(301)
     q, k, v, do = (rng.standard_normal((1, 2, 40, 32)).astype(dtype) for _ in range(4))
     o, lse = reference.attention(q, k, v, causal=causal)
     with poisoned_outputs():
@@ -22,7 +22,7 @@ def test_fa2_algorithm2_gradients_match_reference(causal, dtype):
 
 
 def test_backward_unequal_tiles():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(302)
     q, k, v, do = (rng.standard_normal((1, 1, 45, 32)).astype(np.float32) for _ in range(4))
     o, lse = reference.attention(q, k, v, causal=True)
     with poisoned_outputs():

@@ -30,7 +30,7 @@ def _check(o, lse, q, k, v, tol, scale=None):
 
 
 def test_decode_one_block_per_head_gqa():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(601)
     q, k, v = _inputs(rng)
     with poisoned_outputs():
         o, lse = decode_attention(q, k, v, num_threads=32)
@@ -40,7 +40,7 @@ def test_decode_one_block_per_head_gqa():
 @pytest.mark.parametrize("splits,dtype,hkv", [(3, np.float32, 1), (2, np.float16, 2), (5, np.float32, 4)])
 def test_flash_decoding_splits_not_dividing_L(splits, dtype, hkv):
     """77 keys in tiles of 32: 3 splits get 32, 32, 13 keys; 5 splits leave two empty."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(602)
     q, k, v = _inputs(rng, Hkv=hkv, dtype=dtype)
     with poisoned_outputs():
         o, lse = flash_decoding(q, k, v, num_splits=splits, num_threads=32)
@@ -54,7 +54,7 @@ def test_flash_decoding_splits_not_dividing_L(splits, dtype, hkv):
     (65, 8, 1, np.float32),   # two tiles and one key, MQA with 8 query heads
 ])
 def test_decode_cache_lengths_off_the_tile(L, H, Hkv, dtype):
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(603)
     q, k, v = _inputs(rng, H=H, Hkv=Hkv, L=L, dtype=dtype)
     with poisoned_outputs():
         o, lse = decode_attention(q, k, v, num_threads=32)
@@ -64,7 +64,7 @@ def test_decode_cache_lengths_off_the_tile(L, H, Hkv, dtype):
 @pytest.mark.parametrize("d,dtype", [(64, np.float32), (128, np.float32), (128, np.float16)])
 def test_decode_head_dims_batches(d, dtype):
     """Tiles of 16 (d = 64) and 8 (d = 128, 16 with fp16) keys; two sequences, so kv head = b + h // 2."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(604)
     T = Config(d, 32, np.dtype(dtype).itemsize).keys_per_tile
     q, k, v = _inputs(rng, B=2, H=2, Hkv=1, L=2 * T + 3, d=d, dtype=dtype)
     with poisoned_outputs():
@@ -78,7 +78,7 @@ def test_decode_head_dims_batches(d, dtype):
 def test_flash_decoding_more_splits_than_tiles(L, splits):
     """33 keys are 2 tiles of 32, so 4 of 6 splits are empty; 1 key leaves 2 of 3 empty:
     an empty split writes o_s = 0 and lse_s = -inf, which the combine weighs 0."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(605)
     q, k, v = _inputs(rng, L=L, Hkv=1)
     with poisoned_outputs():
         o, lse = flash_decoding(q, k, v, num_splits=splits, num_threads=32)
@@ -87,7 +87,7 @@ def test_flash_decoding_more_splits_than_tiles(L, splits):
 
 def test_decode_default_threads_and_scale():
     """256 threads (32 groups, 256 keys per tile at d = 32): 300 keys are two tiles."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(606)
     q, k, v = _inputs(rng, H=2, Hkv=1, L=300)
     with poisoned_outputs():
         o, lse = decode_attention(q, k, v, scale=0.3)
@@ -95,7 +95,7 @@ def test_decode_default_threads_and_scale():
 
 
 def test_decode_64_threads_fp16_splits():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(607)
     q, k, v = _inputs(rng, L=150, d=64, dtype=np.float16)  # tiles of 64 keys: 3 tiles, 3 splits
     with poisoned_outputs():
         o, lse = flash_decoding(q, k, v, num_splits=3, num_threads=64)

@@ -174,3 +174,33 @@ def test_cli_predict_json_and_trace(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["predict", "--model", "tinyllama-1.1b", "--phase", "decode", "--seq-len", "0"])
     assert exc.value.code == 2
+
+
+def test_attention_counts_against_the_simulator():
+    from costmodel.flops import mean_keys_per_query
+    from costmodel.step.attention import attention_hbm_bytes
+    from simulators import simulate_attention
+
+    H, G, d = 32, 8, 128
+    dec = simulate_attention("h200-sxm-141gb", "flash-decoding", batch=32, heads=H, kv_heads=G, seq_len=1,
+                             kv_len=1025, head_dim=d, dtype="bf16")
+    assert dec.matmul_flops == pytest.approx(4 * H * d * 32 * 1025, rel=1e-4)
+    assert dec.hbm_bytes == pytest.approx(attention_hbm_bytes(32, 32 * 1025, H * d, G * d, 2, 2), rel=1e-3)
+    B, S = 2, 2048
+    pre = simulate_attention("h200-sxm-141gb", "flash2", batch=B, heads=H, kv_heads=G, seq_len=S, head_dim=d,
+                             dtype="bf16", causal=True)
+    model_flops = 4 * H * d * B * S * mean_keys_per_query(S, True, None)
+    assert 1.0 <= pre.matmul_flops / model_flops < 1.2  # whole diagonal tiles computed
+    assert 1.0 <= pre.hbm_bytes / attention_hbm_bytes(B * S, B * S, H * d, G * d, 2, 2) < 1.1
+
+
+def test_grad_accumulation_repeats_the_micro_batch_and_keeps_gradients():
+    from costmodel.params import count_params
+
+    one = predict_step("tinyllama-1.1b", GPU, "train", batch=8, seq_len=2048)
+    four = predict_step("tinyllama-1.1b", GPU, "train", batch=8, seq_len=2048, grad_accum=4)
+    opt = sum(float(o.time_s) for o in one.ops if o.part == "optimizer")
+    assert float(four.gpu_time_s) == pytest.approx(4 * (float(one.gpu_time_s) - opt) + opt)
+    assert _flops(four) == pytest.approx(4 * _flops(one))
+    # the first micro-batches' fp32 gradients stay alive through the later forwards
+    assert four.memory_bytes - one.memory_bytes == pytest.approx(4 * count_params(load_model("tinyllama-1.1b")).total)

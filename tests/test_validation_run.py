@@ -2,7 +2,7 @@
 whole runner with a stand-in for ncu (timings meaningless there)."""
 import json
 
-from costmodel.validation.schema import Config, load_results
+from costmodel.validation.schema import CaseConfig, load_results
 
 
 def test_one_case_runs_in_the_simulator_and_matches_the_reference(tmp_path):
@@ -10,7 +10,7 @@ def test_one_case_runs_in_the_simulator_and_matches_the_reference(tmp_path):
     from costmodel.validation.run import run_case, run_once_for_ncu
     from costmodel.validation.sweep import Case
 
-    cfg = Config(batch=1, heads=2, kv_heads=1, seq_len=32, kv_len=32, head_dim=32, dtype="fp32", causal=True,
+    cfg = CaseConfig(batch=1, heads=2, kv_heads=1, seq_len=32, kv_len=32, head_dim=32, dtype="fp32", causal=True,
                  block_r=16, block_c=16)
     case = Case("flash2_fwd", cfg)
     samples, rel_err = run_case(case, repeats=1, warmup=0)
@@ -49,7 +49,7 @@ def test_validation_end_to_end_with_a_stand_in_ncu(tmp_path, monkeypatch):
     fake = tmp_path / "ncu"
     fake.write_text(FAKE_NCU.format(python=sys.executable))
     fake.chmod(0o755)
-    case = Case("flash2_fwd", Config(batch=1, heads=1, kv_heads=1, seq_len=32, kv_len=32, head_dim=32,
+    case = Case("flash2_fwd", CaseConfig(batch=1, heads=1, kv_heads=1, seq_len=32, kv_len=32, head_dim=32,
                                               dtype="fp32", causal=False, block_r=16, block_c=16))
     monkeypatch.setattr(validate, "sweep", lambda *a, **k: [case])
     results = validate.run_validation(spec_name="h100-sxm5-80gb", ncu=True, ncu_path=str(fake), repeats=1, warmup=0,

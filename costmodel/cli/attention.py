@@ -12,10 +12,12 @@ from simulators.config import DTYPES, IMPLS, PASSES
 # Field names in messages -> the option that sets them.
 _OPTIONS = {
     "batch": "--batch", "heads": "--heads", "kv_heads": "--kv-heads", "seq_len": "--seq-len", "kv_len": "--kv-len",
-    "head_dim": "--head-dim", "dtype": "--dtype", "window": "--window", "dropout": "--dropout",
-    "block-r": "--block-r", "block-c": "--block-c", "block-r/block-c": "--block-r/--block-c", "splits": "--splits", "pattern": "--pattern", "pass": "--pass",
+    "head_dim": "--head-dim", "dtype": "--dtype", "causal": "--causal", "window": "--window", "dropout": "--dropout",
+    "block-r": "--block-r", "block-c": "--block-c", "block-r/block-c": "--block-r/--block-c", "splits": "--splits",
+    "pattern": "--pattern", "pass": "--pass",
     "impl": "--impl", "sram-bytes": "--sram-bytes", "page-size": "--page-size", "l2_fraction": "--l2-fraction",
-    "fa1_io": "--fa1-io", "path": "--path", "grid_order": "--grid-order",
+    "fa1_io": "--fa1-io", "path": "--path", "grid_order": "--grid-order", "proj_len": "--proj-len",
+    "features": "--features", "chunk": "--chunk", "hash_rounds": "--hash-rounds", "bucket_size": "--bucket-size",
 }
 
 
@@ -23,7 +25,8 @@ def register(subparsers) -> None:
     """Add the ``attention`` subcommand (costmodel/cli/main.py calls this)."""
     p = subparsers.add_parser(
         "attention", help="FLOPs, bytes per memory level (global, DRAM, smem) and time of an attention call",
-        description="Simulate standard attention, FlashAttention-1/2 or Flash-Decoding on a GPU spec.")
+        description="Simulate standard attention, FlashAttention-1/2, Flash-Decoding, or the approximations "
+                    "linformer, performer and reformer (eager PyTorch) on a GPU spec.")
     p.add_argument("--gpu", default=DEFAULT_GPU, help=f"bundled GPU name or spec file (default {DEFAULT_GPU})")
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--heads", type=int, required=True, help="query heads")
@@ -59,6 +62,11 @@ def register(subparsers) -> None:
     p.add_argument("--simt", action="store_true",
                    help="matmuls on FP32 SIMT lanes (our Numba kernels), not tensor cores")
     p.add_argument("--path", default="closed", help="closed (closed form) or enumerate (block-by-block walk)")
+    p.add_argument("--proj-len", type=int, help="linformer: projected length k (default 256)")
+    p.add_argument("--features", type=int, help="performer: random features r (default 256)")
+    p.add_argument("--chunk", type=int, help="performer --causal: prefix-sum chunk in tokens (default 128)")
+    p.add_argument("--hash-rounds", type=int, help="reformer: LSH rounds (default 4)")
+    p.add_argument("--bucket-size", type=int, help="reformer: tokens per bucket and chunk (default 64)")
     p.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
     p.set_defaults(func=run)
 
@@ -101,6 +109,11 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     pattern_options = dict(stride=args.stride, dilation=args.dilation, global_tokens=args.global_tokens,
                            random_blocks=args.random_blocks, block=args.pattern_block, n_blocks=args.blocks,
                            seed=args.seed)
+    approx = {k: v for k, v in (("proj_len", args.proj_len), ("features", args.features), ("chunk", args.chunk),
+                                ("hash_rounds", args.hash_rounds), ("bucket_size", args.bucket_size)) if v is not None}
+    if approx and args.impl not in ("linformer", "performer", "reformer"):
+        key = next(iter(approx))
+        raise ValueError(f"{_OPTIONS[key]}: applies to linformer, performer or reformer, not --impl {args.impl}")
     try:
         result = simulate_attention(
             spec, args.impl, batch=args.batch, heads=args.heads, kv_heads=args.kv_heads, seq_len=args.seq_len,
@@ -108,7 +121,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
             window=args.window, dropout=args.dropout, pattern=args.pattern, pattern_options=pattern_options,
             path=args.path, tensor_cores=not args.simt, block_r=args.block_r, block_c=args.block_c,
             sram_bytes=args.sram_bytes, splits=args.splits, page_size=args.page_size, fa1_io=args.fa1_io,
-            l2_fraction=args.l2_fraction, skip_masked_tiles=not args.no_skip, grid_order=args.grid_order)
+            l2_fraction=args.l2_fraction, skip_masked_tiles=not args.no_skip, grid_order=args.grid_order, **approx)
     except ValueError as exc:
         raise ValueError(_option_names(str(exc))) from None
     data = result.to_json()
@@ -122,6 +135,12 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
             f"{args.dtype}" + (f"; tiles B_r={sch['block_r']} B_c={sch['block_c']}" if "block_r" in sch else "")
             + (f"; splits={sch['splits']}" if result.impl == "flash-decoding" else ""))
     grids = "\n".join(f"  {k.name}: {k.schedule}" for k in result.kernels)
-    text = "\n".join([head, table(rows, ("kernel", "grid", "FLOPs", "global", "DRAM", "smem", "time", "bound")),
-                      "grids:", grids])
+    lines = [head, table(rows, ("kernel", "grid", "FLOPs", "global", "DRAM", "smem", "time", "bound")), "grids:", grids]
+    if "memory" in result.extra:  # the approximations: eager time, GPU time, footprint
+        mem = result.extra["memory"]
+        lines.insert(1, f"{', '.join(f'{k}={v}' for k, v in result.extra['params'].items())}; eager time "
+                        f"{si(result.time_s, 's')} (GPU {si(result.gpu_time_s, 's')}, host "
+                        f"{si(result.extra['host_per_kernel_s'], 's')} a kernel); peak memory {si(mem['peak_bytes'], 'B')}"
+                        f" at {mem['peak_at']}")
+    text = "\n".join(lines)
     return data, text

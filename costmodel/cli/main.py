@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from costmodel.cli import attention, calculators, hardware, measure, predict, search, sizing, train_run
+from costmodel.cli import attention, calculators, hardware, measure, predict, search, sizing, train_run, validate_steps
 from costmodel.cli.args import CommandError, error_line, error_object
 from costmodel.cli.text import to_jsonable
 
@@ -21,7 +21,7 @@ from costmodel.cli.text import to_jsonable
 
 
 # Each module adds its subcommands to the parser; order is the order of ``ioaware --help``.
-COMMAND_MODULES = (hardware, calculators, sizing, predict, attention, measure, search, train_run)
+COMMAND_MODULES = (hardware, calculators, sizing, predict, attention, measure, validate_steps, search, train_run)
 
 Handler = Callable[[argparse.Namespace], tuple[dict, str]]
 

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
                      recompute=args.recompute, attention_impl=args.attention_impl,
                      tensor_parallel=args.tensor_parallel, grad_accum=args.grad_accum)
     data = to_jsonable(r.to_dict())
+    data["fits_in_memory"] = bool(r.memory_bytes <= args.gpu.hbm_bytes)
     written = []
     if args.timeline:
         from costmodel.step.timeline import timeline_figure
@@ -79,6 +80,8 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
             f"time {si(r.time_s, 's')} (kernels {si(r.gpu_time_s, 's')} GPU, {r.kernels} kernels), "
             f"{r.tokens_per_s:,.0f} tokens/s, peak memory {si(r.memory_bytes, 'B')}")
     mem = "memory at the peak: " + ", ".join(f"{k} {si(v, 'B')}" for k, v in r.memory.items())
+    if not data["fits_in_memory"]:
+        mem += f" — more than the GPU's {si(args.gpu.hbm_bytes, 'B')}: this step does not fit"
     text = "\n".join([head, table(rows, ("op", "layer", "part", "count", "kernels", "FLOPs", "DRAM", "time",
                                          "bound")), mem, *written])
     return data, text

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from costmodel._broadcast import Result, Number
+from costmodel.calculator_io import Number, Result
 
 
 FRAMEWORK_KERNELS = {"norm": "fused", "rope": "fused"}

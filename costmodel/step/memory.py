@@ -62,8 +62,10 @@ def inference_memory(cfg, T, sequences, cache_tokens, e_w: float, e: float, kv_d
     return {"weights": weights, "kv_cache": kv, "activations": temporaries, "workspace": float(CUBLAS_WORKSPACE_BYTES)}
 
 
-def training_memory_terms(cfg, fwd_ops, T_logits, tensor_parallel: int = 1, recompute: str = "none"):
-    """Per-term bytes at the peak of a training step (module docstring)."""
+def training_memory_terms(cfg, fwd_ops, T_logits, tensor_parallel: int = 1, recompute: str = "none",
+                          grad_accum: int = 1):
+    """Per-term bytes at the peak of a training step (module docstring). With gradient accumulation
+    the fp32 gradients of the first micro-batches are alive through the later forwards too."""
     t = tensor_parallel
     P = count_params(cfg).total / t
     P_mm = matmul_weight_params(cfg) / t
@@ -79,12 +81,13 @@ def training_memory_terms(cfg, fwd_ops, T_logits, tensor_parallel: int = 1, reco
     loss_transient = 8.0 * np.asarray(T_logits, dtype=np.float64) * V
     largest = max(cfg.vocab_size * cfg.d_model, (cfg.q_dim + 2 * cfg.kv_dim) * cfg.d_model,
                   2 * cfg.ffn_dim * cfg.d_model) / t
-    end_fwd = 2.0 * P_mm + acts + loss_transient
+    held_grads = 4.0 * P if grad_accum > 1 else 0.0
+    end_fwd = held_grads + 2.0 * P_mm + acts + loss_transient
     end_bwd = 4.0 * P + 2.0 * largest + 0 * acts
     at_fwd = end_fwd >= end_bwd
     return {
         "params_fp32": 4.0 * P, "adam_moments": 8.0 * P,
-        "gradients": np.where(at_fwd, 0.0, 4.0 * P),
+        "gradients": np.where(at_fwd, held_grads, 4.0 * P),
         "bf16_weight_copies": np.where(at_fwd, 2.0 * P_mm, 0.0),
         "activations": np.where(at_fwd, acts, 0.0),
         "transients": np.where(at_fwd, loss_transient, 2.0 * largest),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from costmodel._broadcast import check, to_value
+from costmodel.calculator_io import check, to_value
 from costmodel.flops import mean_keys_per_query
 from costmodel.models import load_model
 from costmodel.params import count_params
@@ -281,7 +281,8 @@ def predict_step(model, gpu, phase: str = "prefill", *, batch=1, seq_len=512, dt
         tokens = Tokens(T=B * S, sequences=B, keys=B * S * keys, kv_tokens=B * S)
         new, cache = B * S, B * S
     if phase == "train":
-        memory = training_memory_terms(cfg, forward_ops(cfg, tokens, opts), tokens.T, opts.tensor_parallel, recompute)
+        memory = training_memory_terms(cfg, forward_ops(cfg, tokens, opts), tokens.T, opts.tensor_parallel, recompute,
+                                       ga)
     else:
         memory = inference_memory(cfg, tokens.T, B, cache, opts.weight_bytes, opts.act_bytes,
                                   kv_dtype or ("bf16" if dtype == "fp8" else dtype), opts.tensor_parallel)
@@ -313,6 +314,8 @@ def predict_batch(model, gpu, new_tokens, context_lens, *, dtype: str = "bf16", 
         xi = np.maximum(x, 1).astype(np.int64)
         return np.where(x > 0, x * np.asarray(mean_keys_per_query(xi, True, window), dtype=np.float64), 0.0)
 
+    if np.any(n.sum(axis=-1) == 0):
+        raise ValueError("new_tokens: every batch needs at least one new token; got a batch of zeros")
     keys = (F(c + n) - F(c)).sum(axis=-1)
     kv = (np.minimum(c + n, window) if window else c + n)
     active = (n > 0)

@@ -54,11 +54,15 @@ def chrome_trace(result) -> str:
 def timeline_figure(result, max_layers: int | None = None):
     """A plotly figure: one horizontal bar per op instance, GPU row and (eager) host row.
 
-    ``max_layers`` keeps the first layers only (a 32-layer training step has thousands of bars).
+    ``max_layers`` draws the start of the step only, up to layer ``max_layers`` (a 32-layer training step
+    has thousands of bars); the title gives the whole step's time.
     """
     import plotly.graph_objects as go
 
-    evs = [e for e in events(result) if max_layers is None or e["layer"] is None or e["layer"] < max_layers]
+    evs = events(result)
+    if max_layers is not None:  # the start of the step: up to the first op of layer max_layers
+        cut = next((i for i, e in enumerate(evs) if e["layer"] is not None and e["layer"] >= max_layers), len(evs))
+        evs = evs[:cut]
     fig = go.Figure()
     for kind, color in _COLORS.items():
         sel = [e for e in evs if e["kind"] == kind]
@@ -77,7 +81,7 @@ def timeline_figure(result, max_layers: int | None = None):
     fig.update_layout(
         barmode="overlay", bargap=0.3, height=320, xaxis_title="time (ms)",
         title=f"{result.model} {result.phase} on {result.gpu}: {float(result.time_s) * 1e3:.2f} ms predicted "
-              f"({result.launch}, {result.kernels} kernels)" + (f", first {max_layers} layers" if max_layers else ""))
+              f"({result.launch}, {result.kernels} kernels)" + (f"; drawn: the first {max_layers} layers" if max_layers else ""))
     return fig
 
 

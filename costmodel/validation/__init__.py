@@ -11,17 +11,19 @@
   scripts that time the kernels alone.
 - ``results/``: committed measurements; ``NOTES.md``: what was measured, and how.
 
-Importing this package loads the results format and the comparison only (numpy and
-pydantic); the GPU modules import numba and are loaded where they are used.
+Importing this package loads the results format, the comparison and the ncu reader only
+(numpy, pydantic and the standard library); the GPU modules import numba and are loaded where they are used.
 """
 from costmodel.validation.compare import TARGETS, ComparisonRow, FamilySummary, compare, relative_error, summarize, targets
 from costmodel.validation.families import FAMILIES, OUR_FAMILIES, TORCH_FAMILIES
-from costmodel.validation.schema import (Config, Measured, Meta, NcuKernel, Predicted, PredictedKernel, Record, Results,
+from costmodel.validation.ncu import parse_ncu_csv, short_kernel_name
+from costmodel.validation.schema import (CaseConfig, Measured, Meta, NcuKernel, Predicted, PredictedKernel, Record, Results,
                                          ResultsError, load_results, merge_results, parse_results)
 
 __all__ = [
     "FAMILIES", "OUR_FAMILIES", "TORCH_FAMILIES", "TARGETS",
-    "Config", "Measured", "Meta", "NcuKernel", "Predicted", "PredictedKernel", "Record", "Results", "ResultsError",
+    "CaseConfig", "Measured", "Meta", "NcuKernel", "Predicted", "PredictedKernel", "Record", "Results", "ResultsError",
     "load_results", "merge_results", "parse_results",
     "ComparisonRow", "FamilySummary", "compare", "relative_error", "summarize", "targets",
+    "parse_ncu_csv", "short_kernel_name",
 ]

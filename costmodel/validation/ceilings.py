@@ -185,11 +185,11 @@ def measure_tiled_fp32(sizes: Sizes) -> Ceiling:
     FlashAttention-2's S = Q_i K_j^T step, 64 x 64 x 64 tiles, 128 threads) on square
     fp32 matrices. Not a spec field: it describes the code, not the GPU, and goes to the
     calibrated spec's ``calibration`` block, from which our kernels' predictions take
-    their FP32 efficiency (``costmodel.validation.numba_fp32_efficiency``)."""
+    their FP32 efficiency (``costmodel.validation.predict.numba_fp32_efficiency``)."""
     from kernels._cuda import reused_buffers
-    from kernels.matmul import Config, matmul
+    from kernels.matmul import MatmulTiles, matmul
 
-    cfg = Config()
+    cfg = MatmulTiles()
     n = max(cfg.block_m, sizes.matmul_n // cfg.block_m * cfg.block_m)
     rng = np.random.default_rng(0)
     a = cuda.to_device(rng.standard_normal((n, n)).astype(np.float32))

@@ -40,33 +40,15 @@ def time_torch(run, repeats: int, warmup: int) -> list[float]:
     return samples
 
 
-# GPU name (lower case; every listed substring present) -> bundled datasheet spec, first match wins.
-BASE_BY_GPU_NAME = (
-    (("h200",), "h200-sxm-141gb"),
-    (("h100", "pcie"), "h100-pcie-80gb"),
-    (("h100",), "h100-sxm5-80gb"),
-    (("a100", "40gb"), "a100-sxm4-40gb"),
-    (("a100",), "a100-sxm4-80gb"),
-    (("l4",), "l4"),
-    (("4090",), "rtx-4090"),
-    (("v100",), "v100-sxm2-32gb"),
-    (("mi300x",), "mi300x"),
-)
-
-
 def default_base(gpu_name: str) -> str:
-    """The bundled datasheet spec for a device name ("NVIDIA H100 80GB HBM3" -> h100-sxm5-80gb)."""
-    from hardware_specs import list_gpus
+    """The bundled datasheet spec for a device name ("NVIDIA H100 80GB HBM3" -> h100-sxm5-80gb),
+    from each spec's ``device_names`` (``hardware_specs.device_names``)."""
+    from hardware_specs.device_names import spec_for_device
 
-    low = gpu_name.lower()
-    for needles, base in BASE_BY_GPU_NAME:
-        if all(s in low for s in needles):
-            if base not in list_gpus():
-                raise ValueError(f"--base: GPU {gpu_name!r} maps to {base!r}, which is not bundled; "
-                                 f"pass --base NAME (bundled: {', '.join(list_gpus())})")
-            return base
-    raise ValueError(f"--base: no bundled spec known for GPU {gpu_name!r}; pass --base NAME "
-                     f"(bundled: {', '.join(list_gpus())})")
+    try:
+        return spec_for_device(gpu_name)
+    except ValueError as exc:
+        raise ValueError(f"--base: {exc}; pass --base NAME") from None
 
 
 def device_info() -> dict:

@@ -15,6 +15,7 @@ import time
 import numpy as np
 from numba import cuda
 
+from costmodel.flops import attention_core_flops
 from kernels import reference
 from kernels._cuda import SIMULATOR
 from kernels.microbench import uniform_fill
@@ -47,10 +48,8 @@ def check_rows(n: int, rng) -> np.ndarray:
 # counting
 
 def fwd_flops(bh, n, d, causal, window=None):
-    if window is not None:
-        pairs = sum(min(i + 1, window) for i in range(n)) if n <= 65536 else n * window
-        return 4.0 * d * pairs * bh
-    return 4.0 * n * n * d * bh * (0.5 if causal else 1.0)
+    """Forward matmul FLOPs of bh heads (``costmodel.flops.attention_core_flops``: 4 d per attended pair)."""
+    return float(attention_core_flops(bh, n, d, causal=causal or window is not None, sliding_window=window))
 
 
 def fwd_bytes(b, h, hkv, n, d, itemsize):
@@ -145,8 +144,8 @@ def environment(command: str) -> dict:
         except Exception as err:  # noqa: BLE001
             env["driver"] = f"unavailable: {err}"
     env["conventions"] = {
-        "flops": "forward 4 N^2 d per head (x0.5 causal; standard counted the same); window 4 d x attended "
-                 "pairs; backward 10 N^2 d per head (x0.5 causal); decode 4 L d per query head",
+        "flops": "4 d per attended (query, key) pair forward, 10 d backward (N^2 pairs, N (N + 1) / 2 causal, "
+                 "the band's with a window; standard counted the same); decode L pairs per query head",
         "hbm_bytes_min": "inputs read once + outputs written once; standard adds S and P (fp32) written and "
                          "read once",
         "time_s": "median of CUDA-event samples; each sample a bracket of `inner` calls / inner",

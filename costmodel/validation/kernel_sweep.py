@@ -17,10 +17,11 @@ head) are compared with the float64 reference on all rows when N <= 2048, else o
 gradients of one head for N <= 2048, else dq on those 512 rows. Inputs are fresh
 random numbers (uniform, unit variance) for every configuration.
 
-FLOP counting (TFLOP/s = flops / time): forward 4 N^2 d per head, halved when
-causal (counted the same for standard attention, which does the dense work);
-sliding window 4 d x (number of attended (i, j) pairs); backward 10 N^2 d per head
-(2.5 x forward), halved when causal; decoding 4 L d per query head.
+FLOP counting (TFLOP/s = flops / time; ``costmodel.flops.attention_core_flops``): 4 d
+per attended (query, key) pair forward, 10 d backward: N^2 per head without a mask,
+N (N + 1) / 2 causal (standard attention counted the same, though it does the dense
+work), the band's pairs with a sliding window; decoding L pairs per query head.
+(Until 2026-12-02 causal counted N^2 / 2: h100_sweep.json's flops are 1/N lower.)
 Bytes (bandwidth = bytes / time): each input read once and each output written once
 (for standard attention also S and P written and read once, float32).
 
@@ -38,6 +39,7 @@ import time
 import numpy as np
 from numba import cuda
 
+from costmodel.flops import attention_core_flops
 from costmodel.validation.kernel_checks import (check_forward, check_rows, environment, fwd_bytes, fwd_flops, rand,
                                                 record, ref_dq_rows, regs)
 from kernels import decode, flash1, flash2, flash_backward, reference, standard
@@ -73,7 +75,7 @@ def run_fa2(ns, ds, dtypes, causals, rng, budget, tuning=False, window=None, cfg
                         chk = check_forward(o, lse, q, k, v, causal, window, rng)
                         with reused_buffers():
                             t = time_kernel(lambda: flash2.flash_attention(q, k, v, **kw), budget_s=budget)
-                        cfg = flash2.Config(br, bc, d, nt)
+                        cfg = flash2.FA2Tiles(br, bc, d, nt)
                         r, _ = regs(flash2.build_kernel(cfg, causal), "fa2", cfg.smem_bytes())
                         out.append(record(
                             section="fa2_tuning" if tuning else ("window" if window else "fa2"),
@@ -101,7 +103,7 @@ def run_fa1(ns, ds, causals, rng, budget):
                 chk = check_forward(o, lse, q, k, v, causal, None, rng)
                 with reused_buffers():
                     t = time_kernel(lambda: flash1.flash_attention_v1(q, k, v, **kw), budget_s=budget, warmup=1)
-                cfg = flash1.Config(br, bc, d, nt)
+                cfg = flash1.FA1Tiles(br, bc, d, nt)
                 r, _ = regs(flash1.build_kernel(cfg, causal), "fa1", cfg.smem_bytes())
                 out.append(record(
                     section="fa1", kernel="flash1", batch=B, heads=HEADS, kv_heads=HEADS, N=n, d=d,
@@ -180,14 +182,14 @@ def run_backward(ns, ds, dtypes, causals, rng, budget):
                         t = time_kernel(lambda: flash_backward.flash_attention_backward(
                             q, k, v, o, lse, do, causal=causal), budget_s=budget, warmup=1)
                     br, bc, nt = flash_backward.default_config(d)
-                    cfg = flash_backward.Config(br, bc, d, nt)
+                    cfg = flash_backward.BackwardTiles(br, bc, d, nt)
                     r, _ = regs(flash_backward.build_kernel(cfg, causal), "fa2_bwd", cfg.smem_bytes())
                     item = np.dtype(dt).itemsize
                     out.append(record(
                         section="backward", kernel="flash2_bwd", batch=B, heads=HEADS, kv_heads=HEADS, N=n,
                         d=d, causal=causal, dtype=np.dtype(dt).name, block_r=br, block_c=bc, num_threads=nt,
                         time_s=t.median_s, samples=len(t.samples_s),
-                        flops=10.0 * n * n * d * B * HEADS * (0.5 if causal else 1.0),
+                        flops=float(attention_core_flops(B * HEADS, n, d, causal=causal, pass_="bwd")),
                         hbm_bytes_min=B * HEADS * (8 * n * d * item + 4 * n),
                         regs_per_thread=r, smem_bytes_per_block=cfg.smem_bytes(), rel_err=max(errs),
                         rel_err_parts=errs, fully_written=written, check=note))
@@ -227,7 +229,7 @@ def run_decode(Ls, batches, rng, budget, H=32, Hkv=8, d=128, dt=np.float16):
                     section="decode", kernel=name, batch=B, heads=H, kv_heads=Hkv, L=L, d=d, causal=False,
                     dtype=np.dtype(dt).name, num_splits=splits, grid=[splits, B * H], time_s=t.median_s,
                     samples=len(t.samples_s), inner=t.inner, input_sets=len(sets),
-                    flops=4.0 * L * d * B * H, hbm_bytes_min=set_bytes + 2 * B * H * d * item + 4 * B * H,
+                    flops=float(attention_core_flops(B * H, 1, d, kv_len=L, causal=False)), hbm_bytes_min=set_bytes + 2 * B * H * d * item + 4 * B * H,
                     regs_per_thread=r, smem_bytes_per_block=cfg.smem_bytes(), rel_err=err, rel_err_lse=err_l,
                     fully_written=bool(np.isfinite(o_h).all()), check="all heads"))
             del sets, q, k, v
@@ -240,7 +242,7 @@ def inspect(out_dir: str) -> dict:
     info = {}
     for d, dtname in ((64, "float32"), (128, "float32")):
         br, bc, nt = FA2_CFG[d]
-        cfg = flash2.Config(br, bc, d, nt)
+        cfg = flash2.FA2Tiles(br, bc, d, nt)
         disp = flash2.build_kernel(cfg, False)
         for sig, kern in disp.overloads.items():
             if str(sig[0].dtype) != dtname:

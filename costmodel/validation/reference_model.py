@@ -27,7 +27,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        xf = x.float()  # cast (no kernel when x is fp32)
+        xf = x if x.dtype in (torch.float32, torch.float64) else x.float()  # cast (none for fp32 / fp64)
         r = torch.rsqrt((xf * xf).mean(-1, keepdim=True) + self.eps)  # mul, mean, add, rsqrt
         return (xf * r).type_as(x) * self.weight  # mul, cast (none for fp32), mul
 

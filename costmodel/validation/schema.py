@@ -43,7 +43,7 @@ class Meta(_Strict):
     skipped: list[str] = Field(default_factory=list)  # configurations left out (budget, errors)
 
 
-class Config(_Strict):
+class CaseConfig(_Strict):
     """One attention shape. Tensors are (batch, heads, seq_len, head_dim); K/V have kv_heads heads."""
 
     batch: int = Field(gt=0)
@@ -60,7 +60,7 @@ class Config(_Strict):
     splits: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _grouped_heads(self) -> "Config":
+    def _grouped_heads(self) -> "CaseConfig":
         if self.heads % self.kv_heads:
             raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
         return self
@@ -125,7 +125,7 @@ class Predicted(_Strict):
 class Record(_Strict):
     family: str
     source: Literal["ours", "torch"]
-    config: Config
+    config: CaseConfig
     flops: float = Field(ge=0)
     measured: Measured
     predicted: Predicted

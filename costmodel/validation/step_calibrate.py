@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from costmodel.validation.step_compare import load_results
+from costmodel.validation.step_results import load_results, load_results_run2
 from costmodel.validation.step_fit import family_errors, fit_attention, fit_gemm, fit_memory_ops, fit_unaligned
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "hardware_specs" / "calibrated" / "h200-sxm-141gb-measured.yaml"
@@ -33,8 +33,8 @@ def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured"):
     spec = spec.model_copy(update={"gemm": None, "memory_ops": None})
     date = dt.date.fromisoformat(run2["meta"]["date"][:10])
     gpu = run1["meta"].get("gpu", "unknown")
-    mem = fit_memory_ops(run1["memory_ops"], run2["launch"], date, gpu, run2.get("host"),
-                         family_rows=run2.get("families"))
+    host = {**run2.get("host", {}), "graph_gap": run2.get("graph_gap")}  # graph_gap: none measured yet
+    mem = fit_memory_ops(run1["memory_ops"], run2["launch"], date, gpu, host, family_rows=run2.get("families"))
     spec = spec.model_copy(update={"memory_ops": mem})
     errs = family_errors(spec, run2.get("families", []))
     fams = {k: v.model_copy(update={"heldout_median_abs_err": errs[k][0], "heldout_max_abs_err": errs[k][1]})
@@ -65,13 +65,6 @@ def main(argv=None) -> int:
     if args.write:
         write_sections(gemm, mem)
     return 0
-
-
-def load_results_run2() -> dict:
-    from importlib import resources
-    import json
-
-    return json.loads(resources.files("costmodel.validation").joinpath("results/h200/step_run2.json").read_text())
 
 
 if __name__ == "__main__":

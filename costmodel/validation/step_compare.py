@@ -14,24 +14,17 @@ import argparse
 import json
 import statistics
 import sys
-from importlib import resources
-from pathlib import Path
 
-DEFAULT_RESULTS = "results/h200/step_run1.json"
+from costmodel.validation.step_results import load_results, load_results_run2
+
 DEFAULT_SPEC = "h200-sxm-141gb-measured"
-
-
-def load_results(path: str | None = None) -> dict:
-    if path is None:
-        return json.loads(resources.files("costmodel.validation").joinpath(DEFAULT_RESULTS).read_text())
-    return json.loads(Path(path).read_text())
 
 
 def kernel_class(name: str) -> str | None:
     """A profiled kernel's class: gemm, attention, memory (elementwise / reduction / copy), or None
     for entries that are not kernels (profiler annotations)."""
     n = name.lower()
-    if n.startswith(("optimizer.", "profilerstep")) or "#" in name:
+    if n.startswith(("optimizer.", "profilerstep")):  # torch.profiler's annotations ("Optimizer.step#AdamW.step")
         return None
     if "sdpa" in n or "fmha" in n or "flash" in n or "cudnn::fusion" in n or "dot_do_o" in n or "convert_dq" in n:
         return "attention"
@@ -81,12 +74,13 @@ def compare(results: dict, spec=DEFAULT_SPEC) -> list[dict]:
                          launch=m.get("launch"))
         # the run's own leftovers (op-grid buffers) sit under every model's peak: taken off when recorded
         peak = m["peak_bytes"] - m["baseline_bytes"] if "baseline_bytes" in m else None
+        raw_peak = m["peak_bytes"]
         row = {"model": m["model"], "phase": m["phase"], "batch": m["batch"], "seq_len": m["seq_len"],
                "launch": r.launch, "measured_s": m["time_s"], "predicted_s": float(r.time_s),
                "time_err": float(r.time_s) / m["time_s"] - 1, "measured_peak_bytes": peak,
                "predicted_peak_bytes": float(r.memory_bytes),
                "memory_err": float(r.memory_bytes) / peak - 1 if peak else None,
-               "predicted_kernels": r.kernels, "run": results["meta"].get("command", "")}
+               "predicted_kernels": r.kernels, "run": results["meta"].get("command", ""), "raw_peak_bytes": raw_peak}
         if "eager_time_s" in m:
             e = predict_step(m["model"], spec, m["phase"], batch=m["batch"], seq_len=m["seq_len"], launch="eager")
             row.update(eager_measured_s=m["eager_time_s"], eager_predicted_s=float(e.time_s),
@@ -122,15 +116,38 @@ def text_table(rows: list[dict]) -> str:
     return table(out, ("model", "phase", "B", "S", "measured ms", "predicted ms", "err", "peak GB", "pred GB", "err"))
 
 
+def markdown(rows: list[dict]) -> str:
+    head = "| model | phase | B | S | run | measured ms | predicted ms | err | peak GB | predicted GB | err |"
+    out = [head, "|" + "---|" * 11]
+    for r in rows:
+        run = "2" if "families" in r["run"] else "1"
+        peak = (f"{r['measured_peak_bytes'] / 1e9:.2f}" if r["measured_peak_bytes"]
+                else f"({r['raw_peak_bytes'] / 1e9:.2f} raw)")
+        merr = f"{r['memory_err']:+.1%}" if r["memory_err"] is not None else ""
+        out.append(f"| {r['model']} | {r['phase']} | {r['batch']} | {r['seq_len']} | {run} | {r['measured_s'] * 1e3:.2f} "
+                   f"| {r['predicted_s'] * 1e3:.2f} | {r['time_err']:+.1%} | {peak} | "
+                   f"{r['predicted_peak_bytes'] / 1e9:.2f} | {merr} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m costmodel.validation.step_compare")
-    p.add_argument("--results")
+    p.add_argument("--results", nargs="*", help="results files (default: the two committed H200 runs)")
     p.add_argument("--spec", default=DEFAULT_SPEC)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true")
     args = p.parse_args(argv)
-    rows = compare(load_results(args.results), args.spec)
+    if args.results:
+        runs = [load_results(f) for f in args.results]
+    else:
+        runs = [load_results(), load_results_run2()]
+    rows = [row for run in runs for row in compare(run, args.spec)]
     if args.json:
         print(json.dumps({"rows": rows, "summary": summary(rows)}))
+    elif args.markdown:
+        print(markdown(rows))
+        print()
+        print(json.dumps(summary(rows)))
     else:
         print(text_table(rows))
         print(json.dumps(summary(rows), indent=1))

@@ -41,12 +41,13 @@ def fit_memory_ops(rows, launch: dict, date: dt.date, gpu: str, host: dict | Non
     host = host or {}
     fams = ("vectorized", "cast_up", "cast_down", "broadcast", "strided", "cat", "index_copy", "reduce", "layernorm")
     autograd = (host["tiny_train_step_s"] / host["tiny_train_kernels"]) if "tiny_train_kernels" in host else None
+    gap = max(float(np.median([g["gap_s"] for g in host["graph_gap"]])), 0.0) if host.get("graph_gap") else 0.0
     lm = LaunchModel(host_per_kernel_s=host.get("vectorized", launch["eager_add_s"]),
                      host_per_library_call_s=host.get("linear", launch["eager_linear_s"]),
                      host_attention_s=host.get("sdpa_decode"),
                      host_by_family={f: host[f] for f in fams if f in host},
                      host_per_kernel_autograd_s=autograd,
-                     graph_per_kernel_s=0.0, graph_launch_s=launch["graph_replay_one_kernel_s"])
+                     graph_per_kernel_s=gap, graph_launch_s=launch["graph_replay_one_kernel_s"])
     return MemoryOpsModel(
         latency_s=float(lat), bandwidth_Bps=float(1 / inv_bw), l2_resident_bytes=resident_bytes,
         l2_bandwidth_Bps=float(1 / inv_l2), launch=lm,

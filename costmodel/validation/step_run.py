@@ -22,7 +22,8 @@ import torch
 from costmodel.models import ModelConfig, load_model
 from costmodel.validation import step_grids as grids
 from costmodel.validation.reference_model import build, n_params
-from costmodel.validation.step_run_ops import run_families, run_gemm, run_launch, run_memory_ops, run_sdpa
+from costmodel.validation.step_run_ops import (run_families, run_gemm, run_graph_gap, run_launch, run_memory_ops,
+                                               run_sdpa)
 from costmodel.validation.step_timing import BACKENDS, Run, kernel_profile
 
 
@@ -166,13 +167,13 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="*", default=list(grids.MODEL_RUNS))
     p.add_argument("--smoke", action="store_true", help="toy sizes on the CPU")
     p.add_argument("--sections", nargs="*", default=["launch", "gemm", "memory_ops", "sdpa"],
-                   help="op-grid sections to run (launch gemm memory_ops sdpa families)")
+                   help="op-grid sections to run (launch gemm memory_ops sdpa families graph_gap)")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     r = Run(args.out, args.budget_s, args.smoke)
     torch.manual_seed(0)
     sections = {"launch": run_launch, "gemm": run_gemm, "memory_ops": run_memory_ops, "sdpa": run_sdpa,
-                "families": run_families}
+                "families": run_families, "graph_gap": run_graph_gap}
     for name in args.sections:
         section = sections[name]
         section(r)

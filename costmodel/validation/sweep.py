@@ -1,6 +1,6 @@
 """The validation sweep: which attention configurations ``ioaware validate`` runs.
 
-A case is one family (``costmodel.validation.families``) at one shape (``schema.Config``).
+A case is one family (``costmodel.validation.families``) at one shape (``schema.CaseConfig``).
 The grid follows the FlashAttention-2 paper's benchmark (Dao 2023, section 4.1), plus
 decode against KV caches of 1k to 16k tokens. Pure Python: tested on the CPU.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from costmodel.validation.families import TORCH_FAMILIES
-from costmodel.validation.schema import Config
+from costmodel.validation.schema import CaseConfig
 
 # The sweep (FlashAttention-2 paper, Dao 2023, section 4.1: batch x seq_len = 16k tokens,
 # hidden 2048, so 32 heads of 64 or 16 heads of 128; this keeps B*H*N large enough to
@@ -30,7 +30,7 @@ WINDOWS = (1024, 4096)
 @dataclass(frozen=True)
 class Case:
     family: str
-    config: Config
+    config: CaseConfig
 
     @property
     def source(self) -> str:
@@ -44,11 +44,11 @@ class Case:
 
     @classmethod
     def from_json(cls, data: dict) -> "Case":
-        return cls(data["family"], Config.model_validate(data["config"]))
+        return cls(data["family"], CaseConfig.model_validate(data["config"]))
 
 
-def _cfg(batch, heads, n, d, dtype="fp32", causal=False, kv_heads=None, kv_len=None, **extra) -> Config:
-    return Config(batch=batch, heads=heads, kv_heads=kv_heads or heads, seq_len=n, kv_len=kv_len or n,
+def _cfg(batch, heads, n, d, dtype="fp32", causal=False, kv_heads=None, kv_len=None, **extra) -> CaseConfig:
+    return CaseConfig(batch=batch, heads=heads, kv_heads=kv_heads or heads, seq_len=n, kv_len=kv_len or n,
                   head_dim=d, dtype=dtype, causal=causal, **extra)
 
 

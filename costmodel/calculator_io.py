@@ -1,4 +1,8 @@
-"""Arrays in, values out: the plumbing every sizing calculator shares.
+"""Arrays in, values out: what every calculator shares at its edges.
+
+In: argument checks (``check``, ``element_bytes``) and the model numbers a calculator reads
+from a config or from keyword overrides (``resolve``). Out: the ``Result`` base of every
+calculator's result and ``to_value`` (0-d arrays back to Python numbers).
 
 The calculators are plain arithmetic, so numpy broadcasting does the sweeping: any numeric
 argument may be a scalar or an array, and a sweep of 10^6 configurations is one call.

@@ -1,0 +1,82 @@
+"""Named attention implementations as data: what each launches, read from ``catalog.yaml``.
+
+``IMPLEMENTATIONS[name]`` is an ``Implementation``: kind ``fused`` (a flash-style schedule: tiles by
+head_dim, warps, stages, GQA packing, the split-KV rule for decode, the tensor-core instruction
+family; forward, decode and backward kernels) or ``graph`` (whole-tensor kernels: matmuls,
+elementwise and row-wise ops, as torch's math backend and eager torch launch them). Every entry
+names its sources in the catalog. ``build.kernels(spec, impl, cfg, pass_)`` turns one into the
+simulator's kernels; ``simulate_attention(spec, impl="torch-cudnn", ...)`` times them.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FusedPass(BaseModel):
+    """One fused kernel family: its tiles by head_dim and how it is launched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kernel: str  # the kernel's name as Nsight Compute prints it (a substring)
+    tiles: dict[int, tuple[int, int, int]]  # head_dim upper bound -> (B_r, B_c, warps)
+    stages: int = 1  # K/V tiles in flight per block (cp.async / TMA pipeline depth)
+    regs: int = 255  # registers a thread: occupancy
+    splits: Literal["fa2", "none"] | None = None  # decode: FA2's num_splits_heuristic, or one block per head
+    pack_gqa: bool = False  # decode with H > H_kv: the group's query heads share one block's rows
+    combine: str | None = None  # the split-KV reduction kernel
+    helpers: list[str] = Field(default_factory=list)  # small kernels of the pass (preprocess, casts)
+    instruction: str | None = None  # overrides the implementation's family for this kernel
+
+    def tile(self, head_dim: int) -> tuple[int, int, int]:
+        for bound in sorted(self.tiles):
+            if head_dim <= bound:
+                return self.tiles[bound]
+        raise ValueError(f"head_dim: {head_dim} is not allowed for {self.kernel}; at most {max(self.tiles)} is")
+
+
+class GraphStep(BaseModel):
+    """One whole-tensor kernel (or ``launches`` of them) of an unfused implementation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: Literal["gemm", "elementwise", "rowwise"]
+    unit: Literal["fp32", "tensor"] | None = None  # gemm: FP32 SIMT (no TF32) or tensor cores in the input dtype
+    flops: Literal["qk", "pv"] | None = None  # gemm: Q K^T-shaped or P V-shaped product, 2 N L d per head
+    reads: dict[str, str] = Field(default_factory=dict)  # tensor -> dtype (input | fp32 | bool)
+    writes: dict[str, str] = Field(default_factory=dict)
+    launches: int = 1
+    path: Literal["vectorized", "broadcast"] = "vectorized"  # elementwise: TensorIterator's loop
+    gqa_only: bool = False
+    causal_only: bool = False
+    exp: bool = False
+
+
+class Implementation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    display: str
+    kind: Literal["fused", "graph"]
+    instruction: Literal["mma.sync", "wgmma", "simt"]
+    persistent: bool = False
+    source: str
+    fwd: FusedPass | list[GraphStep]
+    decode: FusedPass | None = None
+    bwd: FusedPass | list[GraphStep]
+    gqa: bool = True  # accepts H_kv < H (torch's enable_gqa); False: the call fails, as torch's does
+
+
+def _load() -> dict[str, Implementation]:
+    text = resources.files("simulators.implementations").joinpath("catalog.yaml").read_text()
+    raw = yaml.safe_load(text)
+    return {name: Implementation.model_validate({"name": name, **body}) for name, body in raw.items()}
+
+
+IMPLEMENTATIONS: dict[str, Implementation] = _load()
+TORCH_IMPLS = tuple(IMPLEMENTATIONS)

@@ -1,0 +1,165 @@
+"""An implementation's kernels for one call: its catalog entry turned into the simulator's KernelCounts.
+
+Fused implementations reuse the flash simulator (``simulators.flash``: tiles, grid, occupancy, the
+L2 wave model for DRAM bytes) with the implementation's own tiles, warps, registers and launch rules;
+graph implementations are whole-tensor kernels whose bytes are the tensors they read and write.
+Each kernel comes back with a *role* that says which fitted parameters time it (params.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+from simulators.config import AttentionConfig, ScheduleConfig, make_config
+from simulators.counting import ELEMENTWISE_EXP, ELEMENTWISE_FLOPS
+from simulators.flash import flash_kernels
+from simulators.implementations import FusedPass, Implementation
+from simulators.l2 import blocks_per_sm
+from simulators.results import KernelCount
+
+MAX_SPLITS = 128  # FA2's cap on split-KV blocks per (batch, head, m-block) ([FA2T] flash_api.cpp)
+
+
+def fa2_num_splits(batch_heads_mblocks: int, sm_slots: int, n_blocks: int, max_splits: int = MAX_SPLITS) -> int:
+    """FlashAttention-2's split-KV count ([FA2T] num_splits_heuristic, called with 2 x SMs as sm_slots).
+
+    Stated in words: no split if the grid almost fills the slots (>= 80 %); else, among split counts
+    1..min(max_splits, slots, n_blocks) that change the blocks per split (``ceil(n / s)`` differs
+    from ``ceil(n / (s - 1))``), the wave efficiency of s is w / ceil(w) with w = B H m s / slots;
+    the smallest eligible s within 85 % of the best efficiency wins.
+    """
+    if batch_heads_mblocks >= 0.8 * sm_slots:
+        return 1
+    top = min(max_splits, sm_slots, n_blocks)
+
+    def eligible(s):
+        return s == 1 or math.ceil(n_blocks / s) != math.ceil(n_blocks / (s - 1))
+
+    eff = {}
+    for s in range(1, top + 1):
+        if eligible(s):
+            waves = batch_heads_mblocks * s / sm_slots
+            eff[s] = waves / math.ceil(waves)
+    best = max(eff.values())
+    return next(s for s in sorted(eff) if eff[s] >= 0.85 * best)
+
+
+def _sched(spec, tile, regs, stages, persistent, **extra) -> ScheduleConfig:
+    br, bc, warps = tile
+    return make_config(ScheduleConfig, block_r=br, block_c=bc, threads_per_block=32 * warps, regs_per_thread=regs,
+                       max_blocks_per_sm=1 if persistent else None, tensor_cores=True, **extra)
+
+
+def _tag(k: KernelCount, name: str, family: str, inflight: float, pad: float = 1.0) -> KernelCount:
+    k.name, k.instruction, k.inflight_bytes_per_block, k.pad_rows = name, family, inflight, pad
+    return k
+
+
+def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list[tuple[KernelCount, str]]:
+    d, e = cfg.head_dim, cfg.element_bytes
+    out: list[tuple[KernelCount, str]] = []
+    if pass_ in ("fwd", "fwd+bwd"):
+        dec: FusedPass | None = impl.decode
+        packed = dec is not None and dec.pack_gqa and cfg.seq_len == 1 and cfg.group > 1
+        run = cfg
+        if packed:  # [FA2T] seqlenq_ngroups_swapped: (B, H_kv, group, d) queries, one block per K/V head
+            run = make_config(AttentionConfig, batch=cfg.batch, heads=cfg.kv_heads, kv_heads=cfg.kv_heads,
+                              seq_len=cfg.group * cfg.seq_len, kv_len=cfg.kv_len, head_dim=d, dtype=cfg.dtype,
+                              causal=cfg.causal)
+        splits = 1
+        if dec is not None and dec.splits == "fa2":
+            br_s, bc_s, _ = dec.tile(d)
+            splits = fa2_num_splits(run.batch_heads * math.ceil(run.seq_len / br_s), 2 * spec.sm_count,
+                                    math.ceil(run.kv_len / bc_s))
+        if splits > 1 and run.seq_len <= 128:
+            br_s, bc_s, warps = dec.tile(d)
+            sch = _sched(spec, (run.seq_len, bc_s, warps), dec.regs, dec.stages, False, splits=splits,
+                         smem_per_block_bytes=(br_s * d + 2 * bc_s * d) * e)
+            counts, _ = flash_kernels(spec, run, sch, "flash-decoding", "fwd", "closed")
+            family = dec.instruction or impl.instruction
+            pad = math.ceil(run.seq_len / br_s) * br_s / run.seq_len
+            out.append((_tag(counts[0], dec.kernel, family, 2 * bc_s * d * e * dec.stages, pad), "fwd"))
+            for k in counts[1:]:
+                out.append((_tag(k, dec.combine or k.name, "simt", 0.0), "helper"))
+        else:
+            fp = impl.decode if (run.seq_len == 1 and impl.decode is not None) else impl.fwd
+            fp = impl.fwd if fp.splits == "fa2" else fp  # FA2 with one split runs its ordinary forward kernel
+            tile = fp.tile(d)
+            sch = _sched(spec, tile, fp.regs, fp.stages, impl.persistent)
+            counts, _ = flash_kernels(spec, run, sch, "flash2", "fwd", "closed")
+            k = counts[0]
+            pad = math.ceil(run.seq_len / tile[0]) * tile[0] / run.seq_len
+            family = fp.instruction or impl.instruction
+            out.append((_tag(k, fp.kernel, family, 2 * tile[1] * d * e * fp.stages, pad), "fwd"))
+    if pass_ in ("bwd", "fwd+bwd"):
+        bp = impl.bwd
+        tile = bp.tile(d)
+        sch = _sched(spec, tile, bp.regs, bp.stages, impl.persistent)
+        counts, _ = flash_kernels(spec, cfg, sch, "flash2", "bwd", "closed")
+        for k in counts:
+            if k.name == "flash2_bwd":
+                out.append((_tag(k, bp.kernel, bp.instruction or impl.instruction, 2 * tile[0] * d * e * bp.stages),
+                            "bwd"))
+            else:
+                out.append((_tag(k, k.name, "simt", 0.0), "helper"))
+    return out
+
+
+def _tensor_elements(cfg: AttentionConfig) -> dict[str, int]:
+    b, h, hk, n, l_, d = cfg.batch, cfg.heads, cfg.kv_heads, cfg.seq_len, cfg.kv_len, cfg.head_dim
+    qo, kv, kx, s = b * h * n * d, b * hk * l_ * d, b * h * l_ * d, b * h * n * l_
+    return {"q": qo, "o": qo, "k": kv, "v": kv, "kx": kx, "vx": kx, "s": s, "s2": s, "m": s}
+
+
+def _graph(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list[tuple[KernelCount, str]]:
+    sizes = _tensor_elements(cfg)
+    masked = cfg.causal or cfg.window is not None
+
+    def nbytes(tensors: dict[str, str]) -> int:
+        return sum(sizes[t] * {"input": cfg.element_bytes, "fp32": 4, "bool": 1}[dt] for t, dt in tensors.items())
+
+    steps = []
+    if pass_ in ("fwd", "fwd+bwd"):
+        steps += [(s, "fwd") for s in impl.fwd]
+    if pass_ in ("bwd", "fwd+bwd"):
+        steps += [(s, "bwd") for s in impl.bwd]
+    out = []
+    scores = sizes["s"]
+    for step, role in steps:
+        if (step.gqa_only and cfg.group == 1) or (step.causal_only and not masked):
+            continue
+        read, write = nbytes(step.reads), nbytes(step.writes)
+        matmul = 2.0 * cfg.batch_heads * cfg.seq_len * cfg.kv_len * cfg.head_dim if step.kind == "gemm" else 0.0
+        if step.kind == "gemm":
+            grid = (cfg.batch_heads * math.ceil(cfg.seq_len / 128) * math.ceil(
+                (cfg.kv_len if step.flops == "qk" else cfg.head_dim) / 128),)
+            threads, family = 128, ("simt" if step.unit == "fp32" else impl.instruction)
+        else:
+            elems = max(sizes[t] for t in {**step.reads, **step.writes})
+            grid, threads, family = (max(1, math.ceil(elems / 512)),), 128, "simt"
+        other = float(scores * ELEMENTWISE_FLOPS.get("softmax", 0)) if step.exp else 0.0
+        exp = float(scores * ELEMENTWISE_EXP.get("softmax", 0)) if step.exp else 0.0
+        bpsm = blocks_per_sm(spec, 0, threads, 64, None, step.name)
+        k = KernelCount(name=step.name, grid=grid, schedule=f"{step.kind}: reads {', '.join(step.reads)}; "
+                        f"writes {', '.join(step.writes) or 'nothing'}", matmul_flops=matmul, other_flops=other,
+                        exp_ops=exp, global_read_bytes=read, global_write_bytes=write, hbm_read_bytes=read,
+                        hbm_write_bytes=write, smem_bytes=0.0, smem_per_block_bytes=0, threads_per_block=threads,
+                        blocks_per_sm=bpsm, instruction=family, launches=step.launches)
+        kind = {"gemm": "gemm", "rowwise": "rowwise"}.get(step.kind, "broadcast" if step.path == "broadcast"
+                                                           else "elementwise")
+        out.append((k, f"{kind}_{role}"))
+    return out
+
+
+def kernels(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list[tuple[KernelCount, str]]:
+    """(kernel, role) pairs of one call; role: fwd | bwd | helper, or for graph steps KIND_PASS with KIND
+    gemm | elementwise | broadcast | rowwise and PASS fwd | bwd."""
+    if cfg.group > 1 and not impl.gqa:
+        raise ValueError(f"kv_heads: {impl.name} has no grouped-query attention (torch: 'No available kernel' "
+                         f"with enable_gqa); kv_heads = heads ({cfg.heads}) is allowed")
+    if cfg.dropout > 0:
+        raise ValueError(f"dropout: {impl.name} is modelled without dropout; 0 is allowed")
+    if impl.kind == "fused":
+        return _fused(spec, impl, cfg, pass_)
+    return _graph(spec, impl, cfg, pass_)
+

@@ -1,0 +1,31 @@
+"""Count an implementation's call once, time it with any parameters (the fit re-times without recounting)."""
+
+from __future__ import annotations
+
+from simulators.implementations import IMPLEMENTATIONS, build
+from simulators.implementations.params import Basis, call_overhead_s, kernel_params, timing_basis
+from simulators.timing import time_kernel
+
+ASSUMPTIONS = {
+    "schedule": "the implementation's catalog entry (simulators/implementations/catalog.yaml): tiles by head_dim, "
+                "warps, registers, split-KV rule and GQA packing as its sources and Nsight Compute state them",
+    "hbm_bytes": "fused: the L2 wave model over the implementation's own grid and tiles; graph: every tensor a "
+                 "kernel reads or writes crosses DRAM once",
+    "time_s": "per kernel: waves and tail on the busiest SM with each block's issue share, per-SM bandwidth by "
+              "Little's law, tensor rate x the fitted efficiency of the implementation's main loop, + fixed GPU "
+              "cost per launch; summed over kernels; + the call's fitted host overhead",
+}
+
+
+def count(spec, impl: str, cfg, pass_: str):
+    return build.kernels(spec, IMPLEMENTATIONS[impl], cfg, pass_)
+
+
+def time(spec, impl: str, counts, cfg, pass_: str, basis: Basis | None = None, overrides: dict | None = None):
+    """(kernel results, call overhead in s) of counted kernels under ``basis`` (default: the spec's)."""
+    basis = basis or timing_basis(spec)
+    out = []
+    for k, role in counts:
+        p = kernel_params(basis, impl, role, k.instruction, overrides)
+        out.append(time_kernel(spec, k, cfg.dtype, k.instruction != "simt", p))
+    return out, call_overhead_s(basis, impl, pass_, overrides)
