@@ -4,6 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from costmodel.parallel.collective_sweep import free_port  # noqa: E402
 from costmodel.parallel.pp_step import WEIGHTS, data_parallel_step, one_f_one_b, pipeline_step, stage_layers  # noqa: E402
 from costmodel.parallel.tp_layer import full_weights, layer_forward  # noqa: E402
 
@@ -85,7 +86,7 @@ def test_schedule_orders():
 
 def test_pipeline_and_data_parallel_match_one_process():
     loss_ref, g_ref = reference(inputs(), 1 / M)
-    both = run(29611)
+    both = run(free_port())
     pp = both["pp"]
     loss = [loss for _, loss, _ in pp if loss is not None]
     assert loss == [pytest.approx(loss_ref, rel=1e-12)]

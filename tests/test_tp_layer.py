@@ -4,6 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from costmodel.parallel.collective_sweep import free_port  # noqa: E402
 from costmodel.parallel.tp_layer import full_weights, layer_forward, shard_weights  # noqa: E402
 
 SEED = 14
@@ -35,7 +36,8 @@ def test_tp2_matches_plain_layer():
 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_rank, args=(r, 2, 29577, q)) for r in range(2)]
+    port = free_port()  # fixed ports collide with other jobs on the machine
+    procs = [ctx.Process(target=_rank, args=(r, 2, port, q)) for r in range(2)]
     for p in procs:
         p.start()
     y_tp, gq, gdown = (torch.from_numpy(a) for a in q.get(timeout=120))

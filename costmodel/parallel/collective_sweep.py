@@ -31,6 +31,15 @@ SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all",
 ELEMENT_BYTES = 4  # float32, nccl-tests' default type
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it), for MASTER_PORT: fixed ports collide with other jobs."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def sizes(min_bytes: int = 8, max_bytes: int = 4 << 30, factor: int = 2) -> list[int]:
     """nccl-tests' -b/-e/-f grid: min_bytes, x factor, ..., up to max_bytes."""
     if min_bytes < 1 or max_bytes < min_bytes or factor < 2:
@@ -153,7 +162,7 @@ def _worker(rank, world, args, backend, device, port, queue):
 
 
 def sweep(world: int, collectives=SWEEP_COLLECTIVES, byte_sizes=None, *, backend: str = "nccl", device: str = "cuda",
-          warmup: int = 5, iters: int = 20, budget_s: float = 300.0, port: int = 29512) -> list[dict]:
+          warmup: int = 5, iters: int = 20, budget_s: float = 300.0, port: int | None = None) -> list[dict]:
     """Spawn ``world`` processes (one per GPU), run the sweep, return rank 0's records."""
     import torch.multiprocessing as mp
 
@@ -161,6 +170,7 @@ def sweep(world: int, collectives=SWEEP_COLLECTIVES, byte_sizes=None, *, backend
             "budget_s": budget_s}
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
+    port = port or free_port()
     procs = [ctx.Process(target=_worker, args=(r, world, args, backend, device, port, queue)) for r in range(world)]
     for p in procs:
         p.start()
@@ -202,4 +212,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["SWEEP_COLLECTIVES", "elements", "environment", "record", "run_rank", "sizes", "sweep"]
+__all__ = ["SWEEP_COLLECTIVES", "elements", "environment", "free_port", "record", "run_rank", "sizes", "sweep"]

@@ -167,9 +167,12 @@ def _worker(rank, world, mode, cfg, n_layers, batch, seq_len, micro_batches, ite
         dist.destroy_process_group()
 
 
-def measure(mode, cfg, world, n_layers, batch, seq_len, micro_batches, *, iters=5, backend="nccl", port=29555):
+def measure(mode, cfg, world, n_layers, batch, seq_len, micro_batches, *, iters=5, backend="nccl", port=None):
     import torch.multiprocessing as mp
 
+    from costmodel.parallel.collective_sweep import free_port
+
+    port = port or free_port()
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(r, world, mode, cfg, n_layers, batch, seq_len, micro_batches, iters,
@@ -221,11 +224,11 @@ def main(argv=None) -> int:
     base = load_model(args.model)
     cfg = ModelConfig.model_validate({**base.model_dump(), "n_layers": args.layers, "name": f"{base.name}-{args.layers}l"})
     rows, start = [], time.perf_counter()
-    for i, (mode, n) in enumerate([("pp", p) for p in args.pp] + [("dp", d) for d in args.dp]):
+    for mode, n in [("pp", p) for p in args.pp] + [("dp", d) for d in args.dp]:
         if time.perf_counter() - start > args.budget_s:
             break
         mb = args.micro_batches if mode == "pp" else 1
-        got = measure(mode, cfg, n, args.layers, args.batch, args.seq_len, mb, backend=args.backend, port=29555 + i)
+        got = measure(mode, cfg, n, args.layers, args.batch, args.seq_len, mb, backend=args.backend)
         rows.append({**got, **predict_layers_only(cfg, args.cluster, mode, n, args.batch, args.seq_len, mb)})
     with open(args.out, "w") as f:
         json.dump({"command": " ".join(["python3 -m costmodel.parallel.pp_step"] + sys.argv[1:]), "model": cfg.name,

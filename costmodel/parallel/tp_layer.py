@@ -151,9 +151,12 @@ def _worker(rank, world, cfg, batch, seq_len, iters, port, queue, backend):
         dist.destroy_process_group()
 
 
-def measure(cfg, tp: int, batch: int, seq_len: int, *, iters: int = 10, backend: str = "nccl", port: int = 29533):
+def measure(cfg, tp: int, batch: int, seq_len: int, *, iters: int = 10, backend: str = "nccl", port: int | None = None):
     import torch.multiprocessing as mp
 
+    from costmodel.parallel.collective_sweep import free_port
+
+    port = port or free_port()
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(r, tp, cfg, batch, seq_len, iters, port, q, backend)) for r in range(tp)]
@@ -201,10 +204,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cfg, gpu, cluster = load_model(args.model), load_gpu(args.gpu), load_cluster(args.cluster)
     start, rows = time.perf_counter(), []
-    for i, t in enumerate(args.tp):
+    for t in args.tp:
         if time.perf_counter() - start > args.budget_s:
             break
-        m = measure(cfg, t, args.batch, args.seq_len, backend=args.backend, port=29533 + i)
+        m = measure(cfg, t, args.batch, args.seq_len, backend=args.backend)
         rows.append({**m, "predicted": predict(cfg, gpu, cluster, t, args.batch, args.seq_len)})
     with open(args.out, "w") as f:
         json.dump({"command": " ".join(["python3 -m costmodel.parallel.tp_layer"] + sys.argv[1:]), "model": cfg.name,
