@@ -119,6 +119,8 @@ def test_ray_path():
     ("search", ["--model", "llama2-7b", "--cluster", "dgx-a100", "--global-batch", "8", "--seq-len", "8", "--no-plot"]),
     ("train-run", ["--model", "llama2-7b", "--cluster", "dgx-a100", "--seq-len", "8", "--global-batch", "8",
                    "--tokens", "1e6"]),
+    ("predict", ["--model", "llama2-7b", "--phase", "train", "--cluster", "dgx-a100", "--gpus", "8", "--seq-len", "8",
+                 "--global-batch", "8"]),
 ])
 def test_nasty_numbers_exit_2_with_json_error(command, base, capsys):
     from costmodel.cli import build_parser
@@ -127,6 +129,9 @@ def test_nasty_numbers_exit_2_with_json_error(command, base, capsys):
     options = sorted(o for a in sub._actions if a.type is not None and a.nargs is None and a.choices is None
                      for o in a.option_strings if o.startswith("--") and o not in ("--model", "--cluster", "--plot", "--ray"))
     assert "--global-batch" in options
+    if command == "predict":
+        options = [o for o in options if o in ("--gpus", "--global-batch", "--micro-batch", "--tp", "--pp",
+                                                "--virtual-stages", "--seq-len")]
     for opt in options:
         for bad in ("-1", "nan", "1e400", "abc"):
             argv = [command] + [a for i, a in enumerate(base) if not (a == opt or (i and base[i - 1] == opt))]
