@@ -103,5 +103,7 @@ def test_layout_errors_name_the_field():
         Layout(gpus=64, tp=8, global_batch=12)
     with pytest.raises(ValueError, match="virtual_stages"):
         Layout(gpus=64, tp=8, pp=2, global_batch=64, virtual_stages=2)
+    with pytest.raises(ValueError, match="interleaved needs pp >= 2"):
+        Layout(gpus=8, tp=8, global_batch=8, schedule="interleaved", virtual_stages=2)
     with pytest.raises(ValueError, match="tp: 3"):
         Layout(gpus=48, tp=3, global_batch=16).check_model(load_model("llama2-7b"))

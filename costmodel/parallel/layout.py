@@ -46,6 +46,8 @@ class Layout(BaseModel):
             raise ValueError(f"global_batch: {self.global_batch} is not divisible by micro_batch x dp = "
                              f"{self.micro_batch} x {self.dp}")
         if self.schedule == "interleaved":
+            if self.pp < 2:
+                raise ValueError(f"schedule: interleaved needs pp >= 2, got pp = {self.pp}")
             if self.virtual_stages < 2:
                 raise ValueError(f"virtual_stages: the interleaved schedule needs >= 2, got {self.virtual_stages}")
             if self.micro_batches % self.pp:
