@@ -98,9 +98,9 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     rows = [(str(k + 1), str(b["gpus"]), str(b["tp"]), str(b["pp"]), str(b["dp"]), str(b["micro_batch"]),
              b["schedule"] + (f" v={b['virtual_stages']}" if b["virtual_stages"] > 1 else ""),
              "on" if b["sequence_parallel"] else "off", b["recompute"], str(b["zero_stage"]), si(b["time_s"], "s"),
-             si(b["memory_bytes"], "B")) for k, b in enumerate(best)]
+             f"{b['mfu']:.1%}", si(b["memory_bytes"], "B")) for k, b in enumerate(best)]
     lines.append(table(rows, ("#", "GPUs", "TP", "PP", "DP", "b", "schedule", "SP", "recompute", "ZeRO", "time",
-                              "memory")))
+                              "MFU", "memory")))
     b = best[0]
     parts = [(k, si(b[k], "s"), f"{b[k] / b['time_s']:.1%}") for k in
              ("compute_s", "tp_comm_s", "pp_comm_s", "bubble_s", "dp_comm_exposed_s", "optimizer_s")]

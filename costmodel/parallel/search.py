@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from costmodel.flops import forward_flops_per_token
 from costmodel.models import ModelConfig, load_model
 from costmodel.parallel.compute import micro_batch_compute
 from costmodel.parallel.training import iteration_time, memory_per_gpu
@@ -33,6 +34,7 @@ RECOMPUTE = ("none", "selective", "full")
 COLUMNS = ("gpus", "tp", "pp", "dp", "micro_batch", "micro_batches", "virtual_stages", "sequence_parallel",
            "recompute", "zero_stage", "time_s", "memory_bytes", "fits", "compute_s", "tp_comm_s", "pp_comm_s",
            "bubble_s", "dp_comm_exposed_s", "optimizer_s")
+TABLE_COLUMNS = COLUMNS + ("mfu",)
 
 
 MAX_GLOBAL_BATCH = 2 ** 40  # sequences; far past any run, and small enough to factor quickly
@@ -194,6 +196,10 @@ def search_layouts(model, cluster, *, global_batch: int, seq_len: int, gpus=None
                   step_kwargs=step_kwargs)
     parts = [r for r in _run_units(units, kwargs, workers, ray_address) if len(r["time_s"])]
     table = {k: np.concatenate([r[k] for r in parts]) if parts else np.array([]) for k in COLUMNS}
+    # PaLM's MFU (3·F per token, non-causal, as costmodel.flops counts it) over the dense bf16 peak
+    f_token = 3 * float(forward_flops_per_token(cfg, seq_len, causal=False, sliding_window=None).total)
+    peak = load_gpu(cl.gpu).peak_flops_per_s["bf16_tensor"]
+    table["mfu"] = f_token * global_batch * seq_len / (table["time_s"] * table["gpus"] * peak) if parts else np.array([])
     score = table["time_s"] * (table["gpus"] / 3600.0 if objective == "cost" else 1.0)
     fitting = np.flatnonzero(table["fits"]) if parts else np.array([], dtype=np.int64)
     order = fitting[np.argsort(score[fitting], kind="stable")]
@@ -216,7 +222,7 @@ def pareto_front(time_s, memory_bytes):
 def row(table: dict, i: int) -> dict[str, Any]:
     """One layout of the table as plain Python values."""
     out = {}
-    for k in COLUMNS:
+    for k in (c for c in TABLE_COLUMNS if c in table):
         v = table[k][i]
         out[k] = v.item() if hasattr(v, "item") else v
     out["recompute"] = RECOMPUTE[int(out["recompute"])]
@@ -224,4 +230,4 @@ def row(table: dict, i: int) -> dict[str, Any]:
     return out
 
 
-__all__ = ["COLUMNS", "evaluate_unit", "pareto_front", "row", "search_layouts", "valid_tp", "work_units"]
+__all__ = ["COLUMNS", "TABLE_COLUMNS", "evaluate_unit", "pareto_front", "row", "search_layouts", "valid_tp", "work_units"]
