@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from hardware_specs.interconnect import GPUInterconnect
 from hardware_specs.op_timing import GemmModel, MemoryOpsModel
 from hardware_specs.implementations import ImplementationsSection
+from hardware_specs.numba_kernels import NumbaKernelsSection
 
 # Compute units whose peak rates a spec may give, in FLOP/s (OP/s for int8), dense
 # (no structured sparsity). "fp32" and "fp64" are the SIMT (CUDA-core) rates; the
@@ -126,6 +127,7 @@ class GPUSpec(BaseModel):
     gemm: GemmModel | None = None  # fitted cuBLAS GEMM model (hardware_specs/op_timing.py)
     memory_ops: MemoryOpsModel | None = None  # fitted memory-bound-op curve and launch costs
     implementations: ImplementationsSection | None = None  # fitted attention timing (hardware_specs/implementations.py)
+    numba_kernels: NumbaKernelsSection | None = None  # our kernels' fitted timing (hardware_specs/numba_kernels.py)
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")

@@ -4,7 +4,7 @@ See ``kernels.api`` for the functions and ``costmodel/validation/NOTES.md`` for 
 (the harness that measures them is ``costmodel.validation``; this package imports nothing of ours).
 """
 from .api import (decode_attention, flash_attention, flash_attention_backward, flash_attention_v1,
-                  flash_decoding, poisoned_outputs, standard_attention)
+                  flash_decoding, poisoned_outputs, prepare_decode, standard_attention)
 
 __all__ = [
     "standard_attention",
@@ -13,5 +13,6 @@ __all__ = [
     "flash_attention_backward",
     "decode_attention",
     "flash_decoding",
+    "prepare_decode",
     "poisoned_outputs",
 ]

@@ -100,6 +100,72 @@ def launch(kernel, grid, block, smem_bytes: int, *args) -> None:
     config(*args)
 
 
+class BoundLaunch:
+    """One launch with its grid, block, shared memory and arguments fixed once.
+
+    Calling it issues ``cuLaunchKernel`` with a parameter array built at bind time, so the
+    host's work per call is the driver call alone. numba's own launch (``launch`` above)
+    types every argument, marshals each array's descriptor and builds a launch config on
+    every call: an empty six-array kernel took 58 us a launch that way on the H200 and
+    7.1 us bound (back to back, 2026-12-02, costmodel/validation/bench_decode.py). The
+    arrays must stay alive and in place while it is in use; the
+    kernel reads whatever they hold when it runs, as a CUDA graph's node would.
+
+    In the simulator, and if the driver path cannot be set up, it falls back to ``launch``
+    (``raw`` says which).
+    """
+
+    def __init__(self, kernel, grid, block, smem_bytes: int, *args):
+        self.grid = tuple(grid) if isinstance(grid, tuple) else (int(grid),)
+        self.block = int(block)
+        self.smem_bytes = int(smem_bytes)
+        self._kernel, self._args = kernel, args
+        self.raw, self.why_not_raw = False, "simulator" if SIMULATOR else ""
+        if not SIMULATOR:
+            try:
+                self._bind()
+                self.raw = True
+            except Exception as exc:  # noqa: BLE001 - numba's launch still works; say why
+                self.why_not_raw = f"{type(exc).__name__}: {exc}"
+
+    def _bind(self) -> None:
+        import ctypes
+
+        from cuda.bindings import driver as drv
+
+        kobj = self._kernel.compile(tuple(self._kernel.typeof_pyval(a) for a in self._args))
+        if self.smem_bytes > DEFAULT_SMEM_BYTES:
+            _raise_smem_limit(kobj, self.smem_bytes)
+        flat: list = []
+        for ty, val in zip(kobj.argument_types, self._args):
+            kobj._prepare_args(ty, val, 0, [], flat)  # numba's own marshalling, done once
+        # Array descriptors are flattened to pointer-sized integers; scalars are ctypes already.
+        self._values = [ctypes.c_int64(v) if isinstance(v, int) else v for v in flat]
+        self._params = (ctypes.c_void_p * len(self._values))(*[ctypes.addressof(v) for v in self._values])
+        self._params_addr = ctypes.addressof(self._params)
+        self._func = kobj._codelibrary.get_cufunc().handle  # a CUkernel, which cuLaunchKernel takes
+        self._stream = drv.CUstream(0)
+        self._drv = drv
+        grid = self.grid + (1,) * (3 - len(self.grid))
+        self._dims = (*grid, self.block, 1, 1)
+
+    def __call__(self) -> None:
+        if not self.raw:
+            launch(self._kernel, self.grid, self.block, self.smem_bytes, *self._args)
+            return
+        (err,) = self._drv.cuLaunchKernel(self._func, *self._dims, self.smem_bytes, self._stream,
+                                          self._params_addr, 0)
+        if err != self._drv.CUresult.CUDA_SUCCESS:
+            _check_driver(err, "cuLaunchKernel")
+
+
+def _check_driver(err, what: str) -> None:
+    from cuda.bindings import driver as drv
+
+    if err != drv.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"{what} failed: {err}")
+
+
 def compiled_kernels(kernel) -> list:
     """The compiled variants of a dispatcher (empty in the simulator)."""
     if SIMULATOR:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from numba import cuda
+from numba import cuda, float32
 
 from ._cuda import FASTMATH, SIMULATOR, U
 
@@ -137,3 +137,42 @@ def _segment_sum(red, base, t, width, val):
 
 segment_max = device_fn(_segment_max)
 segment_sum = device_fn(_segment_sum)
+
+
+FULL_WARP = U(0xFFFFFFFF)
+
+
+def lane_sum(lanes: int):
+    """Device function ``lane_sum(sm, t, val)``: ``val`` summed over the ``lanes``
+    neighbouring lanes of thread ``t`` (a power of two up to 32), returned to each of them.
+
+    On the device: butterfly shuffles (xor 1, 2, 4, ...), no shared memory. numba's
+    simulator has no warp shuffles: there the sum goes through ``sm[0 : blockDim]`` with
+    two barriers, so all threads of the block must call it.
+    """
+    if lanes < 1 or lanes > 32 or lanes & (lanes - 1):
+        raise ValueError(f"lanes={lanes} must be a power of two from 1 to 32")
+    steps = lanes.bit_length() - 1
+    if not SIMULATOR:
+        @device_fn
+        def shuffle_sum(sm, t, val):
+            for i in range(steps):
+                val += cuda.shfl_xor_sync(FULL_WARP, val, U(1) << U(i))
+            return val
+
+        return shuffle_sum
+
+    UL = U(lanes)
+
+    @device_fn
+    def smem_sum(sm, t, val):
+        sm[t] = val
+        cuda.syncthreads()
+        first = t - t % UL
+        tot = float32(0)
+        for i in range(lanes):
+            tot += sm[first + U(i)]
+        cuda.syncthreads()
+        return tot
+
+    return smem_sum

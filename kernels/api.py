@@ -11,13 +11,15 @@ errors name the argument, its value and what is allowed.
                              scale=None) -> (dq, dk, dv)
     decode_attention(q, k_cache, v_cache, scale=None) -> (o, lse)
     flash_decoding(q, k_cache, v_cache, num_splits=None, scale=None) -> (o, lse)
+    prepare_decode(q, k_cache, v_cache, num_splits=1, scale=None) -> step; step() -> (o, lse)
+        (checked and bound once: each call is the kernel launches alone)
 
 Shapes: q (batch, heads, N, d), k and v (batch, kv_heads, N, d), lse (batch, heads, N)
 float32; decoding takes q (batch, heads, 1, d) and caches (batch, kv_heads, L, d).
 head_dim is 32, 64 or 128; storage float32 or float16, arithmetic float32.
 """
 from ._cuda import poisoned_outputs
-from .decode import decode_attention, flash_decoding
+from .decode_step import decode_attention, flash_decoding, prepare_decode
 from .flash1 import flash_attention_v1
 from .flash2 import flash_attention
 from .flash_backward import flash_attention_backward
@@ -30,5 +32,6 @@ __all__ = [
     "flash_attention_backward",
     "decode_attention",
     "flash_decoding",
+    "prepare_decode",
     "poisoned_outputs",
 ]

@@ -4,7 +4,8 @@ q: (batch, heads, 1, d), the forward's layout with N = 1; k_cache, v_cache:
 (batch, kv_heads, L, d) with heads a multiple of kv_heads (GQA; MQA is kv_heads = 1).
 Returns (o (batch, heads, 1, d) in q's dtype, lse (batch, heads, 1) float32).
 
-Two schedules, one kernel body:
+Two schedules, one kernel body (the callers, which check, allocate and launch, are in
+``decode_step``):
 
 decode_attention: grid (1, B*H), one block per (batch, query head) loops over the
     whole cache in tiles of T keys and writes o and lse once. With few sequences the
@@ -21,47 +22,56 @@ flash_decoding (Flash-Decoding, Dao et al. 2023): grid (num_splits, B*H),
     ceil(2 * SMs / (B*H)), but no more splits than tiles of keys (each split gets
     at least one tile), and 1 if B*H already gives two waves.
 
+Either schedule serves R = ``heads_per_block`` query heads a block, all of one kv head
+(grid (S, B*H / R)): R = 1 by default; R = the GQA group (H / Hkv) reads each K/V row
+once for the whole group (from HBM, and once through L2), where R = 1 has each of the
+group's query heads read it (the re-reads come from L2 when they fit).
+
 Inside a block of ``num_threads`` threads (256 by default, whole warps):
 
     words: the cache is read in 4-byte words, one fp32 element or two fp16 ones
         (pk = 1 or 2 elements a word; fp16 pairs are unpacked in registers).
-    key groups: 8 neighbouring lanes (4 groups per warp), G = num_threads / 8 of them.
-        Lane x of a group owns words x + 8 j (j < d / (8 pk)) of every row its group
-        reads, i.e. head dimensions pk (x + 8 j) + e (e < pk), of q, K, V and of its
-        output accumulator: one warp load (one j) reads 32 contiguous bytes, a whole
-        sector, of each of 4 consecutive key rows.
-    tiles: T = G * n keys, n = 256 pk / d keys per group, so that a lane holds 32
-        words of K and 32 of V per tile, in registers (fp32: T = 64 at d = 128, 128 at
-        d = 64, 256 at d = 32 with 256 threads; fp16: twice that). In the tile at key
-        c0, group g takes keys c0 + g + G c (c < n).
+    key groups: ``lanes`` neighbouring lanes, 8 (4 groups per warp), or more when R d
+        passes 256 (16 or 32: a lane holds at most 32 values of q, over the R heads),
+        G = num_threads / lanes of them. Lane x of a group owns words x + lanes j
+        (j < d / (lanes pk)) of every row its group reads, i.e. head dimensions
+        pk (x + lanes j) + e (e < pk), of q, K, V and of its output accumulators: one
+        warp load (one j) reads 32 contiguous bytes (8 lanes), a whole sector, of each
+        of 4 consecutive key rows.
+    tiles: T = G * n keys, n = max(1, 32 / (R w)) keys per group (w = d / (lanes pk)
+        words a lane reads of a row), so that a lane holds 32 / R words of K and as
+        many of V per tile, in registers (R = 1, fp32: T = 64 at d = 128, 128 at d = 64,
+        256 at d = 32 with 256 threads; fp16: twice that). In the tile at key c0, group
+        g takes keys c0 + g + G c (c < n).
 
     load q (scaled by scale * log2 e) and K of the first tile into registers
     for each tile (no shared memory, no barrier):
         1. issue the loads of V of this tile             (in flight during 2 and 3)
-        2. scores: each lane's partial dot products over its d / 8 dimensions,
-           summed over the group's 8 lanes by 3 butterfly shuffles (xor 1, 2, 4),
-           so every lane of the group holds its n scores; keys at or past the end
-           of the block's range score -inf
+        2. scores: each lane's partial dot products over its d / lanes dimensions,
+           for each of the R query heads, summed over the group's lanes by butterfly
+           shuffles (xor 1, 2, 4, ...), so every lane of the group holds its R n
+           scores; keys at or past the end of the block's range score -inf
         3. issue the loads of K of the next tile          (in flight during 4 and
            the next tile's 1 and 2)
-        4. online softmax per group: m_new = max(m, scores), alpha = 2^(m - m_new),
+        4. online softmax per group and query head: m_new = max(m, scores), alpha = 2^(m - m_new),
            p = 2^(s - m_new), l = alpha l + sum p, acc = alpha acc + sum p v.
            The 8 lanes of a group each evaluate the group's exp2s (8 per key): the
            special-function unit is otherwise idle next to the 2 d / 8 FMAs per key
            and lane, and handing one lane's p to the others would cost shuffles.
-    merge the G groups once, through shared memory (2 barriers): group g writes
+    merge the G groups once per query head, through shared memory (2 barriers): group g writes
         m_g, l_g and o_g = acc; with M = max_g m_g and w_g = 2^(m_g - M),
         o = sum_g w_g o_g / sum_g w_g l_g and lse = M ln 2 + ln sum_g w_g l_g.
 
-    shared memory (float32 words): m_g, l_g, w_g (3 G), then o_g at a pitch of
-        d + 8 (G (d + 8)): 17.4 KB at d = 128 with 256 threads, 9.6 KB at d = 64.
+    shared memory (float32 words), per query head: m_g, l_g, w_g (3 G), then o_g at a
+        pitch of d + 8 (G (d + 8)): 17.4 KB at d = 128 with 256 threads, 9.6 KB at d = 64
+        (R = 1); 35.6 and 38.4 KB with R = 4.
         Registers, not shared memory, bound the blocks per multiprocessor: the
         kernel is compiled for at most 128 a thread, so two blocks of 256 threads
         (16 warps) share one. sm_90 builds use 102 to 128, without spills except
         8 to 16 bytes with fp16 at d = 32 and 64 (ptxas 13.5; none on the H200's 13.0).
 
-HBM traffic per query head: the kv head's K and V once (query heads of one group
-each read it: GQA re-reads come from L2 when they fit), q once, o and lse once; plus,
+HBM traffic per query head: the kv head's K and V once (with R = 1 the query heads of a
+group each read it: GQA re-reads come from L2 when they fit), q once, o and lse once; plus,
 for flash_decoding, num_splits * (d + 1) float32 words written and read back.
 
 numba's CUDA simulator has no warp shuffles: there the group sum of step 2 goes
@@ -76,13 +86,12 @@ from dataclasses import dataclass
 import numpy as np
 from numba import cuda, float32, uint32
 
-from . import _checks
-from ._cuda import (LN2, LOG2E, NEG_INF, SIMULATOR, SMEM_ALIGN, U, as_device, empty, kernel_jit, launch,
-                    sm_count, to_caller)
+from ._cuda import LN2, NEG_INF, SIMULATOR, SMEM_ALIGN, U, kernel_jit, sm_count
 from ._tiling import device_fn
 
-LANES = 8         # lanes per key: 8 four-byte words = one 32-byte sector of a key row per warp load
-LANE_WORDS = 32   # 4-byte words of K (and of V) a lane holds per tile: sets the keys per group
+LANES = 8         # lanes per key (at least): 8 four-byte words = one 32-byte sector of a key row per warp load
+LANE_WORDS = 32   # 4-byte words of K (and of V) a lane holds per tile, over the query heads of a block
+QUERY_VALUES = 32  # values of q (and of the accumulator) a lane holds, over the query heads of a block
 MAX_REGISTERS = 128  # 16 warps per multiprocessor fit (fp16 at d = 64 would take 130: 8 warps)
 FULL_WARP = U(0xFFFFFFFF)
 
@@ -92,22 +101,31 @@ class Config:
     head_dim: int
     num_threads: int
     itemsize: int = 4  # bytes per cache element: 4 (fp32) or 2 (fp16, loaded as pairs in 4-byte words)
+    rows: int = 1      # R: query heads per block, all of one kv head (1, or the GQA group: K/V read once)
 
     @property
     def pack(self) -> int:  # cache elements per 4-byte word
         return 4 // self.itemsize
 
     @property
-    def groups(self) -> int:  # G: key groups of LANES lanes
-        return self.num_threads // LANES
+    def lanes(self) -> int:  # lanes per key group: more when R query heads share the block
+        return min(32, max(LANES, self.head_dim * self.rows // QUERY_VALUES))
+
+    @property
+    def groups(self) -> int:  # G: key groups of `lanes` lanes
+        return self.num_threads // self.lanes
 
     @property
     def words_per_lane(self) -> int:  # 4-byte words of one key row a lane loads
-        return self.head_dim // (LANES * self.pack)
+        return self.head_dim // (self.lanes * self.pack)
+
+    @property
+    def dims_per_lane(self) -> int:  # head dimensions of q, K, V and o a lane holds
+        return self.words_per_lane * self.pack
 
     @property
     def keys_per_group(self) -> int:  # n: keys a group scores per tile
-        return max(1, LANE_WORDS // self.words_per_lane)
+        return max(1, LANE_WORDS // self.rows // self.words_per_lane)
 
     @property
     def keys_per_tile(self) -> int:  # T
@@ -116,10 +134,11 @@ class Config:
     def smem(self) -> dict:
         ng, d = self.groups, self.head_dim
         op = d + 8  # pitch of o_g: with fp32, the 4 groups of a warp write banks 8 g + x
-        lay = dict(op=op, m_off=0, l_off=ng, w_off=2 * ng, o_off=3 * ng)
-        lay["r_off"] = words = lay["o_off"] + ng * op
+        head = 3 * ng + ng * op  # one query head's m_g, l_g, w_g, o_g; head h at h * head
+        lay = dict(op=op, head=head, m_off=0, l_off=ng, w_off=2 * ng, o_off=3 * ng)
+        lay["r_off"] = words = self.rows * head
         if SIMULATOR:  # the stand-in for the shuffles (see the module docstring)
-            words += self.num_threads * self.keys_per_group
+            words += self.num_threads * self.rows * self.keys_per_group
         lay["words"] = words
         return lay
 
@@ -131,9 +150,15 @@ class Config:
         if t % 32 or not 32 <= t <= 1024:
             raise ValueError(f"num_threads={t} must be a multiple of 32 from 32 to 1024 "
                              "(whole warps: the group sums are warp shuffles)")
-        if self.itemsize not in (2, 4) or self.head_dim % (LANES * self.pack):
+        if self.rows < 1:
+            raise ValueError(f"heads_per_block={self.rows} must be at least 1")
+        if self.itemsize not in (2, 4) or self.head_dim % (self.lanes * self.pack):
             raise ValueError(f"head_dim={self.head_dim} with {self.itemsize}-byte elements must be a "
-                             f"multiple of {LANES * self.pack}")
+                             f"multiple of {self.lanes * self.pack}")
+        if self.rows * self.dims_per_lane > QUERY_VALUES:
+            raise ValueError(f"heads_per_block={self.rows} at head_dim={self.head_dim} needs "
+                             f"{self.rows * self.dims_per_lane} query values a lane; at most {QUERY_VALUES} "
+                             "fit the registers (serve fewer query heads a block)")
 
 
 def default_threads(head_dim: int) -> int:
@@ -141,12 +166,12 @@ def default_threads(head_dim: int) -> int:
 
 
 def _group_sum(cfg: Config):
-    """Device function ``group_sum(sm, t, s)``: s[c] summed over the LANES lanes of
-    thread t's key group, in place, for c < keys_per_group; every lane gets the sums.
-    All threads of the block must call it (the simulator's version has barriers)."""
-    n = cfg.keys_per_group
+    """Device function ``group_sum(sm, t, s)``: s[i] summed over the lanes of thread t's
+    key group, in place, for i < R n; every lane gets the sums. All threads of the block
+    must call it (the simulator's version has barriers)."""
+    n, lanes = cfg.rows * cfg.keys_per_group, cfg.lanes
     if not SIMULATOR:
-        steps = LANES.bit_length() - 1
+        steps = lanes.bit_length() - 1
 
         @device_fn
         def group_sum(sm, t, s):
@@ -158,7 +183,7 @@ def _group_sum(cfg: Config):
 
         return group_sum
 
-    R_OFF, N, UL = U(cfg.smem()["r_off"]), U(n), U(LANES)
+    R_OFF, N, UL = U(cfg.smem()["r_off"]), U(n), U(lanes)
 
     @device_fn
     def group_sum(sm, t, s):
@@ -168,7 +193,7 @@ def _group_sum(cfg: Config):
         first = (t - t % UL) * N
         for c in range(n):
             tot = float32(0)
-            for i in range(LANES):
+            for i in range(lanes):
                 tot += sm[R_OFF + first + U(i) * N + U(c)]
             s[c] = tot
         cuda.syncthreads()
@@ -179,14 +204,16 @@ def _group_sum(cfg: Config):
 @functools.lru_cache(maxsize=None)
 def build_kernel(cfg: Config, final: bool):
     """``final``: write o and lse (one split); else write the split's partials."""
-    d, NT, PK = cfg.head_dim, cfg.num_threads, cfg.pack
+    d, NT, PK, R = cfg.head_dim, cfg.num_threads, cfg.pack, cfg.rows
     WG, NK, NG, T = cfg.words_per_lane, cfg.keys_per_group, cfg.groups, cfg.keys_per_tile
-    DG = WG * PK  # head dimensions per lane
+    DG = cfg.dims_per_lane
+    QV, SV = R * DG, R * NK  # values of q (and of acc), scores, per lane
     KW = NK * WG  # words of K (and of V) per lane per tile
     WORD = float32 if PK == 1 else uint32  # how the cache is loaded: fp16 pairs as one word
     ELEM = np.float32 if PK == 1 else np.float16
     lay = cfg.smem()
-    UL, UNG, D, OP, UPK = U(LANES), U(NG), U(d), U(lay["op"]), U(PK)
+    UL, UNG, D, OP, UPK, UR = U(cfg.lanes), U(NG), U(d), U(lay["op"]), U(PK), U(R)
+    HEAD = U(lay["head"])
     M_OFF, L_OFF, W_OFF, O_OFF = (U(lay[x]) for x in ("m_off", "l_off", "w_off", "o_off"))
     COL_STEPS = -(-d // NT)  # output columns per thread in the merge
     FINAL = final
@@ -199,34 +226,37 @@ def build_kernel(cfg: Config, final: bool):
         t = U(cuda.threadIdx.x)
         g, x = t // UL, t % UL  # key group, lane within it
         split_id = cuda.blockIdx.x
-        bh = U(cuda.blockIdx.y)
-        kvh = bh // U(group)
+        q0 = U(cuda.blockIdx.y) * UR  # this block's query heads q0 + h, h < R: one kv head's
+        kvh = q0 // U(group)
         start = split_id * chunk
         stop = min(length, start + chunk)
         end = U(stop)
 
-        # Lane x holds word x + 8 j of a row, i.e. head dimensions PK (x + 8 j) + e, e < PK;
-        # value i = j * PK + e of qf and acc, element (c * WG + j) * PK + e of kh and vh.
-        qf = cuda.local.array(DG, float32)   # q * scale * log2 e
-        acc = cuda.local.array(DG, float32)  # o, unnormalised
+        # Lane x holds word x + lanes j of a row, i.e. head dimensions PK (x + lanes j) + e, e < PK;
+        # value h DG + j PK + e of qf and acc (query head h), element (c WG + j) PK + e of kh and vh.
+        qf = cuda.local.array(QV, float32)   # q * scale * log2 e
+        acc = cuda.local.array(QV, float32)  # o, unnormalised
+        m = cuda.local.array(R, float32)         # running max of the group's scores, per query head
+        l = cuda.local.array(R, float32)         # running sum of 2^(s - m)
         kb = cuda.local.array(KW, WORD)      # K words of the group's keys c at c * WG + j
         vb = cuda.local.array(KW, WORD)      # V likewise
         kh = kb.view(ELEM)                   # the same registers, as cache elements
         vh = vb.view(ELEM)
-        s = cuda.local.array(NK, float32)    # the group's scores of this tile
-        for j in range(WG):
-            for e in range(PK):
-                qf[j * PK + e] = float32(q[bh, UPK * (x + U(j * LANES)) + U(e)]) * q_scale
-                acc[j * PK + e] = float32(0)
-        m = NEG_INF
-        l = float32(0)
+        s = cuda.local.array(SV, float32)  # the group's scores of this tile, s[h NK + c]
+        for h in range(R):
+            for j in range(WG):
+                for e in range(PK):
+                    qf[h * DG + j * PK + e] = float32(q[q0 + U(h), UPK * (x + UL * U(j)) + U(e)]) * q_scale
+                    acc[h * DG + j * PK + e] = float32(0)
+            m[h] = NEG_INF
+            l[h] = float32(0)
         for c in range(NK):  # K of the first tile
             key = U(start) + U(c * NG) + g
             for j in range(WG):
                 kb[c * WG + j] = WORD(0)
             if key < end:
                 for j in range(WG):
-                    kb[c * WG + j] = k[kvh, key, x + U(j * LANES)]
+                    kb[c * WG + j] = k[kvh, key, x + UL * U(j)]
 
         for c0 in range(start, stop, T):
             # 1. V of this tile, in flight while the scores are computed.
@@ -236,13 +266,14 @@ def build_kernel(cfg: Config, final: bool):
                     vb[c * WG + j] = WORD(0)
                 if key < end:
                     for j in range(WG):
-                        vb[c * WG + j] = v[kvh, key, x + U(j * LANES)]
-            # 2. Scores (base 2): partial dot products, summed over the group's lanes.
-            for c in range(NK):
-                dot = float32(0)
-                for i in range(DG):
-                    dot += qf[i] * float32(kh[c * DG + i])
-                s[c] = dot
+                        vb[c * WG + j] = v[kvh, key, x + UL * U(j)]
+            # 2. Scores (base 2) of every query head: partial dot products, summed over the group's lanes.
+            for h in range(R):
+                for c in range(NK):
+                    dot = float32(0)
+                    for i in range(DG):
+                        dot += qf[h * DG + i] * float32(kh[c * DG + i])
+                    s[h * NK + c] = dot
             group_sum(sm, t, s)
             # 3. K of the next tile, in flight during the softmax and the next V loads.
             for c in range(NK):
@@ -251,65 +282,75 @@ def build_kernel(cfg: Config, final: bool):
                     kb[c * WG + j] = WORD(0)
                 if key < end:
                     for j in range(WG):
-                        kb[c * WG + j] = k[kvh, key, x + U(j * LANES)]
-            # 4. Online softmax over the group's keys; acc = alpha acc + sum p v.
-            m_new = m
-            for c in range(NK):
-                if U(c0) + U(c * NG) + g >= end:
-                    s[c] = NEG_INF
-                m_new = max(m_new, s[c])
-            if m_new > NEG_INF:  # the group has seen a key (else alpha would be NaN)
-                alpha = math.exp2(m - m_new)
-                l *= alpha
-                for i in range(DG):
-                    acc[i] *= alpha
+                        kb[c * WG + j] = k[kvh, key, x + UL * U(j)]
+            # 4. Online softmax over the group's keys, per query head; acc = alpha acc + sum p v.
+            for h in range(R):
+                m_new = m[h]
                 for c in range(NK):
-                    p = math.exp2(s[c] - m_new)
-                    l += p
+                    if U(c0) + U(c * NG) + g >= end:
+                        s[h * NK + c] = NEG_INF
+                    m_new = max(m_new, s[h * NK + c])
+                if m_new > NEG_INF:  # the group has seen a key (else alpha would be NaN)
+                    alpha = math.exp2(m[h] - m_new)
+                    l[h] *= alpha
                     for i in range(DG):
-                        acc[i] += p * float32(vh[c * DG + i])
-                m = m_new
+                        acc[h * DG + i] *= alpha
+                    for c in range(NK):
+                        p = math.exp2(s[h * NK + c] - m_new)
+                        l[h] += p
+                        for i in range(DG):
+                            acc[h * DG + i] += p * float32(vh[c * DG + i])
+                    m[h] = m_new
 
-        # Merge the groups: w_g = 2^(m_g - M), o = sum w_g o_g / sum w_g l_g.
-        for j in range(WG):
-            for e in range(PK):
-                sm[O_OFF + g * OP + UPK * (x + U(j * LANES)) + U(e)] = acc[j * PK + e]
-        if x == U(0):
-            sm[M_OFF + g] = m
-            sm[L_OFF + g] = l
+        # Merge the groups, per query head h: w_g = 2^(m_g - M), o = sum w_g o_g / sum w_g l_g.
+        for h in range(R):
+            base = U(h) * HEAD
+            for j in range(WG):
+                for e in range(PK):
+                    sm[base + O_OFF + g * OP + UPK * (x + UL * U(j)) + U(e)] = acc[h * DG + j * PK + e]
+            if x == U(0):
+                sm[base + M_OFF + g] = m[h]
+                sm[base + L_OFF + g] = l[h]
         cuda.syncthreads()
-        m_all = NEG_INF
-        for i in range(NG):
-            m_all = max(m_all, sm[M_OFF + U(i)])
-        if t < UNG:
+        if t < UR * UNG:  # thread t weighs group t % G of query head t // G
+            base = (t // UNG) * HEAD
+            m_all = NEG_INF
+            for i in range(NG):
+                m_all = max(m_all, sm[base + M_OFF + U(i)])
             w = float32(0)  # a group without keys (m_g = -inf) weighs nothing
-            if sm[M_OFF + t] > NEG_INF:
-                w = math.exp2(sm[M_OFF + t] - m_all)
-            sm[W_OFF + t] = w
+            if sm[base + M_OFF + t % UNG] > NEG_INF:
+                w = math.exp2(sm[base + M_OFF + t % UNG] - m_all)
+            sm[base + W_OFF + t % UNG] = w
         cuda.syncthreads()
-        l_all = float32(0)
-        for i in range(NG):
-            l_all += sm[W_OFF + U(i)] * sm[L_OFF + U(i)]
-        for r in range(COL_STEPS):
-            col = t + U(r * NT)
-            if col < D:
-                o_sum = float32(0)
-                for i in range(NG):
-                    o_sum += sm[W_OFF + U(i)] * sm[O_OFF + U(i) * OP + col]
-                if FINAL:
-                    o[bh, col] = o_sum / l_all
-                    if col == U(0):
-                        lse[bh] = m_all * LN2 + math.log(l_all)
-                else:
-                    sid = U(split_id)
-                    if l_all > float32(0):
-                        o[bh, sid, col] = o_sum / l_all
+        for h in range(R):
+            base = U(h) * HEAD
+            row = q0 + U(h)
+            m_all = NEG_INF
+            for i in range(NG):
+                m_all = max(m_all, sm[base + M_OFF + U(i)])
+            l_all = float32(0)
+            for i in range(NG):
+                l_all += sm[base + W_OFF + U(i)] * sm[base + L_OFF + U(i)]
+            for r in range(COL_STEPS):
+                col = t + U(r * NT)
+                if col < D:
+                    o_sum = float32(0)
+                    for i in range(NG):
+                        o_sum += sm[base + W_OFF + U(i)] * sm[base + O_OFF + U(i) * OP + col]
+                    if FINAL:
+                        o[row, col] = o_sum / l_all
                         if col == U(0):
-                            lse[bh, sid] = m_all * LN2 + math.log(l_all)
-                    else:  # an empty split
-                        o[bh, sid, col] = float32(0)
-                        if col == U(0):
-                            lse[bh, sid] = NEG_INF
+                            lse[row] = m_all * LN2 + math.log(l_all)
+                    else:
+                        sid = U(split_id)
+                        if l_all > float32(0):
+                            o[row, sid, col] = o_sum / l_all
+                            if col == U(0):
+                                lse[row, sid] = m_all * LN2 + math.log(l_all)
+                        else:  # an empty split
+                            o[row, sid, col] = float32(0)
+                            if col == U(0):
+                                lse[row, sid] = NEG_INF
 
     return decode
 
@@ -344,74 +385,3 @@ def default_num_splits(batch_heads: int, length: int, keys_per_tile: int) -> int
     want = -(-2 * sm_count() // batch_heads)
     tiles = -(-length // keys_per_tile)
     return max(1, min(want, tiles))
-
-
-def _decode_inputs(q, k_cache, v_cache, num_threads, scale):
-    for name, x in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
-        _checks._array(name, x)
-        if x.ndim != 4:
-            raise ValueError(f"{name} must have 4 dimensions, got shape {x.shape}")
-    if q.shape[2] != 1:
-        raise ValueError(f"q must have shape (batch, heads, 1, head_dim) for decoding, got {q.shape}")
-    B, H, _, d = q.shape
-    Bk, Hkv, L, dk = k_cache.shape
-    if k_cache.shape != v_cache.shape:
-        raise ValueError(f"k_cache {k_cache.shape} and v_cache {v_cache.shape} must have the same shape")
-    if (Bk, dk) != (B, d):
-        raise ValueError(f"k_cache shape {k_cache.shape} does not match q shape {q.shape}: "
-                         "batch and head_dim must agree")
-    if L < 1:
-        raise ValueError(f"k_cache {k_cache.shape} holds no keys: the cache length must be at least 1")
-    if H % Hkv:
-        raise ValueError(f"q has {H} heads and the cache {Hkv}: heads must be a multiple of kv_heads")
-    dts = {np.dtype(_checks._dtype(n, x)) for n, x in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache))}
-    if len(dts) != 1:
-        raise TypeError(f"q, k_cache, v_cache must share one dtype, got {sorted(map(str, dts))}")
-    for name, x in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
-        _checks._contiguous(name, x)
-    _checks._head_dim("q", d)
-    cfg = Config(d, _checks.positive_int("num_threads", default_threads(d) if num_threads is None
-                                          else num_threads), np.dtype(q.dtype).itemsize)
-    try:
-        cfg.check()
-    except ValueError as err:
-        raise ValueError(f"decode: {err}") from None
-    return B, H, Hkv, L, d, cfg, _checks.scale(d, scale)
-
-
-def _run(q, k_cache, v_cache, num_splits, num_threads, scale):
-    host = not _checks.is_device(q)
-    B, H, Hkv, L, d, cfg, scale = _decode_inputs(q, k_cache, v_cache, num_threads, scale)
-    T = cfg.keys_per_tile
-    if num_splits is None:
-        num_splits = default_num_splits(B * H, L, T)
-    num_splits = _checks.positive_int("num_splits", num_splits)
-    chunk = -(-(-(-L // num_splits)) // T) * T  # ceil(L / S) rounded up to whole tiles
-
-    qd, kd, vd = (as_device(x) for x in (q, k_cache, v_cache))
-    o = empty((B, H, 1, d), q.dtype, "o")
-    lse = empty((B, H, 1), np.float32, "lse")
-    word = np.float32 if cfg.pack == 1 else np.uint32  # fp16 caches are read as pairs, one word each
-    args = (qd.reshape(B * H, d), kd.reshape(B * Hkv, L, d).view(word), vd.reshape(B * Hkv, L, d).view(word))
-    tail = (np.int32(L), np.int32(chunk), np.int32(H // Hkv), np.float32(scale * LOG2E))
-    if num_splits == 1:
-        launch(build_kernel(cfg, True), (1, B * H), cfg.num_threads, cfg.smem_bytes(),
-               *args, o.reshape(B * H, d), lse.reshape(B * H), *tail)
-    else:
-        o_part = empty((B * H, num_splits, d), np.float32, "o_part")
-        lse_part = empty((B * H, num_splits), np.float32, "lse_part")
-        launch(build_kernel(cfg, False), (num_splits, B * H), cfg.num_threads, cfg.smem_bytes(),
-               *args, o_part, lse_part, *tail)
-        launch(build_combine(num_splits), (B * H,), d, 0,
-               o_part, lse_part, o.reshape(B * H, d), lse.reshape(B * H))
-    return to_caller(o, host), to_caller(lse, host)
-
-
-def decode_attention(q, k_cache, v_cache, scale=None, *, num_threads=None):
-    """One block per (batch, head) over the whole cache. Returns ``(o, lse)``."""
-    return _run(q, k_cache, v_cache, 1, num_threads, scale)
-
-
-def flash_decoding(q, k_cache, v_cache, num_splits=None, scale=None, *, num_threads=None):
-    """Split-KV decoding (partials per split, then a log-sum-exp combine). Returns ``(o, lse)``."""
-    return _run(q, k_cache, v_cache, num_splits, num_threads, scale)

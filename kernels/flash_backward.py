@@ -4,8 +4,9 @@ P is recomputed from Q, K and the forward's lse (no N x N matrix is stored).
 
 Schedule, as a simulator should model it (three launches, then a cast for fp16):
 
-    1. preprocess, grid (ceil(N / 128), B*H), 128 threads, one query row each:
-       reads O_i and dO_i (N x d each), writes D = rowsum(dO o O) (N float32).
+    1. preprocess, grid (ceil(N / 16), B*H), 128 threads (4 warps), one warp per query
+       row, 4 rows a warp: reads O_i and dO_i (N x d each) in whole 128-byte lines,
+       writes D = rowsum(dO o O) (N float32).
        (A zero-fill of the float32 dQ accumulator, N x d, precedes it.)
     2. main, grid (T_c = ceil(N / B_c), B*H), blockIdx.x = key tile j:
          load K_j, V_j (B_c x d) from HBM once; dK_j = dV_j = 0 in registers
@@ -43,8 +44,8 @@ import numpy as np
 from numba import cuda, float32
 
 from . import _checks
-from ._cuda import LOG2E, SMEM_ALIGN, U, as_device, empty, kernel_jit, launch, to_caller
-from ._tiling import Split, outer_product_mac, pick_tx, split
+from ._cuda import LOG2E, SIMULATOR, SMEM_ALIGN, U, as_device, empty, kernel_jit, launch, to_caller
+from ._tiling import Split, lane_sum, outer_product_mac, pick_tx, split
 from .flash2 import PAD
 from ._flash_tiles import FlashTiles
 
@@ -102,20 +103,63 @@ def default_config(head_dim: int) -> tuple[int, int, int]:
     return (64, 64, 128) if head_dim <= 64 else (32, 64, 256)
 
 
+PRE_WARPS = 4          # warps per block of the preprocess
+PRE_ROWS_PER_WARP = 4  # rows each warp reduces, their loads issued together
+PRE_ROWS = PRE_WARPS * PRE_ROWS_PER_WARP  # rows per block
+PRE_SMEM_BYTES = 4 * 32 * PRE_WARPS if SIMULATOR else 0  # the simulator's stand-in for the shuffles
+
+
+def preprocess_grid(n: int, batch_heads: int) -> tuple[int, int]:
+    """Grid of the preprocess: blocks of PRE_ROWS rows, one column of blocks per (batch, head)."""
+    return (-(-n // PRE_ROWS), batch_heads)
+
+
 @functools.lru_cache(maxsize=None)
-def build_preprocess():
+def build_preprocess(head_dim: int):
+    """D_i = rowsum(dO_i o O_i) (Algorithm 2, line 4), one warp per row.
+
+    Lane x reads elements x + 32 e (e < d / 32) of its warp's rows, so one warp load
+    is a contiguous stretch of a row (128 bytes in fp32): every sector fetched is used.
+    The 32 partial sums of a row are added by shuffles (``lane_sum``).
+    """
+    if head_dim % 32:
+        raise ValueError(f"head_dim={head_dim} must be a multiple of 32 (a warp's lanes share a row)")
+    per_lane = head_dim // 32  # elements of a row per lane
+    RPW = PRE_ROWS_PER_WARP
+    row_sum = lane_sum(32)
+
     @kernel_jit()
-    def preprocess(o, do, dd, n, head_dim):
-        # o, do: (B*H, N, d); dd: (B*H, N) float32.  D_i = rowsum(dO_i o O_i).
-        row = U(cuda.blockIdx.x) * U(cuda.blockDim.x) + U(cuda.threadIdx.x)
+    def preprocess(o, do, dd, n):
+        # o, do: (B*H, N, d); dd: (B*H, N) float32
+        sm = cuda.shared.array(0, float32, alignment=SMEM_ALIGN)  # used by the simulator's lane_sum only
+        t = U(cuda.threadIdx.x)
+        warp, x = t // U(32), t % U(32)
         bh = U(cuda.blockIdx.y)
-        if row < U(n):
-            acc = float32(0)
-            for x in range(head_dim):
-                acc += float32(do[bh, row, x]) * float32(o[bh, row, x])
-            dd[bh, row] = acc
+        nu = U(n)
+        row0 = U(cuda.blockIdx.x) * U(PRE_ROWS) + warp * U(RPW)
+        acc = cuda.local.array(RPW, float32)
+        for r in range(RPW):  # independent rows: their loads are in flight together
+            row = row0 + U(r)
+            acc[r] = float32(0)
+            if row < nu:
+                for e in range(per_lane):
+                    col = x + U(32 * e)
+                    acc[r] += float32(do[bh, row, col]) * float32(o[bh, row, col])
+        for r in range(RPW):
+            total = row_sum(sm, t, acc[r])
+            row = row0 + U(r)
+            if x == U(0) and row < nu:
+                dd[bh, row] = total
 
     return preprocess
+
+
+def preprocess(o3, do3):
+    """D = rowsum(dO o O), (B*H, N) float32, of (B*H, N, d) device arrays: one launch."""
+    bh, n, d = o3.shape
+    dd = empty((bh, n), np.float32, "dd")
+    launch(build_preprocess(d), preprocess_grid(n, bh), 32 * PRE_WARPS, PRE_SMEM_BYTES, o3, do3, dd, np.int32(n))
+    return dd
 
 
 @functools.lru_cache(maxsize=None)
@@ -305,12 +349,11 @@ def flash_attention_backward(q, k, v, o, lse, do, causal=False, block_r=None, bl
     shape3 = (B * H, N, d)
     q3, k3, v3, o3, do3 = (x.reshape(shape3) for x in (qd, kd, vd, od, dod))
     dq_acc = empty(shape3, np.float32, "dq_acc")
-    dd = empty((B * H, N), np.float32, "dd")
     dk = empty((B, H, N, d), q.dtype, "dk")
     dv = empty((B, H, N, d), q.dtype, "dv")
     count = B * H * N * d
     launch(build_fill(), ((count + 255) // 256,), 256, 0, dq_acc.reshape(count), np.float32(0), np.int64(count))
-    launch(build_preprocess(), ((N + 127) // 128, B * H), 128, 0, o3, do3, dd, np.int32(N), np.int32(d))
+    dd = preprocess(o3, do3)
     launch(build_kernel(cfg, bool(causal)), ((N + cfg.block_c - 1) // cfg.block_c, B * H), cfg.num_threads,
            cfg.smem_bytes(), q3, k3, v3, do3, lsed.reshape(B * H, N), dd, dq_acc,
            dk.reshape(shape3), dv.reshape(shape3), np.int32(N), np.float32(scale), np.float32(scale * LOG2E))

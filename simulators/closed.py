@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulators import counting as F
-from simulators.l2 import Access, at_step, boxes, dram_totals, max_live, wave_dram, wave_traffic
+from simulators.l2 import Access, at_step, boxes, dram_totals, max_live, wave_dram, wave_pairs, wave_traffic
 from simulators.mask import col_ranges, row_ranges, tile_sizes
 from simulators.problem import STAT_BYTES, FlashProblem, prefix, range_sum
 
@@ -100,7 +100,8 @@ def _own(t: int, active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarr
 def _finish(m: np.ndarray, accesses: list[Access], t_x: int, n_y: int, slots: int, capacity: int,
             x_fastest: bool) -> np.ndarray:
     waves = wave_traffic(accesses, t_x, n_y, slots, x_fastest, capacity)
-    m[F.G_READ], m[F.G_WRITE], m[F.H_READ], m[F.H_WRITE] = dram_totals(waves, capacity)
+    pairs = wave_pairs(accesses, t_x, n_y, slots, x_fastest)
+    m[F.G_READ], m[F.G_WRITE], m[F.H_READ], m[F.H_WRITE] = dram_totals(waves, capacity, pairs)
     return m
 
 
@@ -169,10 +170,14 @@ def _per_head_waves(p: FlashProblem, slots: int, capacity: int, req_r: int, dist
     kv heads has n x own + groups x kv bytes live at each step.
     """
     g_r = g_w = h_r = h_w = 0
+    prev_touched = 0
     for start in range(0, p.bh, slots):
         end = min(start + slots, p.bh)
         n = end - start
         groups = (end - 1) // p.group - start // p.group + 1
+        # l2.py rule 5: the group straddling the wave boundary shares its K/V with the previous wave
+        shared = kv_bytes if start > 0 and start // p.group == (start - 1) // p.group else 0
+        wave_touched = n * touched + groups * kv_bytes
         rr, rw = n * (req_r + kv_bytes), n * req_w
         dr, dw = n * dist_r + groups * kv_bytes, n * dist_w
         live = n * touched + groups * kv_bytes
@@ -182,6 +187,9 @@ def _per_head_waves(p: FlashProblem, slots: int, capacity: int, req_r: int, dist
             live = int(max_live(np.zeros(len(pos), np.int64), pos, val, 1)[0])
         hr, hw = wave_dram(np.int64(rr), np.int64(dr), np.int64(rw), np.int64(dw), np.int64(live),
                            np.int64(capacity))
+        if start > 0 and live <= capacity and prev_touched + wave_touched - shared <= capacity:
+            hr = dr - shared
+        prev_touched = wave_touched
         g_r, g_w, h_r, h_w = g_r + rr, g_w + rw, h_r + int(hr), h_w + int(hw)
     m[F.G_READ], m[F.G_WRITE], m[F.H_READ], m[F.H_WRITE] = g_r, g_w, h_r, h_w
     return m

@@ -5,11 +5,9 @@ and occupancy, counts it with the closed form (closed.py, banded masks) or the
 enumeration (walk.py; any tile mask), and turns the moments into FLOPs and smem
 bytes (counting.py). The small helper kernels of the backward pass and Flash-Decoding's
 reduction touch every tile once (no reuse to model: DRAM = global bytes) and are
-counted directly, the same way in both paths, as if their loads were coalesced. The
-backward's preprocess in kernels/flash_backward.py is not: a thread reads one row of O
-and dO, so a warp's load touches 32 sectors 4d bytes apart, and whether their re-reads
-over the row hit depends on L1 and on how many rows are resident, which this model does
-not hold (the H200 moved 6.6x its bytes; tests/test_sim_flash.py keeps the number).
+counted directly, the same way in both paths, their loads coalesced (the backward's
+preprocess reads each row with one warp since 2026-12-02; with one row a thread it moved
+6.6x its bytes on the H200).
 """
 
 from __future__ import annotations
@@ -260,8 +258,8 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
             out.append(_own_kernel(spec, sch, "bwd_fill_dq", (math.ceil(n_elems / 256),),
                                    "grid (ceil(B*H*N*d / 256),): zero the fp32 dQ accumulator",
                                    read=0, write=n_elems * a))
-            out.append(_own_kernel(spec, sch, "bwd_preprocess", (math.ceil(cfg.seq_len / 128), bh),
-                                   "grid (ceil(N / 128), B*H): one row a thread, D = rowsum(dO o O)",
+            out.append(_own_kernel(spec, sch, "bwd_preprocess", (math.ceil(cfg.seq_len / 16), bh),
+                                   "grid (ceil(N / 16), B*H): one warp per row, 4 rows a warp, D = rowsum(dO o O)",
                                    read=2 * n_elems * e, write=bh * cfg.seq_len * STAT_BYTES,
                                    other=2 * n_elems, threads=128))
             fp, bpsm = _occupancy(spec, sch, tile_footprint_bytes("flash2_bwd", br, bc, d, s), threads,

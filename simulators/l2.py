@@ -35,8 +35,14 @@ The model (one rule, used by both simulator paths):
    tiles at every step; LRU over a cycle longer than the cache evicts each tile just
    before its turn (the tile needed next is always the least recently used), so every
    re-use misses. Stores to one tile merge in the write-back L2 under the same rule.
-5. **No reuse across waves** (nor across kernels): each wave starts from a cold L2.
-   Atomics (FA2 backward's dQ) are a read plus a write of their tile at L2.
+5. **Reuse across consecutive waves.** A tile that wave w - 1 read and wave w reads again hits
+   if everything the two waves touch fits C (LRU over the pair: nothing they touch is evicted);
+   wave w then reads from DRAM only the distinct tiles the pair adds to wave w - 1's,
+   D(w - 1 u w) - D(w - 1). This is the regime of long sequences whose K/V per head fit the L2
+   while the query tiles of one head span several waves (FA2-style grids, query tiles fastest:
+   cuDNN's persistent forward at N = 32k reads K/V once, as the H200 measured, where a cold L2
+   per wave charged them once per wave, 2x too much). Otherwise each wave starts from a cold L2;
+   no reuse across kernels. Atomics (FA2 backward's dQ) are a read plus a write of their tile at L2.
 
 Assumed, and where it fails: lock step (blocks that drift apart stretch a tile's live
 interval); a wave's footprint is its largest step's, so a loop whose live set shrinks
@@ -233,7 +239,7 @@ def _live_entries(acc: Access, nxt, prv, wave, xs, tiles):
 
 
 def wave_traffic(accesses: list[Access], t_x: int, n_y: int, slots: int, x_fastest: bool = True,
-                 capacity: int | None = None) -> dict[str, np.ndarray]:
+                 capacity: int | None = None, starts: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-wave requested (R), distinct (D) bytes and footprint F (``live``) of a (t_x, n_y) grid.
 
     Launch order: block (x, y) is number y t_x + x (``x_fastest``, blockIdx.x = x) or x n_y + y.
@@ -242,8 +248,12 @@ def wave_traffic(accesses: list[Access], t_x: int, n_y: int, slots: int, x_faste
     live = touched: rule 4 gives D either way).
     """
     n_blocks = t_x * n_y
-    starts = np.arange(0, n_blocks, slots, dtype=np.int64)
-    ends = np.minimum(starts + slots, n_blocks)
+    if starts is None:  # lock-step waves of ``slots`` blocks; else windows [starts[i], starts[i + 1])
+        starts = np.arange(0, n_blocks, slots, dtype=np.int64)
+        ends = np.minimum(starts + slots, n_blocks)
+    else:
+        starts = np.asarray(starts, dtype=np.int64)
+        ends = np.append(starts[1:], n_blocks)
     n_w = len(starts)
     out = {k: np.zeros(n_w, dtype=np.int64) for k in ("req_r", "dist_r", "req_w", "dist_w", "touched")}
     idx = np.arange(t_x)
@@ -278,7 +288,7 @@ def wave_traffic(accesses: list[Access], t_x: int, n_y: int, slots: int, x_faste
             a2, b2 = _tiles_of(acc, nxt, prv, xs[2], xs[3])
             distinct = (_range_bytes(acc.prefix, a1, b1) + _range_bytes(acc.prefix, a2, b2)
                         - _range_bytes(acc.prefix, np.maximum(a1, a2), np.minimum(b1, b2)))
-            wave_of = s // slots
+            wave_of = np.searchsorted(starts, s, "right") - 1
             # the second run's tiles lie above the first's: count only those past it
             a2 = np.where(b1 >= a1, np.maximum(a2, b1 + 1), a2)
             pieces.append((acc, nxt, prv, wave_of, xs, [(a1, b1), (a2, b2)]))
@@ -328,12 +338,31 @@ def wave_traffic(accesses: list[Access], t_x: int, n_y: int, slots: int, x_faste
     return out
 
 
-def dram_totals(waves: dict[str, np.ndarray], capacity: int) -> tuple[int, int, int, int]:
-    """(global read, global write, DRAM read, DRAM write) bytes summed over the waves."""
+def wave_pairs(accesses: list[Access], t_x: int, n_y: int, slots: int, x_fastest: bool = True
+               ) -> tuple[dict, dict] | None:
+    """Distinct bytes of every pair of consecutive waves (w - 1, w), for rule 5: two tilings of the
+    grid into windows of two waves, (0, 1), (2, 3), ... and (0), (1, 2), (3, 4), ..."""
+    n_blocks = t_x * n_y
+    if n_blocks <= slots:
+        return None
+    big = np.iinfo(np.int64).max
+    odd = wave_traffic(accesses, t_x, n_y, slots, x_fastest, big, np.arange(0, n_blocks, 2 * slots))
+    even = wave_traffic(accesses, t_x, n_y, slots, x_fastest, big,
+                        np.concatenate([[0], np.arange(slots, n_blocks, 2 * slots)]))
+    return odd, even
+
+
+def dram_totals(waves: dict[str, np.ndarray], capacity: int, pairs: tuple[dict, dict] | None = None
+                ) -> tuple[int, int, int, int]:
+    """(global read, global write, DRAM read, DRAM write) bytes summed over the waves (rules 4 and 5)."""
     h_r = h_w = 0
     for w in range(len(waves["req_r"])):
         r, wr = wave_dram(waves["req_r"][w], waves["dist_r"][w], waves["req_w"][w], waves["dist_w"][w],
                           waves["live"][w], capacity)
+        if pairs is not None and w >= 1 and waves["live"][w] <= capacity:
+            table, i = (pairs[0], (w - 1) // 2) if w % 2 else (pairs[1], w // 2)
+            if table["touched"][i] <= capacity:  # the pair fits: wave w - 1's tiles are still there
+                r = max(0, int(table["dist_r"][i]) - int(waves["dist_r"][w - 1]))
         h_r += int(r)
         h_w += int(wr)
     return int(waves["req_r"].sum()), int(waves["req_w"].sum()), h_r, h_w

@@ -6,12 +6,13 @@ from hardware_specs.dtypes import dtype_bytes
 from simulators import standard
 from simulators.approximate import APPROX_IMPLS, method_params, simulate_approximate
 from simulators.config import IMPLS, PASSES, AttentionConfig, ScheduleConfig, make_config
+from simulators.counting import PAIR_MATMUL_FLOPS
 from simulators.flash import flash_kernels
 from simulators.l2 import blocks_per_sm
 from simulators.patterns import Pattern, tile_classes
 from simulators.results import AttentionResult, KernelCount, totals
 from simulators.implementations import TORCH_IMPLS
-from simulators.timing import time_kernel
+from simulators.timing import TimingParams, time_kernel
 
 ASSUMPTIONS = {
     "flops": "2 per multiply-accumulate; exp/log counted apart (exp_ops); other ops 1 per element each "
@@ -24,9 +25,10 @@ ASSUMPTIONS = {
                  "request (R) does (LRU over a longer cycle); no reuse across waves or kernels",
     "smem_bytes": "tiles staged into shared memory (written once) + tile-product operand reads with a "
                   "t_m x t_n register micro-tile (A read mnk/t_n, B mnk/t_m); P and dS in registers",
-    "time_s": "per kernel: max over resources; DRAM and L2 at the whole GPU's bandwidth (any number of SMs "
-              "may draw all of it); smem, matmul unit, FP32 lanes and SFU per SM: the busiest SM runs "
-              "ceil(blocks/SMs) blocks of equal work at 1/SMs of the rate; + kernel_launch_s; summed over kernels",
+    "time_s": "per kernel: max over resources; DRAM and L2 at the whole GPU's bandwidth; smem, matmul unit, "
+              "FP32 lanes and SFU per SM: the busiest SM runs ceil(blocks/SMs) blocks of equal work at 1/SMs of "
+              "the rate; decode: per-SM bandwidth by Little's law (a K tile in flight per block over the mean "
+              "load latency, timing.py term 2); + kernel_launch_s; summed over kernels",
     "standard": "standard attention kernels read and write whole tensors (tensor-level: global = DRAM bytes)",
 }
 
@@ -55,6 +57,20 @@ def _standard_kernels(spec, cfg, sch, impl, pass_) -> tuple[list[KernelCount], d
 
 
 MAX_FLOPS = 2**60  # dense attention FLOPs of the largest problem simulated (int64 counts stay exact below it)
+
+
+def _our_params(spec, k: KernelCount, cfg, info) -> TimingParams | None:
+    """Our decode kernel keeps one K tile of loads in flight (kernels/decode.py issues the next tile's K
+    before the softmax): timing.py's Little's-law term with the spec's latencies (measured, scaled from
+    a calibrated GPU of the architecture, or the architecture's defaults). Other kernels: the roofline."""
+    if k.name != "decode":
+        return None
+    from simulators.implementations.params import timing_basis
+
+    basis = timing_basis(spec)
+    k.inflight_bytes_per_block = float(info["block_c"] * cfg.head_dim * cfg.element_bytes)
+    return TimingParams(dram_latency_s=basis.values[("gpu", "dram_latency_s")],
+                        l2_latency_s=basis.values[("gpu", "l2_latency_s")])
 
 
 def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, seq_len: int, head_dim: int,
@@ -127,11 +143,11 @@ def simulate_attention(spec, impl: str = "flash2", *, batch: int, heads: int, se
             kept_pairs = int(sum(kept[h % len(kept)] for h in range(cfg.heads)) * cfg.batch)
             extra["pattern"] = {"names": list(pattern.names), "kept_pairs": kept_pairs,
                                 "density": kept_pairs / (cfg.batch_heads * cfg.seq_len * cfg.kv_len),
-                                "nominal_fwd_matmul_flops": 4.0 * head_dim * kept_pairs,
+                                "nominal_fwd_matmul_flops": float(PAIR_MATMUL_FLOPS["fwd"] * head_dim * kept_pairs),
                                 "tiles_kept": int((classes > 0).sum()), "tiles_total": int(classes.size)}
         counts, info = flash_kernels(spec, cfg, sch, impl, pass_, path, classes)
         used_path = "enumerate" if (path == "enumerate" or classes is not None) else "closed"
-    kernels = [time_kernel(spec, k, cfg.dtype, sch.tensor_cores) for k in counts]
+    kernels = [time_kernel(spec, k, cfg.dtype, sch.tensor_cores, _our_params(spec, k, cfg, info)) for k in counts]
     return AttentionResult(
         gpu=spec.name, impl=impl, pass_=pass_, path=used_path, config=cfg.model_dump(),
         schedule={**sch.model_dump(), **info}, assumptions=ASSUMPTIONS, kernels=kernels, extra=extra,
@@ -148,7 +164,8 @@ def _simulate_implementation(spec, impl, pass_, problem, pattern, path, schedule
         raise ValueError(f"pass: {pass_!r} is not allowed; one of {', '.join(PASSES)} is")
     if pattern:
         raise ValueError(f"pattern: {impl} runs dense (or causal) attention only; sparse patterns need flash2")
-    given = {k: v for k, v in schedule.items() if v is not None}
+    fields = ScheduleConfig.model_fields
+    given = {k: v for k, v in schedule.items() if v is not None and not (k in fields and v == fields[k].default)}
     if given:
         raise ValueError(f"{next(iter(given))}: {impl} launches its own schedule (catalog.yaml); "
                          f"schedule options are allowed for our impls ({', '.join(IMPLS)})")

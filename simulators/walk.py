@@ -7,7 +7,8 @@ class (0 empty, 1 partial, 2 full; mask.py) says so: for band masks from
 class array per head. Every access goes through ``_touch`` with the block's loop step
 (l2.py rule 3: the count of non-empty iterations before this one), which keeps, per tile,
 the last wave that read it, wrote it or touched it (a tile counts as distinct in a wave
-the first time the wave meets it) and the first and last step the wave touched it at.
+the first time the wave meets it) and the first and last step the wave touched it at,
+and which of a wave's distinct tiles the previous wave read or touched too (l2.py rule 5).
 At each wave's end ``_close`` sweeps those intervals for the footprint (only when the
 wave's lifetime bytes exceed the L2: the footprint is never larger) and applies
 l2.wave_dram.
@@ -26,6 +27,7 @@ from simulators.l2 import wave_dram
 
 READ, WRITE, ATOMIC = 0, 1, 2
 _RR, _DR, _RW, _DW, _TOUCH, _SEEN, _STEPS = 0, 1, 2, 3, 4, 5, 6  # wave accumulator slots
+_CR, _CT, _PT = 7, 8, 9  # read / touched bytes also read / touched by the previous wave; its touched bytes
 _SR, _SW, _ST, _FIRST, _LAST, _BYTES = 0, 1, 2, 3, 4, 5  # per-tile state rows
 STAT = 4  # float32 statistics
 
@@ -35,7 +37,7 @@ def _state(n_tiles, max_steps):
     """Per-tile state (last wave read / written / touched, first and last step, bytes), the wave's
     tiles in the order first touched, the wave accumulator, a step histogram."""
     st = np.full((6, n_tiles), -1, np.int64)
-    return st, np.zeros(n_tiles, np.int64), np.zeros(7, np.int64), np.zeros(max_steps + 2, np.int64)
+    return st, np.zeros(n_tiles, np.int64), np.zeros(10, np.int64), np.zeros(max_steps + 2, np.int64)
 
 
 @njit(cache=True, inline="always")
@@ -43,6 +45,8 @@ def _touch(st, seen, wacc, wave, tile, nbytes, kind, step):
     if kind != WRITE:
         wacc[_RR] += nbytes
         if st[_SR, tile] != wave:
+            if wave > 0 and st[_SR, tile] == wave - 1:
+                wacc[_CR] += nbytes
             st[_SR, tile] = wave
             wacc[_DR] += nbytes
     if kind != READ:
@@ -51,6 +55,8 @@ def _touch(st, seen, wacc, wave, tile, nbytes, kind, step):
             st[_SW, tile] = wave
             wacc[_DW] += nbytes
     if st[_ST, tile] != wave:
+        if wave > 0 and st[_ST, tile] == wave - 1:
+            wacc[_CT] += nbytes
         st[_ST, tile] = wave
         wacc[_TOUCH] += nbytes
         st[_FIRST, tile] = step
@@ -79,11 +85,15 @@ def _close(st, seen, wacc, hist, m, capacity):
             live = max(live, level)
             hist[s] = 0
     hr, hw = wave_dram(wacc[_RR], wacc[_DR], wacc[_RW], wacc[_DW], live, capacity)
+    if live <= capacity and wacc[_PT] + wacc[_TOUCH] - wacc[_CT] <= capacity:  # l2.py rule 5
+        hr = wacc[_DR] - wacc[_CR]
     m[G_READ] += wacc[_RR]
     m[G_WRITE] += wacc[_RW]
     m[H_READ] += hr
     m[H_WRITE] += hw
+    touched = wacc[_TOUCH]
     wacc[:] = 0
+    wacc[_PT] = touched
 
 
 @njit(cache=True, inline="always")

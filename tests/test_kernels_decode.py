@@ -127,3 +127,64 @@ def test_default_splits_two_waves_at_least_one_tile():
     assert default_num_splits(2 * sms, 77, 32) == 1  # the heads already give two waves
     assert default_num_splits(1, 77, 32) == min(2 * sms, 3)  # at most one split per tile (3)
     assert default_num_splits(1, 10, 32) == 1
+
+
+@pytest.mark.parametrize("splits,dtype,L", [(1, np.float32, 45), (3, np.float16, 77), (None, np.float32, 33)])
+def test_prepared_decode_step_rereads_its_inputs(splits, dtype, L):
+    """prepare_decode: checked and bound once, then called again after fresh queries and
+    caches are written into its device arrays in place; each call matches the float64
+    reference of what the arrays hold then, with the outputs poisoned before each call."""
+    from kernels import prepare_decode
+
+    rng = np.random.default_rng(1717 + L)
+    q, k, v = _inputs(rng, H=4, Hkv=2, L=L, d=32, dtype=dtype)
+    step = prepare_decode(q, k, v, num_splits=splits, num_threads=32)
+    for _ in range(2):
+        for name, x in (("o", step.o), ("lse", step.lse)):
+            x.copy_to_device(np.full(x.shape, np.nan, x.dtype))
+        o, lse = step()
+        _check(o.copy_to_host(), lse.copy_to_host(), q, k, v, _tol(dtype))
+        q, k, v = _inputs(rng, H=4, Hkv=2, L=L, d=32, dtype=dtype)
+        step.q.copy_to_device(q)
+        step.k_cache.copy_to_device(k)
+        step.v_cache.copy_to_device(v)
+
+
+def test_prepared_decode_checks_at_prepare():
+    from kernels import prepare_decode
+
+    q = np.ones((1, 2, 1, 32), np.float32)
+    kc = np.ones((1, 1, 10, 32), np.float32)
+    with pytest.raises(ValueError, match="num_splits must be a positive integer, got 0"):
+        prepare_decode(q, kc, kc, num_splits=0)
+    with pytest.raises(ValueError, match="heads must be a multiple of kv_heads"):
+        prepare_decode(q, np.ones((1, 3, 10, 32), np.float32), np.ones((1, 3, 10, 32), np.float32))
+
+
+@pytest.mark.parametrize("H,Hkv,R,L,d,dtype,splits", [
+    (8, 2, 4, 77, 32, np.float32, 1),     # the whole group of 4 per block, 77 keys: off the tile
+    (8, 2, 4, 70, 64, np.float16, 3),     # fp16 pairs, split KV, one split part empty
+    (8, 1, 8, 9, 128, np.float32, 2),     # MQA with 8 query heads: 32 lanes a key, 4 dims a lane, 1-key tiles
+    (8, 2, 2, 33, 128, np.float32, 1),    # half a group a block (8 lanes a key, 16 dims a lane)
+])
+def test_decode_one_block_per_kv_head_group(H, Hkv, R, L, d, dtype, splits):
+    """heads_per_block = R: each block reads its kv head's K/V once for R query heads;
+    float64 reference on fresh seeded inputs, poisoned outputs, lengths off the tile."""
+    rng = np.random.default_rng(1700 + H * L + d)
+    q, k, v = _inputs(rng, B=1 + (R < 8), H=H, Hkv=Hkv, L=L, d=d, dtype=dtype)
+    with poisoned_outputs():
+        o, lse = flash_decoding(q, k, v, num_splits=splits, num_threads=32, heads_per_block=R)
+    _check(o, lse, q, k, v, _tol(dtype))
+
+
+def test_grouped_decode_config_and_checks():
+    """R query heads a block: lanes per key grow so a lane holds at most 32 values of q."""
+    assert [Config(128, 256, 4, r).lanes for r in (1, 4, 8)] == [8, 16, 32]
+    assert [Config(64, 256, 4, r).dims_per_lane * r for r in (1, 4, 8)] == [8, 32, 32]
+    assert Config(64, 256, 4, 4).keys_per_tile == 32  # 32 groups of 8 lanes, one key each
+    q = np.ones((1, 8, 1, 32), np.float32)
+    kc = np.ones((1, 2, 10, 32), np.float32)
+    with pytest.raises(ValueError, match="heads_per_block=3 must divide the 4 query heads per kv head"):
+        decode_attention(q, kc, kc, heads_per_block=3)
+    with pytest.raises(ValueError, match="heads_per_block=16 at head_dim=128 needs"):
+        Config(128, 256, 4, 16).check()

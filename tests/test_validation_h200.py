@@ -14,7 +14,8 @@ from costmodel.validation.schema import load_results, merge_results
 
 RESULTS = Path(__file__).resolve().parent.parent / "costmodel" / "validation" / "results"
 MERGED = RESULTS / "h200-validation.json"
-RAW = [RESULTS / "h200" / f"validation-{part}.json" for part in ("main", "long", "decode")]
+RAW = [RESULTS / "h200" / f"validation-{part}.json" for part in ("main", "long", "decode")] + [
+    RESULTS / "h200" / "issue17" / "validation-fixes.json"]  # 2026-12-02: flash_bwd N <= 2048, decode, flash_decoding
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import re
 from costmodel.cli.args import DEFAULT_GPU, CommandError, nonnegative_int, positive_int
 from costmodel.cli.text import si, table
 from simulators.config import DTYPES, IMPLS, PASSES
+from simulators.implementations import TORCH_IMPLS
 
 # Field names in messages -> the option that sets them.
 _OPTIONS = {
@@ -35,7 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--kv-len", type=int, help="key tokens L (default N; decode: the cache length)")
     p.add_argument("--head-dim", type=int, required=True)
     p.add_argument("--dtype", default="fp16", help=f"one of {', '.join(DTYPES)} (default fp16)")
-    p.add_argument("--impl", default="flash2", help=f"one of {', '.join(IMPLS)} (default flash2)")
+    p.add_argument("--impl", default="flash2", help=f"one of {', '.join(IMPLS + TORCH_IMPLS)} (default flash2); "
+                   "torch-* are the implementations torch users run, timed with the GPU's fitted parameters")
     p.add_argument("--pass", dest="pass_", default="fwd", help=f"one of {', '.join(PASSES)} (default fwd)")
     p.add_argument("--block-r", type=int, help="query rows per tile B_r (default: FlashAttention rule)")
     p.add_argument("--block-c", type=int, help="keys per tile B_c (default: FlashAttention rule)")
@@ -133,7 +135,9 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     head = (f"{result.impl} {result.pass_} on {result.gpu} ({result.path}); B={args.batch} H={args.heads} "
             f"H_kv={result.config['kv_heads']} N={args.seq_len} L={result.config['kv_len']} d={args.head_dim} "
             f"{args.dtype}" + (f"; tiles B_r={sch['block_r']} B_c={sch['block_c']}" if "block_r" in sch else "")
-            + (f"; splits={sch['splits']}" if result.impl == "flash-decoding" else ""))
+            + (f"; splits={sch['splits']}" if result.impl == "flash-decoding" else "")
+            + (f"; timing: {sch['timing_basis']}, host {si(result.call_overhead_s, 's')}" if "timing_basis" in sch
+               else ""))
     grids = "\n".join(f"  {k.name}: {k.schedule}" for k in result.kernels)
     lines = [head, table(rows, ("kernel", "grid", "FLOPs", "global", "DRAM", "smem", "time", "bound")), "grids:", grids]
     if "memory" in result.extra:  # the approximations: eager time, GPU time, footprint

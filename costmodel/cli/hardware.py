@@ -19,23 +19,26 @@ from costmodel.cli.text import si, table
 def cmd_gpus(args):
     from hardware_specs import list_calibrated, list_gpus, load_gpu
 
+    from simulators.implementations.params import timing_basis
+
     specs = [load_gpu(n) for n in list_gpus() + list_calibrated()]
+    basis = {s.name: timing_basis(s).name for s in specs}
     data = {"gpus": [
         {
             "name": s.name, "display_name": s.display_name, "sm_count": s.sm_count,
             "hbm_bytes": s.hbm_bytes, "hbm_bandwidth_Bps": s.hbm_bandwidth_Bps, "l2_bytes": s.l2_bytes,
             "smem_per_sm_bytes": s.smem_per_sm_bytes, "peak_flops_per_s": s.peak_flops_per_s,
-            "calibrated": bool(s.measured),
+            "calibrated": bool(s.measured), "timing_basis": basis[s.name],
         }
         for s in specs
     ]}
     rows = [
         (s.name, str(s.sm_count), si(s.hbm_bytes, "B"), si(s.hbm_bandwidth_Bps, "B/s"), si(s.l2_bytes, "B"),
          si(s.peak_flops_per_s["fp32"], "FLOP/s"), si(s.peak_flops_per_s.get("fp16_tensor"), "FLOP/s"),
-         "measured" if s.measured else "datasheet")
+         "measured" if s.measured else "datasheet", basis[s.name])
         for s in specs
     ]
-    text = table(rows, ("gpu", "SMs", "HBM", "HBM BW", "L2", "FP32", "FP16 tensor", "values"))
+    text = table(rows, ("gpu", "SMs", "HBM", "HBM BW", "L2", "FP32", "FP16 tensor", "values", "attention timing"))
     return data, text
 
 

@@ -109,6 +109,12 @@ def cmd_validate(args):
 
     from costmodel.validation.compare import summarize, targets
 
+    if args.implementations:
+        from costmodel.impl_validation import command
+
+        if not args.repredict:
+            _need_gpu("validate --implementations")
+        return command.run(args)
     if args.repredict:  # no GPU: the recorded measurements against the current model
         from costmodel.validation.predict import repredict
 
@@ -233,6 +239,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ncu", action="store_true", help="also measure DRAM bytes with Nsight Compute")
     p.add_argument("--ncu-families", type=_families, help="profile only these families (default: all that ran)")
     p.add_argument("--ncu-path", default="ncu", help="the ncu executable (default: ncu on PATH)")
+    p.add_argument("--implementations", action="store_true",
+                   help="torch's attention implementations on the held-out grid (costmodel/impl_validation); "
+                        "with --repredict RAW.json no GPU is needed")
     p.add_argument("--repredict", type=Path, nargs="+", metavar="RESULTS",
                    help="no GPU: predict recorded results (merged if several) again with the current model and --spec")
     p.set_defaults(func=cmd_validate)

@@ -72,13 +72,16 @@ def main(argv=None) -> int:
     spec = spec.model_copy(update={"implementations": None})  # counts do not depend on the fit
     ms = records.measurements(data)
     cal = [m for m in ms if m.case.grid == "calibration"]
+    # the two runs compared on the calls both completed (the first run's share of the budget ran out)
+    both = {m.case.key() for m in cal if m.rep == 0} & {m.case.key() for m in cal if m.rep == 1}
     fits = {}
     for rep in (0, 1):
-        pts = fit.points(spec, [m for m in cal if m.rep == rep])
-        fits[rep] = fit.fit(spec, pts, sweeps=args.sweeps, start=None if rep == 0 else None)
+        pts = fit.points(spec, [m for m in cal if m.rep == rep and m.case.key() in both])
+        fits[rep] = fit.fit(spec, pts, sweeps=args.sweeps)
         print(f"fit on calibration run {rep + 1}: {len(pts)} calls", file=sys.stderr)
     pts = fit.points(spec, cal)
-    values = fit.fit(spec, pts, sweeps=args.sweeps)
+    mean = {k: 0.5 * (fits[0][k] + fits[1][k]) for k in fits[0]}
+    values = fit.fit(spec, pts, sweeps=1, start=mean)  # both runs, from the two fits' mean
     spread = {k: abs(fits[0][k] - fits[1][k]) / (0.5 * (fits[0][k] + fits[1][k])) for k in values
               if k in fits[0] and k in fits[1]}
     sec = section(values, spread, data, len(pts), fit.residuals(spec, pts, values))
@@ -89,10 +92,11 @@ def main(argv=None) -> int:
     final = spec.model_copy(update={"implementations": ImplementationsSection.model_validate(sec)})
     held = [m for m in ms if m.case.grid == "heldout"]
     t_rows = heldout.time_rows(final, held)
-    d_rows = heldout.dram_rows(final, [p for p in records.profiles(data) if p.case.grid == "heldout"])
+    d_rows = heldout.dram_rows(final, [p for p in records.profiles(data, Path(args.raw).parent / "ncu.csv")
+                                       if p.case.grid == "heldout"])
     # the two calibration runs predicted by their own fits: how much a re-calibration moves predictions
     moved = []
-    for m in [m for m in cal if m.rep == 0]:
+    for m in [m for m in cal if m.rep == 0 and m.case.key() in both]:
         p = fit.points(spec, [m])[0]
         moved.append(fit.predict(spec, p, fits[1]) / fit.predict(spec, p, fits[0]) - 1)
     out = {"meta": {**data["meta"], "fitted": _dt.date.today().isoformat(),
@@ -100,7 +104,7 @@ def main(argv=None) -> int:
            "section": sec, "time": t_rows, "dram": d_rows,
            "time_summary": heldout.summarize(t_rows), "dram_summary": heldout.summarize(d_rows),
            "gpu_time_summary": heldout.summarize(d_rows, "gpu_time_rel_error"),
-           "calibration_spread": {"params": {f"{o}.{n}": v for (o, n), v in spread.items()},
+           "calibration_spread": {"calls_in_both_runs": len(both), "params": {f"{o}.{n}": v for (o, n), v in spread.items()},
                                   "prediction_moved_median": sorted(abs(x) for x in moved)[len(moved) // 2],
                                   "prediction_moved_worst": max(abs(x) for x in moved)},
            "failures": [{"key": c.key(), "error": e} for c, e in records.failures(data)]}

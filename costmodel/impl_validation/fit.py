@@ -79,11 +79,13 @@ def _golden(f, lo: float, hi: float, iters: int) -> float:
 
 
 def fit(spec, pts: list[Point], sweeps: int = 3, iters: int = 18, start: dict | None = None) -> dict:
-    """Parameter values {("gpu" | impl, name): value} minimising ``loss`` on ``pts``."""
+    """Parameter values {("gpu" | impl, name): value} minimising ``loss`` on ``pts``; ``start``: values to
+    begin from ({key: value}, others from START). The search of each parameter spans its BOUNDS."""
     impls = sorted({p.impl for p in pts})
-    values = {("gpu", n): (start or START)[n] for n in GPU_PARAMETERS}
+    values = {("gpu", n): START[n] for n in GPU_PARAMETERS}
     for impl in impls:
-        values.update({(impl, n): (start or START)[n] for n in IMPL_PARAMETERS})
+        values.update({(impl, n): START[n] for n in IMPL_PARAMETERS})
+    values.update({k: v for k, v in (start or {}).items() if k in values})
     by_impl = {i: [p for p in pts if p.impl == i] for i in impls}
     for _ in range(sweeps):
         for impl in impls:

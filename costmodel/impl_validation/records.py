@@ -53,9 +53,17 @@ def failures(data: dict) -> list[tuple[Case, str]]:
     return [(Case.model_validate(r["case"]), r["error"]) for r in data["records"] if "error" in r and r["rep"] == 0]
 
 
-def profiles(data: dict) -> list[Profiled]:
+def profiles(data: dict, csv_path: str | Path | None = RAW.parent / "ncu.csv") -> list[Profiled]:
+    """Per profiled case, its kernels; re-split from Nsight Compute's CSV where it is there (the
+    runner of 2026-12-02 stored kernel durations unscaled: its unit table lacked "ns")."""
+    from costmodel.impl_validation import ncu
+
+    entries = data.get("ncu") or []
+    if csv_path is not None and Path(csv_path).is_file():
+        groups = ncu.split_cases(ncu.parse_csv(Path(csv_path).read_text()), len(entries))
+        entries = [{"case": e["case"], "kernels": g} for e, g in zip(entries, groups)]
     out = []
-    for e in data.get("ncu") or []:
+    for e in entries:
         ks = e.get("kernels")
         if not ks:
             continue

@@ -28,6 +28,7 @@ from costmodel.step.sdpa_dispatch import default_sdpa_backend
 from costmodel.step.ops import Op, Options, Tokens, backward_ops, forward_ops, optimizer_ops, recompute_ops
 from hardware_specs.dtypes import dtype_bytes
 from hardware_specs.op_timing import memory_ops_model
+from hardware_specs.roofline import matmul_unit
 from simulators.matmul import gemm_time
 from simulators.memory_ops import graph_time, memory_op_time
 
@@ -53,6 +54,7 @@ class OpRow:
     bound: object  # the resource that binds one instance
     op_kind: str = "memory"  # gemm | memory | attention
     host_s: float = 0.0  # eager: CPU seconds to issue one instance
+    unit: str | None = None  # the compute unit its FLOPs run on (None: no counted FLOPs)
 
 
 @dataclass(frozen=True)
@@ -101,13 +103,16 @@ def _time_op(spec, op: Op, opts: Options):
         e = opts.act_bytes
         pass_ = "fwd" if op.part == "fwd" or op.name.startswith("recompute:") else "bwd"
         hbm = attention_hbm_bytes(a["q_tokens"], a["kv_tokens"], a["q_dim"], a["kv_dim"], e, opts.kv_bytes, pass_)
-        dtype = "fp16" if e == 2 and opts.gemm_dtype == "fp16" else "bf16"
-        t, c, mm = attention_time(spec, a["flops"], hbm, dtype, pass_)
+        t, c, mm = attention_time(spec, a["flops"], hbm, _attn_dtype(opts), pass_)
         t = t + (op.kernels - 1) * mem.latency_s
         return t, np.where(c >= mm, "tensor", "hbm"), hbm
     b = np.asarray(op.hbm_bytes, dtype=np.float64)
     t = sum(memory_op_time(spec, pb, k, fam) for fam, k, pb in op.parts)
     return t, np.where(op.kernels * mem.latency_s >= b / mem.bandwidth_Bps, "latency", "hbm"), b
+
+
+def _attn_dtype(opts: Options) -> str:
+    return "fp16" if opts.gemm_dtype == "fp16" else "bf16"
 
 
 def _host_s(spec, op: Op, train: bool) -> float:
@@ -168,7 +173,9 @@ def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accu
                           to_value(np.asarray(op.matmul_flops, dtype=np.float64) * n * rep),
                           {"hbm": to_value(np.asarray(hbm_op, dtype=np.float64) * n * rep)},
                           to_value(t * n * rep), to_value(bound) if np.ndim(bound) == 0 else bound, op.kind,
-                          _host_s(spec, op, opts.train)))
+                          _host_s(spec, op, opts.train),
+                          matmul_unit(opts.gemm_dtype if op.kind == "gemm" else _attn_dtype(opts), True)
+                          if op.kind in ("gemm", "attention") else None))
     # launch: segments in issue order (fwd: pre, layers, post; bwd: post, layers, pre; optimizer)
     segs = []
     for part in ("fwd", "bwd"):

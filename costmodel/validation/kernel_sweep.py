@@ -42,7 +42,7 @@ from numba import cuda
 from costmodel.flops import attention_core_flops
 from costmodel.validation.kernel_checks import (check_forward, check_rows, environment, fwd_bytes, fwd_flops, rand,
                                                 record, ref_dq_rows, regs)
-from kernels import decode, flash1, flash2, flash_backward, reference, standard
+from kernels import decode, decode_step, flash1, flash2, flash_backward, reference, standard
 from kernels._cuda import SIMULATOR, poisoned_outputs, reused_buffers
 from kernels.timing import l2_bytes, rotation_count, time_kernel
 
@@ -215,13 +215,13 @@ def run_decode(Ls, batches, rng, budget, H=32, Hkv=8, d=128, dt=np.float16):
             splits_default = decode.default_num_splits(B * H, L, decode.default_threads(d))
             for name, splits in (("decode", 1), ("flash_decoding", splits_default)):
                 with poisoned_outputs():
-                    o, lse = decode.flash_decoding(q, k, v, num_splits=splits)
+                    o, lse = decode_step.flash_decoding(q, k, v, num_splits=splits)
                 ro, rl = reference.decode(q.copy_to_host(), k.copy_to_host(), v.copy_to_host())
                 o_h = o.copy_to_host()
                 err = reference.rel_error(o_h, ro)
                 err_l = reference.rel_error(lse.copy_to_host(), rl)
                 with reused_buffers():
-                    t = time_kernel(lambda a, b, c: decode.flash_decoding(a, b, c, num_splits=splits),
+                    t = time_kernel(lambda a, b, c: decode_step.flash_decoding(a, b, c, num_splits=splits),
                                     input_sets=sets, budget_s=budget)
                 cfg = decode.Config(d, decode.default_threads(d), np.dtype(dt).itemsize)
                 r, _ = regs(decode.build_kernel(cfg, splits == 1), name, cfg.smem_bytes())

@@ -1,8 +1,9 @@
 """What the simulator predicts for a validation case, and the record that holds it.
 
-Our kernels are predicted on the FP32 SIMT lanes (they use no tensor cores) at the rate
-our register-tiled code attained in calibration (``numba_fp32_efficiency``), at the
-occupancy the kernel runs with; torch's backends at the calibrated peaks, as their row
+Our kernels are predicted on the FP32 SIMT lanes (they use no tensor cores): where the
+spec holds parameters fitted to them (its ``numba_kernels`` section), timed as
+``costmodel.validation.ours`` says; else at the rate our register-tiled code attained in
+calibration (``numba_fp32_efficiency``), at the occupancy the kernel runs with; torch's backends at the calibrated peaks, as their row
 of ``costmodel.validation.families`` says. No GPU: ``repredict`` makes every prediction
 of a recorded results file again with the current model.
 """
@@ -42,19 +43,33 @@ def predict_case(spec, case: Case):
         else:  # math backend: fp32 after the upcast, on the SIMT lanes
             result = simulate_attention(spec, row.impl, pass_=row.pass_, dtype="fp32", tensor_cores=False, **shape)
     else:
-        schedule = dict(block_r=c.block_r, block_c=c.block_c, splits=c.splits)
-        schedule.update({k: v for k, v in row.schedule.items() if schedule.get(k) is None})
-
         def run(s):
-            return simulate_attention(s, row.impl, pass_=row.pass_, dtype=c.dtype, tensor_cores=False,
-                                      **schedule, **shape)
+            return simulate_ours(s, case)
 
         result = run(spec)
+        if spec.numba_kernels is not None:  # fitted to our kernels: costmodel/validation/ours.py
+            from costmodel.validation.ours import predict_ours
+            from hardware_specs.dtypes import dtype_bytes
+
+            return predict_ours(spec, result, case.family, c.head_dim, float(dtype_bytes(c.dtype)))
         occupancy, dram_fraction = tiled_occupancy(spec, result)
         eff = numba_fp32_efficiency(spec, occupancy, dram_fraction)
         if eff is not None:  # our kernels: the FP32 lanes at the rate our tiled code attains at that occupancy
             result = run(spec.model_copy(update={"efficiency": {**spec.efficiency, "fp32": eff}}))
     return prediction_from_simulation(result)
+
+
+def simulate_ours(spec, case: Case):
+    """The simulator's result for one of our cases: FP32 SIMT lanes, the tiles it ran with."""
+    from simulators import simulate_attention
+
+    c = case.config
+    row = family(case.family)
+    schedule = dict(block_r=c.block_r, block_c=c.block_c, splits=c.splits)
+    schedule.update({k: v for k, v in row.schedule.items() if schedule.get(k) is None})
+    return simulate_attention(spec, row.impl, pass_=row.pass_, dtype=c.dtype, tensor_cores=False, **schedule,
+                              batch=c.batch, heads=c.heads, kv_heads=c.kv_heads, seq_len=c.seq_len, kv_len=c.kv_len,
+                              head_dim=c.head_dim, causal=c.causal, window=c.window)
 
 
 MICROKERNEL_THREADS = 128  # kernels.matmul.Config().num_threads: the unit of calibration's occupancy sweep

@@ -103,10 +103,9 @@ def prepare_ours(case: Case, host: dict):
     elif case.family == "flash_bwd":  # the forward first: the backward takes its o and lse
         o, lse = kernels.flash_attention(q, k, v, causal=c.causal, **tiles)
         run = lambda: fn(q, k, v, o, lse, dev["do"], causal=c.causal, **tiles)  # noqa: E731
-    elif case.family == "decode":
-        run = lambda: fn(q, k, v)[0]  # noqa: E731
-    elif case.family == "flash_decoding":
-        run = lambda: fn(q, k, v, num_splits=c.splits)[0]  # noqa: E731
+    elif case.family in ("decode", "flash_decoding"):  # checked and bound once: a call is its launches
+        step = kernels.prepare_decode(q, k, v, num_splits=c.splits or 1)
+        run = lambda: step()[0]  # noqa: E731
     else:
         raise ValueError(f"family: {case.family!r} is not one of ours")
 

@@ -26,7 +26,8 @@ class FusedPass(BaseModel):
     tiles: dict[int, tuple[int, int, int]]  # head_dim upper bound -> (B_r, B_c, warps)
     stages: int = 1  # K/V tiles in flight per block (cp.async / TMA pipeline depth)
     regs: int = 255  # registers a thread: occupancy
-    splits: Literal["fa2", "none"] | None = None  # decode: FA2's num_splits_heuristic, or one block per head
+    # decode: FA2's num_splits_heuristic, cuDNN's observed power-of-two fill, or one block per head
+    splits: Literal["fa2", "pow2", "none"] | None = None
     pack_gqa: bool = False  # decode with H > H_kv: the group's query heads share one block's rows
     combine: str | None = None  # the split-KV reduction kernel
     helpers: list[str] = Field(default_factory=list)  # small kernels of the pass (preprocess, casts)

@@ -44,6 +44,17 @@ def fa2_num_splits(batch_heads_mblocks: int, sm_slots: int, n_blocks: int, max_s
     return next(s for s in sorted(eff) if eff[s] >= 0.85 * best)
 
 
+def pow2_splits(batch_heads: int, sm_slots: int, sm_count: int, n_blocks: int) -> int:
+    """cuDNN's decode split count as Nsight Compute showed it on the H200 (no source is public): none
+    when B*H_kv blocks reach 80 % of the SMs, else the largest power of two s with B*H_kv*s <= slots."""
+    if batch_heads >= 0.8 * sm_count:
+        return 1
+    s = 1
+    while batch_heads * s * 2 <= sm_slots and s * 2 <= n_blocks:
+        s *= 2
+    return s
+
+
 def _sched(spec, tile, regs, stages, persistent, **extra) -> ScheduleConfig:
     br, bc, warps = tile
     return make_config(ScheduleConfig, block_r=br, block_c=bc, threads_per_block=32 * warps, regs_per_thread=regs,
@@ -67,10 +78,13 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
                               seq_len=cfg.group * cfg.seq_len, kv_len=cfg.kv_len, head_dim=d, dtype=cfg.dtype,
                               causal=cfg.causal)
         splits = 1
-        if dec is not None and dec.splits == "fa2":
+        if dec is not None and dec.splits in ("fa2", "pow2"):
             br_s, bc_s, _ = dec.tile(d)
-            splits = fa2_num_splits(run.batch_heads * math.ceil(run.seq_len / br_s), 2 * spec.sm_count,
-                                    math.ceil(run.kv_len / bc_s))
+            n_blocks = math.ceil(run.kv_len / bc_s)
+            if dec.splits == "fa2":
+                splits = fa2_num_splits(run.batch_heads * math.ceil(run.seq_len / br_s), 2 * spec.sm_count, n_blocks)
+            else:
+                splits = pow2_splits(run.batch_heads, 2 * spec.sm_count, spec.sm_count, n_blocks)
         if splits > 1 and run.seq_len <= 128:
             br_s, bc_s, warps = dec.tile(d)
             sch = _sched(spec, (run.seq_len, bc_s, warps), dec.regs, dec.stages, False, splits=splits,

@@ -1,0 +1,128 @@
+"""The implementation harness (costmodel/impl_validation): grids, fitting, the spec section, the
+committed H200 run, and the basis of GPUs never measured."""
+
+import math
+
+import pytest
+
+from costmodel.impl_validation import fit, grids, heldout, records
+from hardware_specs import load_gpu
+from hardware_specs.implementations import ImplementationsSection
+from simulators.config import AttentionConfig, make_config
+from simulators.implementations import run
+from simulators.implementations.params import timing_basis
+
+
+def test_grids_are_disjoint_and_cover_the_issue():
+    cal, held = set(grids.calibration_shapes()), set(grids.heldout_shapes())
+    assert not cal & held
+    prefill = [s for s in held if not s.decode]
+    decode = [s for s in held if s.decode]
+    assert {s.heads // s.kv_heads for s in prefill} >= {1, 4, 8}
+    assert {s.head_dim for s in prefill} == {64, 128, 256}
+    assert {True, False} <= {s.causal for s in prefill}
+    assert any(s.seq_len & (s.seq_len - 1) for s in prefill)  # a non-power of two
+    assert max(s.seq_len for s in prefill) == 32768
+    assert min(s.batch for s in decode) == 1 and max(s.batch for s in decode) == 64
+    assert min(s.kv_len for s in decode) <= 1024 and max(s.kv_len for s in decode) == 32768
+    assert {c.pass_ for c in grids.cases("heldout")} == {"fwd", "fwd+bwd"}
+
+
+def _points(spec, values, shapes):
+    pts = []
+    for impl, pass_, s in shapes:
+        cfg = make_config(AttentionConfig, **s)
+        counts = run.count(spec, impl, cfg, pass_)
+        p = fit.Point(impl, pass_, cfg, counts, 1.0)
+        p.measured_s = fit.predict(spec, p, values)
+        pts.append(p)
+    return pts
+
+
+def test_fit_recovers_known_parameters():
+    """Times made by the model from chosen parameters (efficiency 0.37, host 41 us) are fitted back
+    from other starting values."""
+    spec = load_gpu("h200-sxm-141gb")
+    truth = {("gpu", n): fit.START[n] for n in ("dram_latency_s", "l2_latency_s", "kernel_fixed_s",
+                                                 "elementwise_efficiency", "broadcast_efficiency", "rowwise_efficiency")}
+    truth.update({("torch-flash", "fwd_efficiency"): 0.37, ("torch-flash", "host_fwd_s"): 4.1e-5,
+                  ("torch-flash", "bwd_efficiency"): 0.3, ("torch-flash", "host_fwd_bwd_s"): 1e-4})
+    shapes = [("torch-flash", "fwd", dict(batch=b, heads=16, seq_len=n, head_dim=128, dtype="bf16"))
+              for b, n in ((1, 256), (2, 1024), (4, 4096), (16, 512))]
+    pts = _points(spec, truth, shapes)
+    start = {**truth, ("torch-flash", "fwd_efficiency"): 0.6, ("torch-flash", "host_fwd_s"): 1e-5}
+    got = fit.fit(spec, pts, sweeps=2, iters=24, start=start)
+    assert got[("torch-flash", "fwd_efficiency")] == pytest.approx(0.37, rel=0.02)
+    assert got[("torch-flash", "host_fwd_s")] == pytest.approx(4.1e-5, rel=0.05)
+    assert fit.loss(spec, pts, got) < 1e-4
+
+
+def test_committed_section_round_trips_and_carries_provenance():
+    spec = load_gpu("h200-sxm-141gb-measured")
+    sec = spec.implementations
+    assert sec is not None and timing_basis(spec).name == "measured"
+    again = ImplementationsSection.model_validate(sec.model_dump(mode="json"))
+    assert again == sec
+    for params in [sec.gpu, *sec.impls.values()]:
+        for p in params.values():
+            assert p.unit and p.meaning and p.measured.gpu == "NVIDIA H200" and p.spread is not None
+    assert set(sec.impls) == set(grids.IMPLS)
+
+
+def test_fitted_parameters_are_physical():
+    sec = load_gpu("h200-sxm-141gb-measured").implementations
+    assert 1e-7 < sec.value(None, "dram_latency_s") < 3e-6
+    assert sec.value(None, "l2_latency_s") < sec.value(None, "dram_latency_s")
+    for impl in grids.IMPLS:
+        assert 0 < sec.value(impl, "fwd_efficiency") <= 1 and 0 < sec.value(impl, "bwd_efficiency") <= 1
+        assert 0 < sec.value(impl, "host_fwd_s") < sec.value(impl, "host_fwd_bwd_s") + 1e-4
+
+
+def test_committed_heldout_predictions_are_the_current_model():
+    """heldout-results.json (written by calibrate) holds what the current model predicts for each
+    recorded held-out call: `validate --implementations --repredict` gives the same numbers."""
+    import json
+
+    committed = json.loads((records.RAW.parent / "heldout-results.json").read_text())
+    spec = load_gpu("h200-sxm-141gb-measured")
+    data = records.load()
+    held = [m for m in records.measurements(data) if m.case.grid == "heldout"]
+    rows = {r["key"]: r for r in heldout.time_rows(spec, held[::7])}
+    for r in committed["time"]:
+        if r["key"] in rows:
+            assert rows[r["key"]]["predicted_s"] == pytest.approx(r["predicted_s"], rel=1e-6), r["key"]
+    assert committed["meta"]["gpu"] == "NVIDIA H200" and committed["meta"]["torch"].startswith("2.11")
+
+
+def test_unmeasured_gpus_say_their_basis():
+    """H100: the H200's fit, efficiencies carried as fractions of the datasheet peak (same GH100 chip);
+    A100: the Ampere defaults."""
+    assert timing_basis(load_gpu("h100-sxm5-80gb")).name == "scaled from h200-sxm-141gb-measured"
+    assert timing_basis(load_gpu("a100-sxm4-80gb")).name == "defaults for ampere"
+    h200 = load_gpu("h200-sxm-141gb-measured")
+    b = timing_basis(load_gpu("h100-sxm5-80gb"))
+    assert b.tensor_ratio == pytest.approx(h200.peak_flops_per_s["bf16_tensor"] / 989.4e12)
+    assert b.memory_ratio == pytest.approx(h200.hbm_bandwidth_Bps / 4.8e12)
+
+
+def test_gpus_command_lists_the_basis(capsys):
+    import json
+
+    from costmodel.cli.main import main
+
+    main(["gpus", "--json"])
+    gpus = {g["name"]: g for g in json.loads(capsys.readouterr().out)["gpus"]}
+    assert gpus["h200-sxm-141gb-measured"]["timing_basis"] == "measured"
+    assert gpus["h100-sxm5-80gb"]["timing_basis"].startswith("scaled from")
+    assert gpus["mi300x"]["timing_basis"].startswith("defaults")
+
+
+def test_predicted_time_grows_with_the_call():
+    """Sanity on the fitted model: 4x the batch costs between 2x and 4.5x (the host cost is shared)."""
+    spec = load_gpu("h200-sxm-141gb-measured")
+    from simulators import simulate_attention
+
+    a, b = (simulate_attention(spec, "torch-cudnn", batch=bt, heads=16, seq_len=4096, head_dim=128, dtype="bf16")
+            for bt in (1, 4))
+    assert 2 < b.time_s / a.time_s < 4.5
+    assert math.isclose(b.hbm_bytes / a.hbm_bytes, 4, rel_tol=0.05)

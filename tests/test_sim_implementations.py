@@ -1,0 +1,114 @@
+"""Named implementations (simulators/implementations): schedules against what Nsight Compute saw.
+
+Expected grids, splits and DRAM bytes are the H200's own counts (costmodel/impl_validation/data,
+Nsight Compute 2026-12-02) or FlashAttention-2's documented example, not the model's output.
+"""
+
+import pytest
+
+from costmodel.impl_validation import ncu, records
+from simulators import simulate_attention
+from simulators.implementations import IMPLEMENTATIONS
+from simulators.implementations.build import fa2_num_splits
+
+H200 = "h200-sxm-141gb-measured"
+
+
+def test_catalog_entries_have_sources_and_families():
+    assert set(IMPLEMENTATIONS) == {"torch-flash", "torch-cudnn", "torch-efficient", "torch-math", "torch-eager"}
+    for impl in IMPLEMENTATIONS.values():
+        assert impl.source.strip() and impl.instruction in ("mma.sync", "wgmma", "simt")
+
+
+def test_fa2_split_heuristic_documented_example():
+    """flash_api.cpp's comment: batch * n_heads = 48 on 108 SMs, 2 splits (efficiency 0.89) beat 3 (0.67)."""
+    assert fa2_num_splits(48, 108, 64) == 2
+    assert fa2_num_splits(200, 108, 64) == 1  # >= 80 % of the SMs already busy
+
+
+def _profiled():
+    return records.profiles(records.load())
+
+
+def _main_kernel(prof, name):
+    return next(k for k in prof.kernels if name in k["name"])
+
+
+def test_grids_of_the_fused_kernels_match_nsight_compute():
+    """Every profiled torch-flash / torch-efficient forward (prefill and decode, MHA and GQA): the
+    simulated main kernel's grid has the blocks Nsight Compute counted (tiles by head_dim, split-KV
+    rule with 2 x SMs slots, GQA packing of decode), and cuDNN's persistent kernels one block an SM."""
+    # cuDNN gave its one d = 256 decode 16 splits where its other 15 decodes follow the power-of-two fill
+    # (catalog.yaml); kept as the known miss it is
+    known = {"heldout|torch-cudnn|fwd|decode B2 H16/16 L24576 d256"}
+    checked, missed = 0, set()
+    for p in _profiled():
+        c = p.case
+        if c.pass_ != "fwd" or c.impl not in ("torch-flash", "torch-efficient", "torch-cudnn"):
+            continue
+        r = simulate_attention(H200, c.impl, **records.config_of(c))
+        main = IMPLEMENTATIONS[c.impl]
+        names = [main.fwd.kernel] + ([main.decode.kernel] if main.decode else [])
+        seen = next(k for k in p.kernels if any(n.split("_")[0] in k["name"] and n in k["name"] or
+                                                n in k["name"] for n in names))
+        k = r.kernels[0]
+        if c.impl == "torch-cudnn" and "sm90" in seen["name"]:
+            assert seen["grid_blocks"] == 132 and k.blocks_per_sm == 1
+        elif k.blocks != seen["grid_blocks"]:
+            missed.add(c.key())
+        checked += 1
+    assert checked >= 30 and missed == known
+
+
+def test_gqa_decode_reads_each_kv_head_once():
+    """torch-flash decode, B1 H32/8, 8k cache, d 128: the group's 4 query heads share one block's rows,
+    so K/V cross L2 and DRAM once: 2 x 8 x 8192 x 128 x 2 B = 33.6 MB, as Nsight Compute measured
+    (33.6 MB read)."""
+    r = simulate_attention(H200, "torch-flash", batch=1, heads=32, kv_heads=8, seq_len=1, kv_len=8192,
+                           head_dim=128, dtype="bf16")
+    kv = 2 * 8 * 8192 * 128 * 2
+    assert r.kernels[0].global_read_bytes == pytest.approx(kv, rel=0.01)
+    prof = next(p for p in _profiled() if p.case.impl == "torch-flash" and p.case.shape.decode
+                and p.case.shape.kv_len == 8192 and p.case.shape.kv_heads == 8 and p.case.shape.batch == 1)
+    assert r.hbm_bytes == pytest.approx(prof.dram_bytes, rel=0.03)
+
+
+def test_long_sequence_kv_stays_in_l2_across_waves():
+    """cuDNN's persistent forward at N = 32k, d 64, H 16, B 1: a head's K/V (8.4 MB) fits the 60 MiB L2
+    while its 256 query tiles span two waves of 132; Nsight Compute counted 260 MB, about the
+    compulsory 268 MB (Q, K, V, O once), not 2x the K/V (l2.py rule 5)."""
+    r = simulate_attention(H200, "torch-cudnn", batch=1, heads=16, seq_len=32768, head_dim=64, dtype="bf16")
+    compulsory = 4 * 16 * 32768 * 64 * 2
+    assert r.hbm_bytes == pytest.approx(compulsory, rel=0.03)
+    prof = next(p for p in _profiled() if p.case.impl == "torch-cudnn" and p.case.pass_ == "fwd"
+                and p.case.shape.seq_len == 32768 and p.case.shape.head_dim == 64)
+    assert r.hbm_bytes == pytest.approx(prof.dram_bytes, rel=0.05)
+
+
+def test_efficient_refuses_gqa_like_torch():
+    with pytest.raises(ValueError, match="kv_heads"):
+        simulate_attention(H200, "torch-efficient", batch=1, heads=32, kv_heads=8, seq_len=1024, head_dim=64)
+
+
+def test_cli_json_has_time_and_bytes(capsys):
+    import json
+
+    from costmodel.cli.main import main
+
+    rc = main(["attention", "--gpu", H200, "--impl", "torch-cudnn", "--batch", "2", "--heads", "32", "--kv-heads",
+               "8", "--seq-len", "4096", "--head-dim", "128", "--dtype", "bf16", "--pass", "fwd+bwd", "--causal",
+               "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc in (0, None) and data["time_s"] > 0 and data["hbm_bytes"] > 0 and data["pass"] == "fwd+bwd"
+
+
+def test_ncu_csv_units_and_markers():
+    """ncu --csv --page raw: a units row ("ns", "byte"), kernels split between marker pairs."""
+    head = '"ID","Kernel Name","dram__bytes_read.sum","dram__bytes_write.sum","gpu__time_duration.sum"'
+    units = '"","","byte","Kbyte","ns"'
+    rows = ['"0","spin_kernel","0","0","1000"', '"1","flash_fwd_kernel","1,000","2","2500"', '"2","spin_kernel","0","0","1"',
+            '"3","setup","5","5","5"', '"4","spin_kernel","0","0","1"', '"5","spin_kernel","0","0","1"']
+    ks = ncu.parse_csv("==PROF== noise\n" + "\n".join([head, units] + rows))
+    assert ks[1]["dram_read_bytes"] == 1000 and ks[1]["dram_write_bytes"] == 2000 and ks[1]["time_s"] == 2.5e-6
+    groups = ncu.split_cases(ks, 3)
+    assert [k["name"] for k in groups[0]] == ["flash_fwd_kernel"] and groups[1] == [] and groups[2] is None
