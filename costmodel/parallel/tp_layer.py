@@ -8,7 +8,8 @@ after it. Attention heads and K/V heads split t ways (t divides both here).
 ``TPLayer`` holds one rank's shards; ``shard_weights`` cuts them from full weights so a test can check
 the parallel layer against a plain float64 one (tests/test_tp_layer.py, gloo on two CPU processes).
 ``main`` is the thin GPU runner of issue 19: TP 2/4/8 over NCCL, prefill (forward of b x s tokens) and a
-training step (forward + backward), timed, written beside ioaware's prediction for the same layer
+training step (forward + backward) of one layer or a stack of them (``--layers``; n_layers is the whole
+decoder without embedding and output layer), timed, written beside ioaware's prediction for the same layer
 (step predictor's per-layer compute at tensor_parallel=t plus the TP collectives of the cluster file).
 
     python3 -m costmodel.parallel.tp_layer --out tp.json --model llama3-8b --tp 2 4 8 --seq-len 4096
@@ -121,7 +122,7 @@ def _time(fn, iters, sync):
     return (time.perf_counter() - t0) / iters
 
 
-def _worker(rank, world, cfg, batch, seq_len, iters, port, queue, backend):
+def _worker(rank, world, cfg, batch, seq_len, iters, port, queue, backend, layers=1):
     import torch
     import torch.distributed as dist
 
@@ -134,24 +135,35 @@ def _worker(rank, world, cfg, batch, seq_len, iters, port, queue, backend):
         if cuda:
             torch.cuda.set_device(dev)
         dt = torch.bfloat16 if cuda else torch.float32
-        full = full_weights(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, dtype=dt)
-        w = {k: v.to(dev).requires_grad_(k not in ("norm1", "norm2")) for k, v in shard_weights(full, rank, world).items()}
+        ws = []
+        for j in range(layers):  # layers = n_layers: the whole decoder (embedding and output layer aside)
+            full = full_weights(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, seed=j, dtype=dt)
+            ws.append({k: v.to(dev).requires_grad_(k not in ("norm1", "norm2"))
+                       for k, v in shard_weights(full, rank, world).items()})
         x = torch.randn(batch, seq_len, cfg.d_model, device=dev, dtype=dt, generator=None, requires_grad=True)
         sync = torch.cuda.synchronize if cuda else (lambda: None)
         heads = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim)
+
+        def decoder():
+            y = x
+            for w in ws:
+                y = layer_forward(y, w, *heads, tp=world)
+            return y
+
         with torch.no_grad():
-            fwd = _time(lambda: layer_forward(x, w, *heads, tp=world), iters, sync)
-        train = _time(lambda: layer_forward(x, w, *heads, tp=world).sum().backward(), iters, sync)
+            fwd = _time(decoder, iters, sync)
+        train = _time(lambda: decoder().sum().backward(), iters, sync)
         res = torch.tensor([fwd, train], dtype=torch.float64, device=dev)
         dist.all_reduce(res, op=dist.ReduceOp.MAX)
         if rank == 0:
-            queue.put({"tp": world, "batch": batch, "seq_len": seq_len, "forward_s": float(res[0]),
+            queue.put({"tp": world, "layers": layers, "batch": batch, "seq_len": seq_len, "forward_s": float(res[0]),
                        "train_s": float(res[1])})
     finally:
         dist.destroy_process_group()
 
 
-def measure(cfg, tp: int, batch: int, seq_len: int, *, iters: int = 10, backend: str = "nccl", port: int | None = None):
+def measure(cfg, tp: int, batch: int, seq_len: int, *, iters: int = 10, backend: str = "nccl", port: int | None = None,
+            layers: int = 1):
     import torch.multiprocessing as mp
 
     from costmodel.parallel.collective_sweep import free_port
@@ -159,7 +171,8 @@ def measure(cfg, tp: int, batch: int, seq_len: int, *, iters: int = 10, backend:
     port = port or free_port()
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(r, tp, cfg, batch, seq_len, iters, port, q, backend)) for r in range(tp)]
+    procs = [ctx.Process(target=_worker, args=(r, tp, cfg, batch, seq_len, iters, port, q, backend, layers))
+             for r in range(tp)]
     for p in procs:
         p.start()
     out = q.get(timeout=900)
@@ -168,8 +181,8 @@ def measure(cfg, tp: int, batch: int, seq_len: int, *, iters: int = 10, backend:
     return out
 
 
-def predict(cfg, gpu, cluster, tp: int, batch: int, seq_len: int) -> dict:
-    """ioaware's time for the same layer: per-layer compute (step predictor) + the TP all-reduces."""
+def predict(cfg, gpu, cluster, tp: int, batch: int, seq_len: int, layers: int = 1) -> dict:
+    """ioaware's time for the same layers: per-layer compute (step predictor) + the TP all-reduces, x layers."""
     from costmodel.parallel.collectives import collective_time
     from costmodel.parallel.compute import micro_batch_compute
     from costmodel.step import predict_step
@@ -180,7 +193,7 @@ def predict(cfg, gpu, cluster, tp: int, batch: int, seq_len: int) -> dict:
     fwd = sum(float(r.time_s) for r in pre.ops if r.layer is not None) / cfg.n_layers
     S = batch * seq_len * cfg.d_model * 2
     ar = float(collective_time(cluster, "all_reduce", S, tp))
-    return {"forward_s": fwd + 2 * ar, "train_s": float(train) + 4 * ar, "all_reduce_s": ar}
+    return {"forward_s": layers * (fwd + 2 * ar), "train_s": layers * (float(train) + 4 * ar), "all_reduce_s": ar}
 
 
 def main(argv=None) -> int:
@@ -196,6 +209,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="llama3-8b")
     ap.add_argument("--tp", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--layers", type=int, default=1, help="layers stacked (the model's n_layers: the whole decoder)")
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--gpu", default="h200-sxm-141gb")
     ap.add_argument("--cluster", default="dgx-h200")
@@ -207,8 +221,8 @@ def main(argv=None) -> int:
     for t in args.tp:
         if time.perf_counter() - start > args.budget_s:
             break
-        m = measure(cfg, t, args.batch, args.seq_len, backend=args.backend)
-        rows.append({**m, "predicted": predict(cfg, gpu, cluster, t, args.batch, args.seq_len)})
+        m = measure(cfg, t, args.batch, args.seq_len, backend=args.backend, layers=args.layers)
+        rows.append({**m, "predicted": predict(cfg, gpu, cluster, t, args.batch, args.seq_len, args.layers)})
     with open(args.out, "w") as f:
         json.dump({"command": " ".join(["python3 -m costmodel.parallel.tp_layer"] + sys.argv[1:]), "model": cfg.name,
                    "environment": environment(), "rows": rows}, f, indent=1)
