@@ -23,6 +23,9 @@ one per step, an intra-node step on NVLink and an inter-node step on the network
 
     ring  all_reduce   base + 2(n - nodes)·a_intra + 2(nodes-1)·a_inter   (2(n-1) steps)
     ring  AG / RS      base + (n - nodes)·a_intra + (nodes-1)·a_inter     (n-1 steps)
+    all-to-all         base + (local-1)·a_intra + (n-local)·a_inter + max(S(local-1)/n / B_intra, S(n-local)/n / B_nic)
+                       (n-1 point-to-point exchanges, each rank's own NIC carrying what leaves the node)
+    send/recv          base + one step + S / B (NVLink inside a node, the sender's NIC across nodes)
     tree  all_reduce   base + 2((local-1)·a_intra + log2(nodes)·a_inter)  (NCCL's double binary tree)
     nvls  all_reduce   base + 2·a_intra, bandwidth term nbytes / B_intra  (one node; NVSwitch reduces)
     hierarchical       in-node reduce-scatter, across-node ring on 1/local of the data, in-node all-gather
