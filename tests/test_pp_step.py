@@ -72,7 +72,7 @@ def reference(xs, scale):
             y = layer_forward(y, w, **SHAPE)
         loss = (y ** 2).mean() * scale
         loss.backward()
-        total += float(loss)
+        total += float(loss.detach())
     return total, {(j, k): w[k].grad for j, w in enumerate(layers) for k in WEIGHTS}
 
 
