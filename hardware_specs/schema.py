@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hardware_specs.interconnect import GPUInterconnect
 from hardware_specs.op_timing import GemmModel, MemoryOpsModel
 from hardware_specs.implementations import ImplementationsSection
 from hardware_specs.numba_kernels import NumbaKernelsSection
@@ -116,6 +117,7 @@ class GPUSpec(BaseModel):
     sfu_exp_per_clk_per_sm: float | None = Field(default=None, gt=0)
     nvlink_bandwidth_Bps: float | None = Field(default=None, gt=0)
     kernel_launch_s: float = Field(gt=0)
+    interconnect: GPUInterconnect | None = None  # NVLink / NVSwitch / PCIe, sourced (hardware_specs/interconnect.py)
     # Achievable fraction of each resource's peak (1.0 when absent). A calibrated spec
     # sets these from measurements; a datasheet spec normally leaves them out.
     efficiency: dict[str, float] = Field(default_factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from costmodel.cli import parallel_args
 from costmodel.cli.args import CommandError, gpu_name, model_name, positive_int
 from costmodel.cli.text import si, table, to_jsonable
 
@@ -36,12 +37,16 @@ def register(sub) -> None:
     p.add_argument("--timeline", metavar="FILE.html", help="write a plotly Gantt of the predicted kernels")
     p.add_argument("--timeline-layers", type=positive_int, default=2, help="layers drawn in the timeline (default 2)")
     p.add_argument("--trace", metavar="FILE.json", help="write a Chrome trace of the predicted kernels")
+    parallel_args.add_arguments(p)  # --cluster / --gpus / --tp / --pp ...: many GPUs (costmodel/cli/parallel_args.py)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> tuple[dict, str]:
     from costmodel.outputs import check_writable, write_atomic
     from costmodel.step import predict_step
+
+    if parallel_args.wants_parallel(args):
+        return parallel_args.run(args)
 
     for option, path, suffix in (("--timeline", args.timeline, ".html"), ("--trace", args.trace, ".json")):
         if path:
