@@ -1,7 +1,7 @@
 """The published-run error table: recomputed from the committed data, it is the committed table.
 
 The rows (costmodel/parallel/published/*.yaml) cite their table and row; the recorded output
-(error_table.json, written by scripts/parallel_validation.py) must be what the model gives now.
+(error_table.json, written by benchmarks/parallel_validation.py) must be what the model gives now.
 """
 
 import json

@@ -1,6 +1,6 @@
 """How long the full layout search of Llama-3-70B on 1,024 H100s (128 DGX H100 nodes) takes on one core.
 
-Run from the repository root: ``python3 scripts/time_search.py``. Prints the wall and CPU time of
+Run from the repository root: ``python3 benchmarks/time_search.py``. Prints the wall and CPU time of
 ``search_layouts`` (after imports), the number of layouts, and the five fastest that fit.
 """
 

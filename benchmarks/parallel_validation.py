@@ -1,6 +1,6 @@
 """Predict the published multi-GPU runs (costmodel/parallel/published/*.yaml) and write their error table.
 
-Run from the repository root: ``python3 scripts/parallel_validation.py``. Writes
+Run from the repository root: ``python3 benchmarks/parallel_validation.py``. Writes
 costmodel/parallel/published/error_table.json (tests/test_parallel_published.py recomputes it) and
 prints the table as markdown.
 """
