@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -80,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         return _fail(args.command, "the request needs more memory than this machine has; ask for a smaller problem",
                      args.json)
-    print(out)
+    try:
+        print(out, flush=True)
+    except BrokenPipeError:  # `ioaware ... | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
