@@ -22,13 +22,17 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import ValidationError
 
 from hardware_specs.dtypes import dtype_bytes
+from simulators.tabular import Tabular
 
 #: A result field: a Python number, or an array when any input was an array.
 Number = Union[int, float, np.ndarray]
 
 
-class Result(BaseModel):
-    """Base of the calculators' result values: numbers or numpy arrays, read-only."""
+class Result(Tabular, BaseModel):
+    """Base of the calculators' result values: numbers or numpy arrays, read-only.
+
+    ``to_dict()``, ``to_frame()`` (pandas) and a short HTML table for notebooks come from
+    ``simulators.tabular.Tabular``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
@@ -137,6 +141,16 @@ def require_config(func: str, cfg: Any, optional: bool = True) -> None:
         return
     raise ValueError(f"{func}: cfg: {cfg!r} is not a ModelConfig; one is accepted "
                      "(costmodel.models.load_model(name) reads a preset)")
+
+
+def default_seq_len(func: str, cfg: Any, name: str, value: Any) -> Any:
+    """``value``, or ``cfg.max_seq_len`` when ``value`` is None; a TypeError naming ``name``
+    when neither is given."""
+    if value is not None:
+        return value
+    if cfg is None:
+        raise TypeError(f"{func}: give {name} or a ModelConfig")
+    return cfg.max_seq_len
 
 
 def resolve(func: str, cfg: Any, fields: tuple[str, ...], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from costmodel.calculator_io import Number, Result, check, require_config, resolve, to_value
+from costmodel.calculator_io import Number, Result, check, default_seq_len, require_config, resolve, to_value
 from costmodel.models import ModelConfig
 
 _SHAPE = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "ffn_type")
@@ -138,10 +138,7 @@ def forward_flops_per_token(
     """
     func = "forward_flops_per_token"
     s = resolve(func, cfg, _SHAPE, shape)
-    if seq_len is None:
-        if cfg is None:
-            raise TypeError(f"{func}: give seq_len or a ModelConfig")
-        seq_len = cfg.max_seq_len
+    seq_len = default_seq_len(func, cfg, "seq_len", seq_len)
     keys = mean_keys_per_query(seq_len, causal, _window(cfg, sliding_window))
     return _per_token(func, s, keys)
 

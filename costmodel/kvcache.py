@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from costmodel.calculator_io import Number, Result, check, element_bytes, require_config, resolve, to_value
+from costmodel.calculator_io import (Number, Result, check, default_seq_len, element_bytes, require_config, resolve,
+                                     to_value)
 from costmodel.models import ModelConfig
 from costmodel.params import weights_bytes
 
@@ -73,11 +74,7 @@ def kv_cache_bytes(
     """
     func = "kv_cache_bytes"
     b = check(func, "batch", batch, ge=0, integer=True)
-    if seq_len is None:
-        if cfg is None:
-            raise TypeError(f"{func}: give seq_len or a ModelConfig")
-        seq_len = cfg.max_seq_len
-    n = check(func, "seq_len", seq_len, ge=0, integer=True)
+    n = check(func, "seq_len", default_seq_len(func, cfg, "seq_len", seq_len), ge=0, integer=True)
     window = _window(func, cfg, sliding_window)
     held = n if window is None else to_value(np.minimum(n, window))
     per_token = kv_cache_bytes_per_token(cfg, dtype, **shape)
@@ -125,11 +122,7 @@ def paged_kv_cache_bytes(
     func = "paged_kv_cache_bytes"
     n = check(func, "seq_lens", seq_lens, ge=0, integer=True)
     B = check(func, "block_size", block_size, gt=0, integer=True)
-    if max_seq_len is None:
-        if cfg is None:
-            raise TypeError(f"{func}: give max_seq_len or a ModelConfig")
-        max_seq_len = cfg.max_seq_len
-    M = check(func, "max_seq_len", max_seq_len, gt=0, integer=True)
+    M = check(func, "max_seq_len", default_seq_len(func, cfg, "max_seq_len", max_seq_len), gt=0, integer=True)
     too_long = np.asarray(n) > np.asarray(M)
     if np.any(too_long):
         raise ValueError(f"{func}: seq_lens exceed max_seq_len ({M}), which a contiguous allocator cannot hold")

@@ -41,6 +41,7 @@ class RooflinePoint:
     bound: str = ""
     kind: str = "predicted"
     group: str = ""
+    label: str = ""  # short text drawn beside the point (empty: hover only)
 
     @property
     def intensity(self) -> float:
@@ -58,7 +59,8 @@ def roofline_figure(spec: GPUSpec, points: list[RooflinePoint] = (), units: list
 
     Each memory level's line is bandwidth × intensity capped by the highest roof; each
     unit's roof is a horizontal line from its ridge point (against HBM) on. Points carry a hover text with their name,
-    intensity, throughput, bound and time.
+    intensity, throughput, bound and time; those with a ``label`` also show it on the plot, as an annotation
+    with an arrow (keep that to the few that matter: ``label_few`` picks them).
     """
     units = units or [u for u in ("fp32", "tf32_tensor", "fp16_tensor", "fp8_tensor") if u in spec.peak_flops_per_s]
     levels = levels or [lv for lv in MEMORY_LEVELS if spec.bandwidth_Bps(lv) is not None]
@@ -93,15 +95,44 @@ def roofline_figure(spec: GPUSpec, points: list[RooflinePoint] = (), units: list
             for p in pts
         ]
         fig.add_trace(go.Scatter(
-            x=[p.intensity for p in pts], y=[p.flops_per_s for p in pts], mode="markers", name=group,
+            x=[p.intensity for p in pts], y=[p.flops_per_s for p in pts], name=group, mode="markers",
             marker=dict(size=9, symbol="circle" if pts[0].kind == "predicted" else "diamond"),
-            text=text, hovertemplate="%{text}<extra></extra>",
+            customdata=[[t] for t in text], hovertemplate="%{customdata[0]}<extra></extra>",
         ))
+    _add_labels(fig, [p for p in points if p.label])
     fig.update_xaxes(type="log", title="arithmetic intensity (FLOP per HBM byte)")
     fig.update_yaxes(type="log", title="throughput (FLOP/s)", exponentformat="SI")
     fig.update_layout(title=title or f"Roofline: {spec.display_name}", template="plotly_white",
                       legend=dict(font=dict(size=10)), width=1000, height=650)
     return fig
+
+
+# Pixel offsets of a label from its point, taken in turn (points sorted by intensity), so
+# labels of nearby points sit on different sides, each joined to its point by a short arrow.
+_OFFSETS = ((-50, -45), (55, 40), (-60, 45), (60, -45), (0, -70), (0, 70), (-95, 0), (95, 0))
+
+
+def _add_labels(fig: go.Figure, points: list[RooflinePoint]) -> None:
+    """Each labelled point's text as an annotation with an arrow (log axes take log10 positions)."""
+    for k, p in enumerate(sorted(points, key=lambda p: (p.intensity, p.flops_per_s))):
+        ax, ay = _OFFSETS[k % len(_OFFSETS)]
+        fig.add_annotation(x=np.log10(p.intensity), y=np.log10(p.flops_per_s), text=p.label, ax=ax, ay=ay,
+                           showarrow=True, arrowhead=0, arrowwidth=1, arrowcolor="#57606a",
+                           font=dict(size=10), bgcolor="rgba(255,255,255,0.85)", borderpad=1)
+
+
+def label_few(points: list[RooflinePoint], n: int = 6, key=None) -> list[RooflinePoint]:
+    """The points with their ``label`` set (to ``name`` where empty) for the ``n`` that matter most.
+
+    "Matter most" is the largest ``key`` (default: time, the work that costs the step the most);
+    the rest keep an empty label and are read by hovering.
+    """
+    from dataclasses import replace
+
+    key = key or (lambda p: p.time_s)
+    chosen = set(sorted(range(len(points)), key=lambda i: key(points[i]), reverse=True)[:n])
+    return [replace(p, label=p.label or p.name) if i in chosen else replace(p, label="")
+            for i, p in enumerate(points)]
 
 
 def save_figure(fig: go.Figure, path_stem: str | Path, png: bool = True, option: str = "--out") -> list[Path]:

@@ -10,6 +10,7 @@ from hardware_specs.loader import (
     spec_to_yaml,
 )
 from hardware_specs.schema import COMPUTE_UNITS, MEMORY_LEVELS, RESOURCES, GPUSpec, Measurement
+from hardware_specs.cluster import list_clusters, load_cluster  # noqa: E402 (after the loader it uses)
 
 __all__ = [
     "COMPUTE_UNITS",
@@ -20,7 +21,9 @@ __all__ = [
     "SpecError",
     "calibrate",
     "list_calibrated",
+    "list_clusters",
     "list_gpus",
+    "load_cluster",
     "load_gpu",
     "spec_to_raw",
     "spec_to_yaml",

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from hardware_specs.schema import GPUSpec
-from hardware_specs.yaml_files import DataFileError, load_mapping, read_text
+from hardware_specs.yaml_files import DataFileError, field_errors, load_mapping, read_text
 
 _PACKAGE = "hardware_specs"
 
@@ -89,13 +89,7 @@ def _validate(raw: dict[str, Any], origin: str) -> GPUSpec:
     try:
         return GPUSpec.model_validate(raw)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "spec"
-            given = err.get("input")
-            shown = "" if isinstance(given, dict) else f" (got {given!r})"
-            lines.append(f"{loc}: {err['msg']}{shown}")
-        raise SpecError(f"{origin}: invalid GPU spec: " + "; ".join(lines)) from None
+        raise SpecError(f"{origin}: invalid GPU spec: " + field_errors(exc, "spec")) from None
 
 
 def load_gpu(name_or_path: str | Path) -> GPUSpec:

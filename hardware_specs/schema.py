@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hardware_specs.interconnect import GPUInterconnect
+from hardware_specs.op_timing import GemmModel, MemoryOpsModel
 from hardware_specs.implementations import ImplementationsSection
 from hardware_specs.numba_kernels import NumbaKernelsSection
 
@@ -115,12 +117,15 @@ class GPUSpec(BaseModel):
     sfu_exp_per_clk_per_sm: float | None = Field(default=None, gt=0)
     nvlink_bandwidth_Bps: float | None = Field(default=None, gt=0)
     kernel_launch_s: float = Field(gt=0)
+    interconnect: GPUInterconnect | None = None  # NVLink / NVSwitch / PCIe, sourced (hardware_specs/interconnect.py)
     # Achievable fraction of each resource's peak (1.0 when absent). A calibrated spec
     # sets these from measurements; a datasheet spec normally leaves them out.
     efficiency: dict[str, float] = Field(default_factory=dict)
     sources: dict[str, str]
     measured: dict[str, Measurement] = Field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    gemm: GemmModel | None = None  # fitted cuBLAS GEMM model (hardware_specs/op_timing.py)
+    memory_ops: MemoryOpsModel | None = None  # fitted memory-bound-op curve and launch costs
     implementations: ImplementationsSection | None = None  # fitted attention timing (hardware_specs/implementations.py)
     numba_kernels: NumbaKernelsSection | None = None  # our kernels' fitted timing (hardware_specs/numba_kernels.py)
     notes: list[str] = Field(default_factory=list)

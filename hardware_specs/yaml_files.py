@@ -3,7 +3,8 @@
 PyYAML's safe loader keeps the last of two equal keys without a word, so a spec with
 ``hbm_bandwidth_Bps`` written twice silently uses the second; here a repeated key is an error
 that names it and its line. A file that is not UTF-8 text (a binary given by mistake) is
-refused with the file's name, not a codec traceback.
+refused with the file's name, not a codec traceback. A file that reads but does not validate
+is told field by field on one line (``field_errors``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 
 class DataFileError(ValueError):
@@ -61,3 +63,16 @@ def load_mapping(text: str, origin: str, what: str = "file") -> dict[str, Any]:
 
 
 __all__ = ["DataFileError", "load_mapping", "read_text"]
+
+
+def field_errors(exc: ValidationError, root: str, hide: tuple[type, ...] = (dict,)) -> str:
+    """pydantic's errors on one line, each ``field.path: what is wrong (got value)``; a field
+    path is ``root`` when the error is the whole mapping's, and a value of a ``hide`` type
+    (a whole sub-mapping) is not repeated."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or root
+        given = err.get("input")
+        shown = "" if isinstance(given, hide) else f" (got {given!r})"
+        lines.append(f"{loc}: {err['msg']}{shown}")
+    return "; ".join(lines)

@@ -2,9 +2,8 @@
 
 They are stated once, in ``hardware_specs/kernel_launch.yaml``; the simulator reads the
 same file through ``hardware_specs.kernel_launch``. This module reads the file by path,
-not by import, so that kernels/ still imports nothing of ours. (kernels/decode.py is to
-take LANES, LANE_WORDS, MAX_REGISTERS and its default threads from ``DECODE``;
-tests/test_kernel_launch.py holds its own constants equal to these until it does.)
+not by import, so that kernels/ still imports nothing of ours. kernels/decode.py takes
+LANES, LANE_WORDS, MAX_REGISTERS and its default threads from ``DECODE``.
 """
 from __future__ import annotations
 

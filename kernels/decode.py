@@ -27,7 +27,7 @@ Either schedule serves R = ``heads_per_block`` query heads a block, all of one k
 once for the whole group (from HBM, and once through L2), where R = 1 has each of the
 group's query heads read it (the re-reads come from L2 when they fit).
 
-Inside a block of ``num_threads`` threads (256 by default, whole warps):
+Inside a block of ``num_threads`` threads (``DEFAULT_THREADS``, 256, by default; whole warps):
 
     words: the cache is read in 4-byte words, one fp32 element or two fp16 ones
         (pk = 1 or 2 elements a word; fp16 pairs are unpacked in registers).
@@ -87,17 +87,26 @@ import numpy as np
 from numba import cuda, float32, uint32
 
 from ._cuda import LN2, NEG_INF, SIMULATOR, SMEM_ALIGN, U, kernel_jit, sm_count
+from ._launch import DECODE
 from ._tiling import device_fn
 
-LANES = 8         # lanes per key (at least): 8 four-byte words = one 32-byte sector of a key row per warp load
-LANE_WORDS = 32   # 4-byte words of K (and of V) a lane holds per tile, over the query heads of a block
+# The launch numbers the simulator models too, stated once (hardware_specs/kernel_launch.yaml,
+# each with its reason; read here as data by kernels/_launch.py).
+LANES = DECODE["lanes_per_key"]          # lanes per key (at least): one 32-byte sector of a key row per warp load
+LANE_WORDS = DECODE["lane_words"]        # 4-byte words of K (and of V) a lane holds per tile, over the R heads
+MAX_REGISTERS = DECODE["max_registers"]  # registers a thread: two blocks of the default threads fit an SM
+DEFAULT_THREADS = DECODE["threads"]
+# The kernel's own (not in the launch file): the simulator models one query head a block, R = 1.
 QUERY_VALUES = 32  # values of q (and of the accumulator) a lane holds, over the query heads of a block
-MAX_REGISTERS = 128  # 16 warps per multiprocessor fit (fp16 at d = 64 would take 130: 8 warps)
 FULL_WARP = U(0xFFFFFFFF)
 
 
 @dataclass(frozen=True)
-class Config:
+class DecodeTiles:
+    """One decode launch's geometry: the key groups, the words a lane loads, the tile of
+    keys and the shared-memory layout (module docstring), from the head size, the
+    threads, the cache's element size and the query heads a block serves."""
+
     head_dim: int
     num_threads: int
     itemsize: int = 4  # bytes per cache element: 4 (fp32) or 2 (fp16, loaded as pairs in 4-byte words)
@@ -162,10 +171,10 @@ class Config:
 
 
 def default_threads(head_dim: int) -> int:
-    return 256
+    return DEFAULT_THREADS
 
 
-def _group_sum(cfg: Config):
+def _group_sum(cfg: DecodeTiles):
     """Device function ``group_sum(sm, t, s)``: s[i] summed over the lanes of thread t's
     key group, in place, for i < R n; every lane gets the sums. All threads of the block
     must call it (the simulator's version has barriers)."""
@@ -202,7 +211,7 @@ def _group_sum(cfg: Config):
 
 
 @functools.lru_cache(maxsize=None)
-def build_kernel(cfg: Config, final: bool):
+def build_kernel(cfg: DecodeTiles, final: bool):
     """``final``: write o and lse (one split); else write the split's partials."""
     d, NT, PK, R = cfg.head_dim, cfg.num_threads, cfg.pack, cfg.rows
     WG, NK, NG, T = cfg.words_per_lane, cfg.keys_per_group, cfg.groups, cfg.keys_per_tile

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _checks
 from ._cuda import LOG2E, BoundLaunch, as_device, empty, launch, to_caller
-from .decode import Config, build_combine, build_kernel, default_num_splits, default_threads
+from .decode import DecodeTiles, build_combine, build_kernel, default_num_splits, default_threads
 
 
 def _decode_inputs(q, k_cache, v_cache, num_threads, scale, heads_per_block=1):
@@ -42,8 +42,8 @@ def _decode_inputs(q, k_cache, v_cache, num_threads, scale, heads_per_block=1):
     if (H // Hkv) % rows:
         raise ValueError(f"heads_per_block={rows} must divide the {H // Hkv} query heads per kv head "
                          f"(q has {H} heads, the cache {Hkv}): a block serves query heads of one kv head")
-    cfg = Config(d, _checks.positive_int("num_threads", default_threads(d) if num_threads is None
-                                          else num_threads), np.dtype(q.dtype).itemsize, rows)
+    cfg = DecodeTiles(d, _checks.positive_int("num_threads", default_threads(d) if num_threads is None
+                                               else num_threads), np.dtype(q.dtype).itemsize, rows)
     try:
         cfg.check()
     except ValueError as err:

@@ -65,8 +65,6 @@ from numba import njit
 
 from simulators.problem import range_sum
 
-_range_bytes = range_sum  # the sum of a tile range, stated once beside prefix (simulators/problem.py)
-
 
 def blocks_per_sm(spec, smem_per_block: int, threads: int, regs_per_thread: int,
                   max_blocks: int | None = None, what: str = "the kernel") -> int:
@@ -261,7 +259,7 @@ def wave_traffic(accesses: list[Access], t_x: int, n_y: int, slots: int, x_faste
     for acc in accesses:
         lo, hi = acc.lo.astype(np.int64), acc.hi.astype(np.int64)
         acc = Access(acc.kind, acc.owner, lo, hi, acc.prefix, acc.step)
-        per_block = _range_bytes(acc.prefix, lo, hi)
+        per_block = range_sum(acc.prefix, lo, hi)
         cum = np.concatenate([[0], np.cumsum(per_block)])
         active = hi >= lo
         nxt = np.minimum.accumulate(np.where(active, idx, t_x)[::-1])[::-1]
@@ -286,8 +284,8 @@ def wave_traffic(accesses: list[Access], t_x: int, n_y: int, slots: int, x_faste
                   np.where(two, x0, 1), np.where(two, t_x - 1, 0))  # and, wrapping, [x0, T_x - 1]
             a1, b1 = _tiles_of(acc, nxt, prv, xs[0], xs[1])
             a2, b2 = _tiles_of(acc, nxt, prv, xs[2], xs[3])
-            distinct = (_range_bytes(acc.prefix, a1, b1) + _range_bytes(acc.prefix, a2, b2)
-                        - _range_bytes(acc.prefix, np.maximum(a1, a2), np.minimum(b1, b2)))
+            distinct = (range_sum(acc.prefix, a1, b1) + range_sum(acc.prefix, a2, b2)
+                        - range_sum(acc.prefix, np.maximum(a1, a2), np.minimum(b1, b2)))
             wave_of = np.searchsorted(starts, s, "right") - 1
             # the second run's tiles lie above the first's: count only those past it
             a2 = np.where(b1 >= a1, np.maximum(a2, b1 + 1), a2)
@@ -310,7 +308,7 @@ def wave_traffic(accesses: list[Access], t_x: int, n_y: int, slots: int, x_faste
             inside = ~one_row | ((y_hi >= ys) & (y_lo <= ye))
             p, q = np.where(inside, p, 1).ravel(), np.where(inside, q, 0).ravel()
             a, b = _tiles_of(acc, nxt, prv, p, q)
-            distinct = _range_bytes(acc.prefix, a, b)
+            distinct = range_sum(acc.prefix, a, b)
             wave_of = np.repeat(np.arange(n_w), len(owners))
             none = np.ones_like(p), np.zeros_like(p)
             pieces.append((acc, nxt, prv, wave_of, (p, q, *none), [(a, b)]))

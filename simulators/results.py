@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+from simulators.tabular import Tabular
+
 
 @dataclass
 class KernelCount:
@@ -40,7 +42,7 @@ class KernelCount:
         return n
 
 
-class KernelResult(BaseModel):
+class KernelResult(Tabular, BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -74,7 +76,7 @@ class KernelResult(BaseModel):
     fixed_s: float = 0.0  # GPU-side fixed cost per launch (ramp-up and drain), inside time_s
 
 
-class AttentionResult(BaseModel):
+class AttentionResult(Tabular, BaseModel):
     model_config = ConfigDict(frozen=True)
 
     gpu: str

@@ -106,6 +106,27 @@ def _visit(m, cls, r, c):
     m[C] += c
 
 
+@njit(cache=True, inline="always")
+def _wave_of(st, seen, wacc, hist, m, capacity, wave, blk, slots):
+    """The wave block ``blk`` runs in (``slots`` resident blocks a wave, launch order);
+    the previous wave is closed when ``blk`` starts a new one."""
+    if blk // slots != wave:
+        _close(st, seen, wacc, hist, m, capacity)
+    return blk // slots
+
+
+@njit(cache=True, inline="always")
+def _read_kv(st, seen, wacc, wave, m, k_tile, v_tile, c, d, e, s, step, column):
+    """K_j and V_j (c keys of one kv head) read and staged on chip; ``column``: this load
+    opens key column j for the block (counted in COLS, COLS_C)."""
+    _touch(st, seen, wacc, wave, k_tile, c * d * e, READ, step)
+    _touch(st, seen, wacc, wave, v_tile, c * d * e, READ, step)
+    m[STAGED] += 2 * c * d * s
+    if column:
+        m[COLS] += 1
+        m[COLS_C] += c
+
+
 @njit(cache=True)
 def fa2_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity, tiles_fastest=True):
     """Grid (T_r, B H). Block (i, bh): Q_i once; K_j, V_j per non-empty tile; O_i, lse_i once."""
@@ -121,9 +142,7 @@ def fa2_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity,
     per_head = tc.shape[0] > 1
     wave = 0
     for blk in range(t_r * bh):
-        if blk // slots != wave:
-            _close(st, seen, wacc, hist, m, capacity)
-            wave = blk // slots
+        wave = _wave_of(st, seen, wacc, hist, m, capacity, wave, blk, slots)
         # blockIdx.x = query tile, blockIdx.y = batch*head (or the other way round)
         i, y = (blk % t_r, blk // t_r) if tiles_fastest else (blk // bh, blk % bh)
         g = y // group
@@ -138,9 +157,7 @@ def fa2_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity,
                 _touch(st, seen, wacc, wave, q0 + y * t_r + i, r * d * e, READ, 0)
                 m[STAGED] += r * d * s
             c = min(n_k, (j + 1) * bc) - j * bc
-            _touch(st, seen, wacc, wave, k0 + g * t_c + j, c * d * e, READ, step)  # step 7
-            _touch(st, seen, wacc, wave, v0 + g * t_c + j, c * d * e, READ, step)
-            m[STAGED] += 2 * c * d * s
+            _read_kv(st, seen, wacc, wave, m, k0 + g * t_c + j, v0 + g * t_c + j, c, d, e, s, step, False)  # step 7
             _visit(m, cls, r, c)
             step += 1
         if step > 0:
@@ -193,9 +210,7 @@ def fa1_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity,
     per_head = tc.shape[0] > 1
     wave = 0
     for y in range(bh):
-        if y // slots != wave:
-            _close(st, seen, wacc, hist, m, capacity)
-            wave = y // slots
+        wave = _wave_of(st, seen, wacc, hist, m, capacity, wave, y, slots)
         g = y // group
         hm = y % heads if per_head else 0
         if paper:  # step 2: O = 0, l = 0, m = -inf in HBM
@@ -213,11 +228,7 @@ def fa1_fwd(tc, n_q, n_k, br, bc, d, e, s, batch, heads, group, slots, capacity,
                 if cls == 0:
                     continue
                 if not kv_loaded:  # step 6
-                    _touch(st, seen, wacc, wave, k0 + g * t_c + j, c * d * e, READ, step)
-                    _touch(st, seen, wacc, wave, v0 + g * t_c + j, c * d * e, READ, step)
-                    m[STAGED] += 2 * c * d * s
-                    m[COLS] += 1
-                    m[COLS_C] += c
+                    _read_kv(st, seen, wacc, wave, m, k0 + g * t_c + j, v0 + g * t_c + j, c, d, e, s, step, True)
                     kv_loaded = True
                 r = min(n_q, (i + 1) * br) - i * br
                 row = y * t_r + i
@@ -274,9 +285,7 @@ def fa1_bwd(tc, n_q, n_k, br, bc, d, e, s, a, batch, heads, group, slots, capaci
     per_head = tc.shape[0] > 1
     wave = 0
     for y in range(bh):
-        if y // slots != wave:
-            _close(st, seen, wacc, hist, m, capacity)
-            wave = y // slots
+        wave = _wave_of(st, seen, wacc, hist, m, capacity, wave, y, slots)
         g = y // group
         hm = y % heads if per_head else 0
         for i in range(t_r):  # step 5: dQ = 0 in HBM
@@ -291,11 +300,7 @@ def fa1_bwd(tc, n_q, n_k, br, bc, d, e, s, a, batch, heads, group, slots, capaci
                 if cls == 0:
                     continue
                 if not kv_loaded:  # step 7
-                    _touch(st, seen, wacc, wave, k0 + g * t_c + j, c * d * e, READ, step)
-                    _touch(st, seen, wacc, wave, v0 + g * t_c + j, c * d * e, READ, step)
-                    m[STAGED] += 2 * c * d * s
-                    m[COLS] += 1
-                    m[COLS_C] += c
+                    _read_kv(st, seen, wacc, wave, m, k0 + g * t_c + j, v0 + g * t_c + j, c, d, e, s, step, True)
                     kv_loaded = True
                 r = min(n_q, (i + 1) * br) - i * br
                 row = y * t_r + i
@@ -336,9 +341,7 @@ def fa2_bwd(tc, n_q, n_k, br, bc, d, e, s, a, batch, heads, group, slots, capaci
     per_head = tc.shape[0] > 1
     wave = 0
     for blk in range(t_c * bh):
-        if blk // slots != wave:
-            _close(st, seen, wacc, hist, m, capacity)
-            wave = blk // slots
+        wave = _wave_of(st, seen, wacc, hist, m, capacity, wave, blk, slots)
         # blockIdx.x = key tile, blockIdx.y = batch*head (or the other way round)
         j, y = (blk % t_c, blk // t_c) if tiles_fastest else (blk // bh, blk % bh)
         g = y // group
@@ -350,11 +353,7 @@ def fa2_bwd(tc, n_q, n_k, br, bc, d, e, s, a, batch, heads, group, slots, capaci
             if cls == 0:
                 continue
             if step == 0:  # step 6
-                _touch(st, seen, wacc, wave, k0 + g * t_c + j, c * d * e, READ, 0)
-                _touch(st, seen, wacc, wave, v0 + g * t_c + j, c * d * e, READ, 0)
-                m[STAGED] += 2 * c * d * s
-                m[COLS] += 1
-                m[COLS_C] += c
+                _read_kv(st, seen, wacc, wave, m, k0 + g * t_c + j, v0 + g * t_c + j, c, d, e, s, 0, True)
             r = min(n_q, (i + 1) * br) - i * br
             row = y * t_r + i
             _touch(st, seen, wacc, wave, q0 + row, r * d * e, READ, step)  # step 9
@@ -393,9 +392,7 @@ def decode(tc, n_q, n_k, bc, d, e, s, batch, heads, group, splits, page_size, sl
     r = n_q
     wave = 0
     for blk in range(splits * bh):
-        if blk // slots != wave:
-            _close(st, seen, wacc, hist, m, capacity)
-            wave = blk // slots
+        wave = _wave_of(st, seen, wacc, hist, m, capacity, wave, blk, slots)
         # blockIdx.x = split, blockIdx.y = batch*head (or the other way round)
         sp, y = (blk % splits, blk // splits) if tiles_fastest else (blk // bh, blk % bh)
         g = y // group
@@ -415,9 +412,7 @@ def decode(tc, n_q, n_k, bc, d, e, s, batch, heads, group, splits, page_size, sl
                 for pg in range(max(page_read + 1, (j * bc) // page_size), (j * bc + c - 1) // page_size + 1):
                     _touch(st, seen, wacc, wave, p0 + b * n_pages + pg, 4, READ, step)
                     page_read = pg
-            _touch(st, seen, wacc, wave, k0 + g * t_c + j, c * d * e, READ, step)
-            _touch(st, seen, wacc, wave, v0 + g * t_c + j, c * d * e, READ, step)
-            m[STAGED] += 2 * c * d * s
+            _read_kv(st, seen, wacc, wave, m, k0 + g * t_c + j, v0 + g * t_c + j, c, d, e, s, step, False)
             _visit(m, cls, r, c)
             step += 1
         if step > 0:

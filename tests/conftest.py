@@ -14,3 +14,22 @@ settings.register_profile("seeded", derandomize=True)
 settings.load_profile("seeded")
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+# Browser tests (tests/test_app_browser.py) drive Debian's chromium through Dash's testing
+# plugin; this hook gives it the flags a headless root run on a closed network needs
+# (without the background-networking ones Chromium keeps dialling out and stalls).
+try:
+    import dash.testing.plugin  # noqa: F401  (registers the pytest_setup_options hook)
+except ImportError:
+    pass
+else:
+    def pytest_setup_options():
+        from selenium.webdriver.chrome.options import Options
+
+        options = Options()
+        options.binary_location = "/usr/bin/chromium"
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--window-size=1400,1800"):
+            options.add_argument(flag)
+        return options

@@ -32,8 +32,16 @@ def test_default_base_unknown_gpu():
 def test_calibration_writes_a_spec_that_loads(tmp_path):
     out = tmp_path / "h100-sxm5-80gb-measured.yaml"
     raw_json = tmp_path / "raw.json"
+    import io
+
+    from costmodel.progress import Progress
+
+    err = io.StringIO()
+    bar = Progress(None, "calibrate", enabled=True, stream=err)  # as `ioaware calibrate` on a terminal
     summary = cal.calibrate_gpu(base="h100-sxm5-80gb", out=out, raw_json=raw_json, sizes=Sizes.tiny(),
-                                command="pytest")
+                                command="pytest", progress=bar)
+    bar.close()
+    assert bar.total == 7 and bar.done == 7 and "7/7" in err.getvalue()  # 5 SIMT ceilings, tensor, launch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h100-sxm5-80gb-measured.yaml", "raw.json"]
     spec = load_gpu(out)
     base = load_gpu("h100-sxm5-80gb")
@@ -77,7 +85,9 @@ def test_calibrate_command(tmp_path, monkeypatch, capsys):
     out = tmp_path / "mine.yaml"
     assert main(["calibrate", "--quick", "--base", "a100-sxm4-40gb", "--out", str(out), "--repeats", "2",
                  "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert captured.err == ""  # --json: no log lines, no progress bar
     assert data["out"] == str(out) and data["raw_json"] == str(tmp_path / "mine.raw.json")
     assert load_gpu(out).name == "mine" and load_gpu(out).calibration["command"].startswith("ioaware")
     assert {c["field"] for c in data["ceilings"]} >= {"hbm_bandwidth_Bps", "kernel_launch_s"}

@@ -8,7 +8,7 @@ import pytest
 
 from kernels import decode_attention, flash_decoding, poisoned_outputs, reference
 from kernels._cuda import sm_count
-from kernels.decode import Config, default_num_splits, default_threads
+from kernels.decode import DecodeTiles, default_num_splits, default_threads
 
 
 def _inputs(rng, H=4, Hkv=2, L=77, d=32, dtype=np.float32, B=1):
@@ -65,7 +65,7 @@ def test_decode_cache_lengths_off_the_tile(L, H, Hkv, dtype):
 def test_decode_head_dims_batches(d, dtype):
     """Tiles of 16 (d = 64) and 8 (d = 128, 16 with fp16) keys; two sequences, so kv head = b + h // 2."""
     rng = np.random.default_rng(604)
-    T = Config(d, 32, np.dtype(dtype).itemsize).keys_per_tile
+    T = DecodeTiles(d, 32, np.dtype(dtype).itemsize).keys_per_tile
     q, k, v = _inputs(rng, B=2, H=2, Hkv=1, L=2 * T + 3, d=d, dtype=dtype)
     with poisoned_outputs():
         o, lse = decode_attention(q, k, v, num_threads=32)
@@ -105,12 +105,12 @@ def test_decode_64_threads_fp16_splits():
 def test_tile_sizes_and_shared_memory():
     """n = 256 pk / d keys per group, 32 words of K per lane; shared memory is the merge alone."""
     assert default_threads(128) == 256
-    assert [Config(d, 256).keys_per_tile for d in (32, 64, 128)] == [256, 128, 64]
-    assert [Config(d, 256, 2).keys_per_tile for d in (32, 64, 128)] == [512, 256, 128]
-    assert Config(128, 32).keys_per_tile == 8
-    lay = Config(128, 256).smem()
+    assert [DecodeTiles(d, 256).keys_per_tile for d in (32, 64, 128)] == [256, 128, 64]
+    assert [DecodeTiles(d, 256, 2).keys_per_tile for d in (32, 64, 128)] == [512, 256, 128]
+    assert DecodeTiles(128, 32).keys_per_tile == 8
+    lay = DecodeTiles(128, 256).smem()
     assert lay["r_off"] == 3 * 32 + 32 * (128 + 8)
-    assert Config(128, 256).smem_bytes() < 48 * 1024
+    assert DecodeTiles(128, 256).smem_bytes() < 48 * 1024
 
 
 def test_decode_argument_checks():
@@ -179,12 +179,12 @@ def test_decode_one_block_per_kv_head_group(H, Hkv, R, L, d, dtype, splits):
 
 def test_grouped_decode_config_and_checks():
     """R query heads a block: lanes per key grow so a lane holds at most 32 values of q."""
-    assert [Config(128, 256, 4, r).lanes for r in (1, 4, 8)] == [8, 16, 32]
-    assert [Config(64, 256, 4, r).dims_per_lane * r for r in (1, 4, 8)] == [8, 32, 32]
-    assert Config(64, 256, 4, 4).keys_per_tile == 32  # 32 groups of 8 lanes, one key each
+    assert [DecodeTiles(128, 256, 4, r).lanes for r in (1, 4, 8)] == [8, 16, 32]
+    assert [DecodeTiles(64, 256, 4, r).dims_per_lane * r for r in (1, 4, 8)] == [8, 32, 32]
+    assert DecodeTiles(64, 256, 4, 4).keys_per_tile == 32  # 32 groups of 8 lanes, one key each
     q = np.ones((1, 8, 1, 32), np.float32)
     kc = np.ones((1, 2, 10, 32), np.float32)
     with pytest.raises(ValueError, match="heads_per_block=3 must divide the 4 query heads per kv head"):
         decode_attention(q, kc, kc, heads_per_block=3)
     with pytest.raises(ValueError, match="heads_per_block=16 at head_dim=128 needs"):
-        Config(128, 256, 4, 16).check()
+        DecodeTiles(128, 256, 4, 16).check()

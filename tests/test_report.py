@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from costmodel.cli import main
+from costmodel.validation.compare import summarize, targets
 from costmodel.validation.report import build_report, report_spec, roofline_points, write_report
 from costmodel.validation.schema import load_results, parse_results
 
@@ -93,3 +94,40 @@ def test_report_command(tmp_path, capsys):
     assert main(["report", str(bad), "--out", str(tmp_path / "x.html")]) == 2
     assert "meta.gpu" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_report_leads_with_its_answer(results):
+    """Targets and errors first, then the parity plots, the roofline, and the run's details last."""
+    page, _ = build_report(results)
+    order = [page.index(f'<section id="{s}">') for s in ("targets", "errors", "time", "bytes", "roofline", "meta")]
+    assert order == sorted(order)
+    judged = [t for t in targets(summarize(results)) if t.passed is not None]
+    assert f"{sum(t.passed for t in judged)} of {len(judged)} targets met" in page
+
+
+def test_report_folds_notes_once_and_counts_skips_by_reason(results):
+    meta = results.meta.model_copy(update={
+        "notes": ["note A", "note B", "note A", "note A"],
+        "skipped": ["flash2_fwd N8192: time budget (240 s) spent", "decode B16: out of memory",
+                    "flash1_fwd N8192: time budget (240 s) spent", "flash2_fwd N8192: time budget (240 s) spent"]})
+    page, _ = build_report(results.model_copy(update={"meta": meta}))
+    assert page.count("<li>note A</li>") == 1 and "Run notes (2)" in page
+    assert page.index('id="notes"') < page.index("</details>", page.index('id="notes"'))  # folded
+    assert "Skipped 3 configurations" in page
+    assert "2 × time budget (240 s) spent" in page and "1 × out of memory" in page
+    assert page.index("2 × time budget") < page.index("1 × out of memory")  # most common reason first
+
+
+def test_roofline_labels_each_familys_worst_run(results):
+    points = roofline_points(results)
+    raw = json.loads(SAMPLE.read_text())["records"]
+    errors = [abs(r["predicted"]["time_s"] / r["measured"]["time_s"] - 1) for r in raw]  # by hand
+    families = {r["family"] for r in raw}
+    labelled = [i for i, p in enumerate(points) if p.label]
+    assert sorted(raw[i]["family"] for i in labelled) == sorted(families)  # one label per family
+    for i in labelled:  # ... on its largest |time error| (ties either way)
+        worst = max(e for e, r in zip(errors, raw) if r["family"] == raw[i]["family"])
+        assert errors[i] == pytest.approx(worst, abs=1e-12)
+    _, figures = build_report(results)
+    shown = [a.text for a in figures["roofline"].layout.annotations]
+    assert len(shown) == len(families) and all("%" in t for t in shown)

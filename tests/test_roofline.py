@@ -253,3 +253,19 @@ def test_an_all_zero_array_amount_keeps_the_broadcast_shape():
     inputs, not their values (roofline_time once dropped it and returned a scalar)."""
     t = roofline_time(A100, Work(hbm_bytes=np.zeros(3), smem_bytes=1e6))
     assert np.shape(t.time_s) == (3,)
+
+
+def test_roofline_figure_names_only_the_labelled_points():
+    """label_few keeps text for the n slowest points; the rest are hover-only (empty text)."""
+    from costmodel.plots import RooflinePoint, label_few, roofline_figure
+
+    spec = load_gpu("a100-sxm4-80gb")
+    times = [3e-3, 1e-3, 5e-3, 2e-3]
+    pts = label_few([RooflinePoint(f"op{i}", 1e9, 1e8, t, group="ops") for i, t in enumerate(times)], n=2)
+    assert [p.label for p in pts] == ["op0", "", "op2", ""]
+    fig = roofline_figure(spec, pts)
+    assert sorted(a.text for a in fig.layout.annotations) == ["op0", "op2"]
+    assert fig.layout.annotations[0].x == pytest.approx(np.log10(10.0))  # log axes: log10 positions
+    trace = [t for t in fig.data if t.name == "ops"][0]
+    assert "op1" in trace.customdata[1][0]  # hover still names every point
+    assert not roofline_figure(spec, [RooflinePoint("x", 1e9, 1e8, 1e-3)]).layout.annotations

@@ -81,10 +81,10 @@ def test_decode_rejects_bad_splits_and_backward():
                                                (64, "fp16", 2), (128, "fp16", 2)])
 def test_decode_tile_and_footprint_are_the_kernels(d, dtype, itemsize):
     """The simulator's decode schedule is kernels/decode.py's: the same keys per tile and the same
-    shared memory per block (its merge buffers), read from the kernel's own Config."""
-    from kernels.decode import Config, default_threads
+    shared memory per block (its merge buffers), read from the kernel's own DecodeTiles."""
+    from kernels.decode import DecodeTiles, default_threads
 
-    cfg = Config(d, default_threads(d), itemsize)
+    cfg = DecodeTiles(d, default_threads(d), itemsize)
     r = simulate_attention(A100, "flash-decoding", batch=2, heads=8, kv_heads=2, seq_len=1, kv_len=4096,
                            head_dim=d, dtype=dtype, splits=1, tensor_cores=False)
     assert r.schedule["block_c"] == cfg.keys_per_tile

@@ -52,8 +52,16 @@ def test_validation_end_to_end_with_a_stand_in_ncu(tmp_path, monkeypatch):
     case = Case("flash2_fwd", CaseConfig(batch=1, heads=1, kv_heads=1, seq_len=32, kv_len=32, head_dim=32,
                                               dtype="fp32", causal=False, block_r=16, block_c=16))
     monkeypatch.setattr(validate, "sweep", lambda *a, **k: [case])
+    import io
+
+    from costmodel.progress import Progress
+
+    err = io.StringIO()
+    bar = Progress(None, "validate", enabled=True, stream=err)  # as `ioaware validate` on a terminal
     results = validate.run_validation(spec_name="h100-sxm5-80gb", ncu=True, ncu_path=str(fake), repeats=1, warmup=0,
-                                      command="pytest")
+                                      command="pytest", progress=bar)
+    bar.close()
+    assert (bar.total, bar.done) == (1, 1) and "1/1" in err.getvalue() and case.label() in err.getvalue()
     (rec,) = results.records
     assert rec.family == "flash2_fwd" and rec.measured.rel_error_vs_reference < 1e-5
     assert (rec.measured.dram_read_bytes, rec.measured.dram_write_bytes) == (1000, 250)

@@ -58,44 +58,36 @@ def _short_repr(value: Any, limit: int = 60) -> str:
 # ---------------------------------------------------------------- argument types
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, parse, in_range, accepted: str, accepted_range: str | None = None):
+    """``text`` read by ``parse`` (int or float) and held to ``in_range``, or an
+    ``ArgumentTypeError`` that says what is accepted (``accepted_range`` when the number
+    read but fell outside)."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; a positive integer is accepted") from None
-    if not 1 <= value < MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; a positive integer (>= 1, below 2^53) is accepted")
+        noun = "a whole number" if parse is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}; {accepted} is accepted") from None
+    if not in_range(value):
+        raise argparse.ArgumentTypeError(f"{value} is out of range; {accepted_range or accepted} is accepted")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda v: 1 <= v < MAX_COUNT, "a positive integer",
+                   "a positive integer (>= 1, below 2^53)")
 
 
 def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; an integer >= 0 is accepted") from None
-    if not 0 <= value < MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; an integer >= 0 (below 2^53) is accepted")
-    return value
+    return _number(text, int, lambda v: 0 <= v < MAX_COUNT, "an integer >= 0", "an integer >= 0 (below 2^53)")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; a positive number is accepted") from None
-    if not (0 < value < MAX_COUNT):
-        raise argparse.ArgumentTypeError(f"{value} is out of range; a positive finite number below 2^53 is accepted")
-    return value
+    return _number(text, float, lambda v: 0 < v < MAX_COUNT, "a positive number",
+                   "a positive finite number below 2^53")
 
 
 def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; a number in [0, 1) is accepted") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; a number in [0, 1) is accepted")
-    return value
+    return _number(text, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def gpu_name(text: str):

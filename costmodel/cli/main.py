@@ -13,7 +13,8 @@ import json
 import sys
 from collections.abc import Callable
 
-from costmodel.cli import attention, calculators, hardware, measure, sizing
+from costmodel.cli import (app, attention, calculators, hardware, measure, predict, search, serving, sizing, train_run,
+                           validate_steps)
 from costmodel.cli.args import CommandError, error_line, error_object
 from costmodel.cli.text import to_jsonable
 
@@ -21,7 +22,8 @@ from costmodel.cli.text import to_jsonable
 
 
 # Each module adds its subcommands to the parser; order is the order of ``ioaware --help``.
-COMMAND_MODULES = (hardware, calculators, sizing, attention, measure)
+COMMAND_MODULES = (hardware, calculators, sizing, predict, attention, measure, validate_steps, search, train_run, serving,
+                   app)
 
 Handler = Callable[[argparse.Namespace], tuple[dict, str]]
 

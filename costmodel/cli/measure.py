@@ -22,8 +22,18 @@ def _command_line() -> str:
     return shlex.join(["ioaware", *sys.argv[1:]])
 
 
-def _log(args):
-    return (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+def _log(args, bar=None):
+    """Log lines on stderr (above the progress bar when one is drawn); none with --json."""
+    if args.json:
+        return lambda msg: None
+    return bar.write if bar is not None else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+def _progress(args, desc: str):
+    """A progress bar on a terminal; silent with --json or when stdout is not a terminal."""
+    from costmodel.progress import progress, show_progress
+
+    return progress(None, desc, enabled=show_progress(args.json))
 
 
 # ---------------------------------------------------------------- calibrate
@@ -55,8 +65,9 @@ def cmd_calibrate(args):
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.repeats:
         sizes = Sizes(**{**sizes.__dict__, "repeats": args.repeats})
-    data = calibrate_gpu(base=args.base, out=args.out, raw_json=args.raw_json, sizes=sizes,
-                         with_torch=not args.no_torch, command=_command_line(), log=_log(args))
+    with _progress(args, "calibrate") as bar:
+        data = calibrate_gpu(base=args.base, out=args.out, raw_json=args.raw_json, sizes=sizes,
+                             with_torch=not args.no_torch, command=_command_line(), log=_log(args, bar), progress=bar)
     rows = []
     for c in data["ceilings"]:
         unit = _UNITS.get(c["field"], "FLOP/s")
@@ -135,10 +146,11 @@ def cmd_validate(args):
         from costmodel.validation.run import run_validation
 
         _need_gpu("validate")
-        results = run_validation(spec_name=args.spec, quick=args.quick, families=args.families, seq_lens=args.seq_lens,
-                                 max_seconds=args.max_seconds, ncu=args.ncu, repeats=args.repeats,
-                                 command=_command_line(), ncu_path=args.ncu_path, ncu_families=args.ncu_families,
-                                 log=_log(args))
+        with _progress(args, "validate") as bar:
+            results = run_validation(spec_name=args.spec, quick=args.quick, families=args.families,
+                                     seq_lens=args.seq_lens, max_seconds=args.max_seconds, ncu=args.ncu,
+                                     repeats=args.repeats, command=_command_line(), ncu_path=args.ncu_path,
+                                     ncu_families=args.ncu_families, log=_log(args, bar), progress=bar)
     if args.out is None:
         import costmodel.validation
 

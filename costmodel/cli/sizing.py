@@ -58,6 +58,7 @@ def _size_model(cfg, spec, context: int, batch: int, prefill_lens, reserve_fract
     from costmodel.inference import decode_step_bound, prefill_bound
     from costmodel.kvcache import kv_cache_bytes, kv_cache_bytes_per_token, max_batch_that_fits
     from costmodel.params import count_params
+    from costmodel.step import predict_step
 
     dtype = SIZING_DTYPE
     unit = checked_matmul_unit(spec, dtype)
@@ -65,8 +66,11 @@ def _size_model(cfg, spec, context: int, batch: int, prefill_lens, reserve_fract
     step = decode_step_bound(spec, cfg, seq_len=context, batch=batch, weight_dtype=dtype, matmul_unit=unit)
     decode = _row(f"{cfg.name} decode, batch {batch} @ {context}", step)
     decode["tokens_per_s"] = float(step.tokens_per_s)
+    # beside each bound, the whole-step prediction of plain PyTorch (costmodel.step: decode as a CUDA graph)
+    decode["predicted_s"] = float(predict_step(cfg, spec, "decode", batch=batch, seq_len=context, dtype=dtype).time_s)
     prefill = [_row(f"{cfg.name} prefill {n} tokens, batch {batch}",
-                    prefill_bound(spec, cfg, seq_len=n, batch=batch, weight_dtype=dtype, matmul_unit=unit), seq_len=n)
+                    prefill_bound(spec, cfg, seq_len=n, batch=batch, weight_dtype=dtype, matmul_unit=unit), seq_len=n,
+                    predicted_s=float(predict_step(cfg, spec, "prefill", batch=batch, seq_len=n, dtype=dtype).time_s))
                for n in prefill_lens if n <= cfg.max_seq_len]
     return {
         "model": cfg.name, "context_len": context, "model_context_len": cfg.max_seq_len,
@@ -92,11 +96,13 @@ def cmd_sizing(args):
                          args.reserve_fraction) for cfg in models]
     lecture = [_placed(spec, name, w) for name, w in _lecture_examples().items()]
 
-    points = [RooflinePoint(p["name"], p["flops"], p["hbm_bytes"], p["time_s"], p["bound"], group="seed lecture")
-              for p in lecture]
+    # Named on the plot: the lecture's two examples and each model's decode step; prefills on hover.
+    points = [RooflinePoint(p["name"], p["flops"], p["hbm_bytes"], p["time_s"], p["bound"], group="seed lecture",
+                            label=p["name"].removeprefix("lecture: ")) for p in lecture]
     for m in sized:
         d = m["decode"]
-        points.append(RooflinePoint(d["name"], d["flops"], d["hbm_bytes"], d["time_s"], d["bound"], group="decode step"))
+        points.append(RooflinePoint(d["name"], d["flops"], d["hbm_bytes"], d["time_s"], d["bound"], group="decode step",
+                                    label=f"{m['model']} decode"))
         points += [RooflinePoint(p["name"], p["flops"], p["hbm_bytes"], p["time_s"], p["bound"], group="prefill")
                    for p in m["prefill"]]
     top = max(p.intensity for p in points)
@@ -126,7 +132,8 @@ def _sizing_text(spec, unit, ridge, args, sized, lecture, path, replaced: bool =
             f"{si(spec.attainable_rate('hbm'), 'B/s')}, {unit} {si(spec.attainable_rate(unit), 'FLOP/s')} "
             f"(ridge {ridge:.3g} FLOP/B)\n{SIZING_DTYPE} weights and KV cache; each model at "
             + (f"{args.seq_len} tokens" if args.seq_len else "its own context")
-            + f"; batch {b} for KV and decode; times are roofline lower bounds")
+            + f"; batch {b} for KV and decode; '>=' times are roofline lower bounds, 'predicted' the step of "
+              "plain PyTorch (ioaware predict)")
     rows = []
     for m in sized:
         d = m["decode"]
@@ -134,17 +141,18 @@ def _sizing_text(spec, unit, ridge, args, sized, lecture, path, replaced: bool =
         rows.append((
             m["model"], str(m["context_len"]), si(m["params"], ""), si(m["weights_bytes"], "B"),
             si(m["kv_bytes_per_token"], "B"), si(m["kv_bytes"], "B"), batch,
-            si(m["forward_flops_per_token"], "FLOP"), si(d["time_s"], "s"), _per_byte(d["intensity_flop_per_B"]),
-            d["bound"],
+            si(m["forward_flops_per_token"], "FLOP"), si(d["time_s"], "s"), si(d["predicted_s"], "s"),
+            _per_byte(d["intensity_flop_per_B"]), d["bound"],
         ))
     main = table(rows, ("model", "context", "params", "weights", "KV/token", f"KV @ctx x{b}", "max batch @ctx",
-                        "fwd FLOP/token", "decode step >=", "decode FLOP/B", "bound"))
+                        "fwd FLOP/token", "decode step >=", "predicted", "decode FLOP/B", "bound"))
     lens = args.prefill_len or PREFILL_LENS
     pre_rows = []
     for m in sized:
         by_len = {p["seq_len"]: p for p in m["prefill"]}
         pre_rows.append((m["model"], *(
-            f"{si(by_len[n]['time_s'], 's')} {_per_byte(by_len[n]['intensity_flop_per_B'])} FLOP/B {by_len[n]['bound']}"
+            f"{si(by_len[n]['predicted_s'], 's')} (>= {si(by_len[n]['time_s'], 's')} "
+            f"{_per_byte(by_len[n]['intensity_flop_per_B'])} FLOP/B {by_len[n]['bound']})"
             if n in by_len else "beyond context" for n in lens)))
     prefill = table(pre_rows, ("prefill, batch " + str(b), *(f"{n} tokens" for n in lens)))
     lec = table([(p["name"], si(p["flops"], "FLOP"), si(p["hbm_bytes"], "B"), _per_byte(p["intensity_flop_per_B"]),

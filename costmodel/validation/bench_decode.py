@@ -89,8 +89,8 @@ def run_config(B, L, d, H, Hkv, dtype, rng, num_threads, warmup, repeats):
     ro, rl = _reference(q, k, v, rows)
     threads = num_threads or decode.default_threads(d)
     out = []
-    for name, splits, hpb, is_default in _plan(B, H, Hkv, L, lambda r: decode.Config(d, threads, item, r)):
-        cfg = decode.Config(d, threads, item, hpb)
+    for name, splits, hpb, is_default in _plan(B, H, Hkv, L, lambda r: decode.DecodeTiles(d, threads, item, r)):
+        cfg = decode.DecodeTiles(d, threads, item, hpb)
         opts = dict(num_splits=splits, num_threads=threads, heads_per_block=hpb)
         with poisoned_outputs():
             steps = [decode_step.prepare_decode(*x, **opts) for x in sets]
@@ -155,7 +155,7 @@ def resources(num_threads) -> list[dict]:
     for d in (32, 64, 128):
         for item in (4, 2):
             for hpb in (1, GROUP_ROWS):
-                cfg = decode.Config(d, num_threads or decode.default_threads(d), item, hpb)
+                cfg = decode.DecodeTiles(d, num_threads or decode.default_threads(d), item, hpb)
                 for final in (True, False):
                     rows += kernel_resources(f"decode d={d} {8 * item}-bit R={hpb} {'final' if final else 'partial'}",
                                              decode.build_kernel(cfg, final), cfg.smem_bytes())

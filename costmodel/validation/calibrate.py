@@ -17,28 +17,34 @@ from pathlib import Path
 
 from costmodel.validation.ceilings import (Ceiling, Sizes, measure_exp, measure_fp32, measure_hbm, measure_l2,
                                            measure_launch, measure_tensor, measure_tiled_fp32)
+from costmodel.progress import NO_PROGRESS
 from costmodel.validation.device import default_base, device_info
 
 
 def run_calibration(base_spec, sizes: Sizes = Sizes(), with_torch: bool = True, info: dict | None = None,
-                    log=lambda msg: None) -> tuple[list[Ceiling], dict, list[str]]:
+                    log=lambda msg: None, progress=NO_PROGRESS) -> tuple[list[Ceiling], dict, list[str]]:
     """Measure every ceiling; returns (ceilings, device info, notes)."""
     info = info or device_info()
     sms = info.get("sm_count") or base_spec.sm_count
     ceilings = []
     log(f"calibrating on {info['gpu']} ({sms} SMs) against {base_spec.name}")
-    ceilings.append(measure_hbm(sizes, sms))
-    ceilings.append(measure_l2(sizes, sms, base_spec.l2_bytes))
-    ceilings.append(measure_fp32(sizes, sms))
-    ceilings.append(measure_exp(sizes, sms, base_spec.boost_clock_Hz, base_spec.sm_count))
-    ceilings.append(measure_tiled_fp32(sizes))
+    progress.start(6 + with_torch)
+    for name, measure in (("HBM", lambda: measure_hbm(sizes, sms)),
+                          ("L2", lambda: measure_l2(sizes, sms, base_spec.l2_bytes)),
+                          ("FP32", lambda: measure_fp32(sizes, sms)),
+                          ("exp", lambda: measure_exp(sizes, sms, base_spec.boost_clock_Hz, base_spec.sm_count)),
+                          ("tiled FP32 matmul", lambda: measure_tiled_fp32(sizes))):
+        ceilings.append(measure())
+        progress.update(item=name)
     notes = []
     if with_torch:
         tensor, notes = measure_tensor(sizes)
         ceilings += tensor
+        progress.update(item="tensor cores")
     else:
         notes.append("tensor-core rates not measured (--no-torch): datasheet values kept")
     ceilings.append(measure_launch(sizes))
+    progress.update(item="launch")
     for c in ceilings:
         log(f"  {c.field:28s} {c.value:.4g}")
     return ceilings, info, notes
@@ -82,7 +88,7 @@ def default_out(base: str) -> Path:
 
 def calibrate_gpu(base: str | None = None, out: str | Path | None = None, raw_json: str | Path | None = None,
                   sizes: Sizes = Sizes(), with_torch: bool = True, command: str | None = None,
-                  log=lambda msg: None) -> dict:
+                  log=lambda msg: None, progress=NO_PROGRESS) -> dict:
     """Measure, write the calibrated spec (YAML) and the raw samples (JSON); return a summary."""
     from hardware_specs import load_gpu, spec_to_yaml
 
@@ -90,7 +96,7 @@ def calibrate_gpu(base: str | None = None, out: str | Path | None = None, raw_js
     info = device_info()
     base = base or default_base(info["gpu"])
     base_spec = load_gpu(base)
-    ceilings, info, notes = run_calibration(base_spec, sizes, with_torch, info, log)
+    ceilings, info, notes = run_calibration(base_spec, sizes, with_torch, info, log, progress)
     out = Path(out) if out else default_out(base_spec.name)
     raw_json = Path(raw_json) if raw_json else out.with_suffix(".raw.json")
     date = _dt.date.today()

@@ -223,7 +223,7 @@ def run_decode(Ls, batches, rng, budget, H=32, Hkv=8, d=128, dt=np.float16):
                 with reused_buffers():
                     t = time_kernel(lambda a, b, c: decode_step.flash_decoding(a, b, c, num_splits=splits),
                                     input_sets=sets, budget_s=budget)
-                cfg = decode.Config(d, decode.default_threads(d), np.dtype(dt).itemsize)
+                cfg = decode.DecodeTiles(d, decode.default_threads(d), np.dtype(dt).itemsize)
                 r, _ = regs(decode.build_kernel(cfg, splits == 1), name, cfg.smem_bytes())
                 out.append(record(
                     section="decode", kernel=name, batch=B, heads=H, kv_heads=Hkv, L=L, d=d, causal=False,

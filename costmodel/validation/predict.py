@@ -72,7 +72,7 @@ def simulate_ours(spec, case: Case):
                               head_dim=c.head_dim, causal=c.causal, window=c.window)
 
 
-MICROKERNEL_THREADS = 128  # kernels.matmul.Config().num_threads: the unit of calibration's occupancy sweep
+MICROKERNEL_THREADS = 128  # kernels.matmul.MatmulTiles().num_threads: the unit of calibration's occupancy sweep
 
 
 def tiled_occupancy(spec, result) -> tuple[float, float]:

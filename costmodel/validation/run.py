@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from numba import cuda
 
+from costmodel.progress import NO_PROGRESS
 from costmodel.validation.device import default_base, device_info, time_torch
 from costmodel.validation.families import TORCH_NOTES, family
 from costmodel.validation.ncu import NCU_NOTE, run_ncu
@@ -217,7 +218,7 @@ def run_validation(spec_name: str | None = None, quick: bool = False, families: 
                    seq_lens: tuple[int, ...] | None = None,
                    max_seconds: float | None = None, ncu: bool = False, repeats: int = 20, warmup: int = 3,
                    command: str | None = None, ncu_path: str = "ncu", ncu_families: tuple[str, ...] | None = None,
-                   log=lambda msg: None) -> Results:
+                   log=lambda msg: None, progress=NO_PROGRESS) -> Results:
     """The whole sweep on the current GPU; returns the validated results.
 
     ``max_seconds`` bounds the whole run: no configuration starts after it (with ``ncu``,
@@ -239,7 +240,9 @@ def run_validation(spec_name: str | None = None, quick: bool = False, families: 
         notes.append(f"predictions use the datasheet spec {spec.name}: run `ioaware calibrate` first for measured ceilings")
     records, done, skipped = [], [], []
     sweep_budget = None if max_seconds is None else max_seconds * (0.6 if ncu else 1.0)
+    progress.start(len(cases))
     for i, case in enumerate(cases):
+        progress.update(0, item=case.label())  # name the case while it runs; counted when done
         if sweep_budget is not None and time.perf_counter() - t0 > sweep_budget:
             skipped += [f"{c.label()}: time budget ({sweep_budget:.0f} s) spent" for c in cases[i:]]
             break
@@ -250,11 +253,13 @@ def run_validation(spec_name: str | None = None, quick: bool = False, families: 
             skipped.append(f"{case.label()}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             log(f"skip {case.label()}: {skipped[-1]}")
             _free_memory()
+            progress.update(item=case.label())
             continue
         done.append((case, flops, predicted, samples, rel_err))
         log(f"{case.label():60s} {statistics.median(samples) * 1e3:9.3f} ms  predicted "
             f"{predicted['time_s'] * 1e3:9.3f} ms  err {rel_err if rel_err is None else f'{rel_err:.1e}'}")
         _free_memory()
+        progress.update(item=case.label())
     groups: list = [None] * len(done)
     profiled = [i for i, d in enumerate(done) if ncu_families is None or d[0].family in ncu_families]
     if ncu and profiled:

@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from costmodel.validation.families import FAMILIES, TORCH_FAMILIES
+from hardware_specs.yaml_files import field_errors
 
 
 class _Strict(BaseModel):
@@ -154,13 +155,7 @@ def parse_results(data: dict, origin: str = "results") -> Results:
     try:
         return Results.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "results"
-            given = err.get("input")
-            shown = "" if isinstance(given, (dict, list)) else f" (got {given!r})"
-            lines.append(f"{loc}: {err['msg']}{shown}")
-        raise ResultsError(f"{origin}: invalid results file: " + "; ".join(lines)) from None
+        raise ResultsError(f"{origin}: invalid results file: " + field_errors(exc, "results", (dict, list))) from None
 
 
 def load_results(path: str | Path) -> Results:

@@ -1,0 +1,71 @@
+"""Fit the H200's ``gemm:`` and ``memory_ops:`` sections from the committed op grids and write them
+into the calibrated spec.
+
+    python3 -m costmodel.validation.step_calibrate [--write]
+
+Inputs: ``results/h200/step_run1.json`` (GEMM lattice and held-out projections, memory ops, SDPA) and
+``results/h200/step_run2.json`` (kernel families, per-op host costs, unaligned GEMMs), both
+measured by ``costmodel.validation.step_run`` (commands and versions in their ``meta``). The model
+runs in those files are not read here. ``--write`` replaces the two sections of
+``hardware_specs/calibrated/h200-sxm-141gb-measured.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+import yaml
+
+from costmodel.validation.step_results import load_results, load_results_run2
+from costmodel.validation.step_fit import family_errors, fit_attention, fit_gemm, fit_memory_ops, fit_unaligned
+
+SPEC_FILE = Path(__file__).resolve().parents[2] / "hardware_specs" / "calibrated" / "h200-sxm-141gb-measured.yaml"
+
+
+def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured"):
+    """(spec with both sections, gemm model, memory-ops model)."""
+    from hardware_specs import load_gpu
+
+    spec = load_gpu(base) if isinstance(base, str) else base
+    spec = spec.model_copy(update={"gemm": None, "memory_ops": None})
+    date = dt.date.fromisoformat(run2["meta"]["date"][:10])
+    gpu = run1["meta"].get("gpu", "unknown")
+    host = {**run2.get("host", {}), "graph_gap": run2.get("graph_gap")}  # graph_gap: none measured yet
+    mem = fit_memory_ops(run1["memory_ops"], run2["launch"], date, gpu, host, family_rows=run2.get("families"))
+    spec = spec.model_copy(update={"memory_ops": mem})
+    errs = family_errors(spec, run2.get("families", []))
+    fams = {k: v.model_copy(update={"heldout_median_abs_err": errs[k][0], "heldout_max_abs_err": errs[k][1]})
+            for k, v in mem.families.items() if k in errs}
+    mem = mem.model_copy(update={"families": fams})
+    spec = spec.model_copy(update={"memory_ops": mem})
+    gemm = fit_gemm(spec, run1["gemm"], date, gpu)
+    gemm = fit_unaligned(spec, run2["gemm"], gemm)
+    gemm = fit_attention(spec, run1["sdpa"], gemm, mem)
+    spec = spec.model_copy(update={"gemm": gemm})
+    return spec, gemm, mem
+
+
+def write_sections(gemm, mem, path: Path = SPEC_FILE) -> None:
+    raw = yaml.safe_load(path.read_text())
+    raw["gemm"] = gemm.model_dump(mode="json")
+    raw["memory_ops"] = mem.model_dump(mode="json")
+    path.write_text(yaml.safe_dump(raw, sort_keys=False, width=120))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m costmodel.validation.step_calibrate")
+    p.add_argument("--write", action="store_true")
+    args = p.parse_args(argv)
+    spec, gemm, mem = fitted_sections(load_results(), load_results_run2())
+    print(yaml.safe_dump({"gemm": gemm.model_dump(mode="json"), "memory_ops": mem.model_dump(mode="json")},
+                         sort_keys=False, width=120))
+    if args.write:
+        write_sections(gemm, mem)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

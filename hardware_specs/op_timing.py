@@ -1,0 +1,161 @@
+"""Fitted op-timing parameters of a GPU: the cuBLAS GEMM model and the memory-bound-op curve.
+
+These are the ``gemm:`` and ``memory_ops:`` sections of a calibrated spec. Each number is a
+physical quantity with its unit in its name, fitted on a measured grid (``measured:`` says
+how, where and when). A datasheet spec has no such section; ``simulators.matmul`` and
+``simulators.memory_ops`` then use ``default_gemm(spec)`` / ``default_memory_ops(spec)``,
+whose values are stated assumptions (``assumed`` holds the text), not measurements.
+
+GEMM (``simulators/matmul.py`` states the model): a tile of ``tile_m x tile_n`` outputs runs on
+one SM at ``efficiency[dtype]`` of that SM's share of the tensor-core peak; the operands
+stream from DRAM at ``bandwidth_fraction`` of the memory-op bandwidth; each kernel costs
+``overhead_s`` of GPU time besides (prologue, epilogue, pipeline fill).
+
+Memory-bound ops (``simulators/memory_ops.py``): a kernel moving n bytes takes
+``latency_s + n / bandwidth_Bps`` on the GPU (``l2_bandwidth_Bps`` when n <= ``l2_resident_bytes``). Launch: eager PyTorch spends
+``host_per_kernel_s`` of CPU time per launched kernel (dispatch + launch); a CUDA graph
+replays its kernels ``graph_per_kernel_s`` apart and costs ``graph_launch_s`` per replay.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Output tiles (token rows x output features) that cuBLAS Hopper GEMM kernels use: CUTLASS 3
+# sm90 CTA tiles 64x128, 128x128, 128x256, 256x128 for 16-bit inputs, and the skinny tiles of
+# cuBLAS's nvjet kernels seen in the H200 profiles (nvjet_sm90_tst_128x8 / 64x8 / 256x8 for a
+# decode step: 8 token rows). An assumption of the model, not a fitted number.
+DEFAULT_TILES = ((8, 64), (8, 128), (8, 256), (16, 128), (32, 128), (64, 128), (64, 256), (128, 128),
+                 (128, 256), (256, 128))
+DEFAULT_SPLIT_K = (1, 2, 4, 8, 16)
+
+
+class Fit(BaseModel):
+    """How a fitted section was obtained and how well it fits its held-out grid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field(min_length=1)
+    date: _dt.date
+    gpu: str = Field(min_length=1)
+    fit_points: int = Field(ge=0)
+    heldout_points: int = Field(ge=0)
+    heldout_median_abs_err: float | None = None  # |pred/measured - 1|
+    heldout_max_abs_err: float | None = None
+
+
+class GemmModel(BaseModel):
+    """cuBLAS-like GEMM timing parameters (``simulators/matmul.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    efficiency: dict[str, float]  # per tensor dtype: fraction of the tensor peak a full tile sustains
+    bandwidth_fraction: float = Field(gt=0, le=1.5)  # operand streaming / memory-op bandwidth
+    # N or K not a multiple of 8 elements (16 B): no TMA / wgmma kernel; cuBLAS falls back to
+    # align-1 kernels (cutlass_75 ... align1 in the H200 profiles) at these fractions
+    unaligned_efficiency: float | None = Field(default=None, gt=0, le=1)
+    unaligned_bandwidth_fraction: float | None = Field(default=None, gt=0, le=1.5)
+    overhead_s: float = Field(ge=0)  # GPU time per kernel besides compute/memory (s)
+    tiles: tuple[tuple[int, int], ...] = DEFAULT_TILES
+    split_k: tuple[int, ...] = DEFAULT_SPLIT_K
+    # SDPA (fused attention) kernels: fraction of the tensor peak sustained, forward and backward
+    # (costmodel/step/attention.py; the impls branch's implementation models replace these).
+    attention_efficiency: dict[str, float] | None = None
+    attention_bwd_efficiency: dict[str, float] | None = None
+    measured: Fit | None = None
+    assumed: str | None = None
+
+
+class LaunchModel(BaseModel):
+    """Launch and host costs of PyTorch on this GPU and its host."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host_per_kernel_s: float = Field(ge=0)  # eager: CPU time per launched kernel (dispatch + cudaLaunchKernel)
+    host_per_library_call_s: float | None = Field(default=None, ge=0)  # eager: a cuBLAS call (GEMM)
+    host_attention_s: float | None = Field(default=None, ge=0)  # eager: one SDPA call
+    host_by_family: dict[str, float] = Field(default_factory=dict)  # eager: one kernel of a family
+    # eager training (autograd + fused AdamW): CPU time per kernel of a whole step
+    host_per_kernel_autograd_s: float | None = Field(default=None, ge=0)
+    graph_per_kernel_s: float = Field(ge=0)  # CUDA graph: GPU time between consecutive kernels
+    graph_launch_s: float = Field(ge=0)  # CUDA graph: one replay's fixed cost
+
+
+class KernelFamily(BaseModel):
+    """One family of memory-bound kernels: time = latency_s + bytes / bandwidth (L2 bandwidth up to
+    l2_resident_bytes per kernel)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_s: float = Field(ge=0)
+    bandwidth_Bps: float = Field(gt=0)
+    l2_bandwidth_Bps: float | None = Field(default=None, gt=0)
+    # measured points (bytes per kernel -> seconds): inside their range time is interpolated
+    # log-log between them (a reduction's fixed cost is not one number: 2 us for one row, 7.6 us
+    # from 32 rows up on the H200); outside it, latency_s + bytes / bandwidth
+    table_bytes: tuple[float, ...] = ()
+    table_s: tuple[float, ...] = ()
+    heldout_median_abs_err: float | None = None
+    heldout_max_abs_err: float | None = None
+
+
+class MemoryOpsModel(BaseModel):
+    """Memory-bound kernel time: latency + bytes / bandwidth (``simulators/memory_ops.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_s: float = Field(ge=0)  # a kernel's fixed GPU time (ramp up, tail, drain)
+    bandwidth_Bps: float = Field(gt=0)  # sustained DRAM bandwidth of a large elementwise kernel
+    # A kernel moving at most l2_resident_bytes finds its operands in L2 (written by the kernel
+    # before it) and runs at l2_bandwidth_Bps; None: always DRAM.
+    l2_resident_bytes: float | None = Field(default=None, gt=0)
+    l2_bandwidth_Bps: float | None = Field(default=None, gt=0)
+    # Per kernel family (costmodel/validation/step_families.py: vectorized, broadcast, strided, cast_up,
+    # cast_down, cat, index_copy, reduce, layernorm): its own fitted curve; a family not listed
+    # uses the fields above.
+    families: dict[str, "KernelFamily"] = Field(default_factory=dict)
+    launch: LaunchModel
+    measured: Fit | None = None
+    assumed: str | None = None
+
+
+# Defaults for a GPU never measured. Each is an assumption stated in ``assumed``.
+_DEFAULT_GEMM_EFFICIENCY = 0.8  # cuBLAS large square GEMMs reach ~75-80% of the dense tensor peak (H200: 768/989)
+_DEFAULT_BW_FRACTION = 0.9
+
+
+def default_memory_ops(spec) -> MemoryOpsModel:
+    """Datasheet-only answer: 90% of the spec's HBM bandwidth, 2 us per kernel, launch from the spec."""
+    return MemoryOpsModel(
+        latency_s=2e-6, bandwidth_Bps=_DEFAULT_BW_FRACTION * spec.hbm_bandwidth_Bps,
+        launch=LaunchModel(host_per_kernel_s=max(spec.kernel_launch_s, 5e-6), graph_per_kernel_s=1e-6,
+                           graph_launch_s=spec.kernel_launch_s),
+        assumed="not measured: bandwidth 0.9 x hbm_bandwidth_Bps, latency 2 us, eager host cost "
+                "max(kernel_launch_s, 5 us) per kernel, 1 us between graph kernels",
+    )
+
+
+def default_gemm(spec) -> GemmModel:
+    """Datasheet-only answer: 80% of each tensor peak on full tiles, operands at the memory-op bandwidth."""
+    units = ("fp16", "bf16", "fp8", "int8", "fp32")
+    return GemmModel(
+        efficiency={u: _DEFAULT_GEMM_EFFICIENCY for u in units}, bandwidth_fraction=1.0, overhead_s=3e-6,
+        assumed="not measured: 80% of the dense tensor peak on full tiles, operands at the memory-op "
+                "bandwidth, 3 us per kernel",
+    )
+
+
+def gemm_model(spec) -> GemmModel:
+    return spec.gemm if getattr(spec, "gemm", None) is not None else default_gemm(spec)
+
+
+def memory_ops_model(spec) -> MemoryOpsModel:
+    return spec.memory_ops if getattr(spec, "memory_ops", None) is not None else default_memory_ops(spec)
+
+
+__all__ = [
+    "DEFAULT_SPLIT_K", "DEFAULT_TILES", "Fit", "GemmModel", "KernelFamily", "LaunchModel", "MemoryOpsModel", "default_gemm",
+    "default_memory_ops", "gemm_model", "memory_ops_model",
+]
