@@ -77,10 +77,10 @@ def main(argv=None) -> int:
     ap.add_argument("--write-spec", action="store_true")
     ap.add_argument("--out", default=str(records.RAW.parent / "heldout-results.json"))
     ap.add_argument("--sweeps", type=int, default=2)
-    ap.add_argument("--hold", default="dram_latency_s=6.14e-7,l2_latency_s=2.816e-7",
+    ap.add_argument("--hold", default="dram_latency_s=4.506e-7,l2_latency_s=4.476e-7",
                     help="GPU-wide parameters held, NAME=VALUE,...: the latencies, which this grid does not "
-                         "determine (two runs' fits differed by 29-51 %); default: the values of the first fit "
-                         "with l2.py rule 5, on which the numba_kernels and eager-ops fits were made")
+                         "determine (two runs' fits differed by 29-51 %); default: the values of the fit with the "
+                         "decode GPU points (commit 204b257), on which main's numba_kernels fit was made")
     args = ap.parse_args(argv)
     data = records.load(args.raw)
     spec = load_gpu(SPEC)
