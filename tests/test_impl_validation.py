@@ -69,7 +69,8 @@ def test_committed_section_round_trips_and_carries_provenance():
     assert again == sec
     for params in [sec.gpu, *sec.impls.values()]:
         for p in params.values():
-            assert p.unit and p.meaning and p.measured.gpu == "NVIDIA H200" and p.spread is not None
+            assert p.unit and p.meaning and p.measured.gpu == "NVIDIA H200"
+            assert p.spread is not None or p.measured.method.startswith("held")
     assert set(sec.impls) == set(grids.IMPLS)
 
 

@@ -149,3 +149,25 @@ def test_launch_order_decides_l2_reuse():
     assert tiles.global_bytes == heads.global_bytes
     assert heads.kernels[0].grid == (128, 64)
     assert heads.hbm_bytes > 5 * tiles.hbm_bytes
+
+
+def test_kv_reused_across_consecutive_waves_when_the_pair_fits():
+    """l2.py rule 5, counted by hand. FA2 forward, one head, N = L = 16384, d 64, fp16, 64 x 64 tiles,
+    one block an SM (H100: 132 slots): 256 query tiles in two waves (132, 124), every block reading all
+    of K and V (4 MiB). Q and O are 2 MiB each. With the whole L2 the pair of waves fits: K/V cross DRAM
+    once (compulsory, 8 MiB + lse). With 6 MB usable each wave fits but the pair (K/V + Q/O = 8 MiB)
+    does not: the second wave reads K/V again, 4 MiB more."""
+    from hardware_specs import load_gpu
+    from simulators import simulate_attention
+
+    h100 = load_gpu("h100-sxm5-80gb")
+    kw = dict(batch=1, heads=1, seq_len=16384, head_dim=64, dtype="fp16", block_r=64, block_c=64, max_blocks_per_sm=1)
+    mib = 2 ** 20
+    lse = 16384 * 4
+    warm = simulate_attention(h100, "flash2", **kw).kernels[0]
+    cold = simulate_attention(h100, "flash2", l2_fraction=6e6 / h100.l2_bytes, **kw).kernels[0]
+    assert warm.waves == 2
+    assert warm.hbm_bytes == 8 * mib + lse
+    assert cold.hbm_bytes == 12 * mib + lse
+    walked = simulate_attention(h100, "flash2", path="enumerate", l2_fraction=6e6 / h100.l2_bytes, **kw).kernels[0]
+    assert walked.hbm_bytes == cold.hbm_bytes  # the block walk applies the same rule
