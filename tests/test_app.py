@@ -87,21 +87,10 @@ def test_memory_view_against_the_capacity(views):
     assert views["decode"]["memory"]["terms_bytes"]["kv_cache"] == 2 * 32 * 32 * 128 * 2 * 2 * 1025
 
 
-def test_serving_says_what_it_shows(views):
-    from importlib.util import find_spec
-
-    figures.serving_figure(views["serving"])  # draws with or without the simulator
-    if find_spec("costmodel.serving") is not None:
-        pytest.skip("the serving simulator is installed (test_serving_view_is_the_simulators checks it)")
-    assert views["serving"]["serving"] is None
-    assert any(n.startswith("serving:") and "not installed" in n for n in views["serving"]["notes"])
-
-
 def test_parallel_view_is_predict_inference():
     """With TP x PP > 1 the parallelism panel holds predict_inference's numbers on the GPU's cluster."""
     v = evaluate(AppInputs(phase="decode", tensor_parallel=2, pipeline_parallel=2, batch=4, seq_len=2048))
-    figures.parallel_figure(v)  # draws with or without costmodel.parallel
-    pytest.importorskip("costmodel.parallel", reason="costmodel.parallel is not in this build")
+    figures.parallel_figure(v)
     from costmodel.parallel.inference import predict_inference
 
     r = predict_inference("llama3-8b", "dgx-h200", phase="decode", batch=4, seq_len=2048, tp=2, pp=2)
@@ -115,7 +104,6 @@ def test_parallel_view_is_predict_inference():
 
 def test_serving_view_is_the_simulators(views):
     """The serving panel's numbers are simulate_serving's for the same request stream."""
-    pytest.importorskip("costmodel.serving", reason="the serving simulator is not in this build")
     from costmodel.serving import simulate_serving
 
     got = views["serving"]["serving"]

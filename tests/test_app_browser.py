@@ -100,22 +100,18 @@ def test_app_follows_the_controls_and_names_bad_fields(dash_duo, tmp_path):
     _choose(dash_duo, "#gpu", value=DEFAULT_GPU)
     dash_duo.wait_for_text_to_equal("#summary-time", fmt_time(_step(cfg, spec, "decode", 8, 2048, tp=2)[0]), timeout=20)
 
-    # Where the parallel and serving branches are in this build, their panels hold their APIs' numbers.
-    from costmodel.app import parallel_view, serving_view
+    # The parallel and serving panels hold their APIs' numbers.
+    from costmodel.app import serving_view
+    from costmodel.parallel.inference import predict_inference
+    from costmodel.serving import simulate_serving
 
-    if parallel_view.available():
-        from costmodel.parallel.inference import predict_inference
-
-        par = predict_inference(cfg, "dgx-h200", phase="decode", batch=8, seq_len=2048, tp=2, pp=1)
-        dash_duo.wait_for_contains_text("#parallel-row-1", fmt_time(par.time_s), timeout=20)
-    if serving_view.available():
-        from costmodel.serving import simulate_serving
-
-        _click(dash_duo, "#phase input[value='serving']")
-        srv = simulate_serving(cfg, spec, rate_per_s=4.0, n_requests=serving_view.SERVING_REQUESTS, prompt_len="2048",
-                               output_len="128", seed=serving_view.SEED, tensor_parallel=2, dtype="bf16")
-        dash_duo.wait_for_contains_text("#serving-row-0", fmt_time(srv.metrics["ttft_s"]["p50"]), timeout=30)
-        _click(dash_duo, "#phase input[value='decode']")
+    par = predict_inference(cfg, "dgx-h200", phase="decode", batch=8, seq_len=2048, tp=2, pp=1)
+    dash_duo.wait_for_contains_text("#parallel-row-1", fmt_time(par.time_s), timeout=20)
+    _click(dash_duo, "#phase input[value='serving']")
+    srv = simulate_serving(cfg, spec, rate_per_s=4.0, n_requests=serving_view.SERVING_REQUESTS, prompt_len="2048",
+                           output_len="128", seed=serving_view.SEED, tensor_parallel=2, dtype="bf16")
+    dash_duo.wait_for_contains_text("#serving-row-0", fmt_time(srv.metrics["ttft_s"]["p50"]), timeout=30)
+    _click(dash_duo, "#phase input[value='decode']")
 
     # The JSON buttons download what the panels show.
     import json

@@ -152,8 +152,7 @@ def serving_figure(view: dict) -> go.Figure:
     fig = go.Figure()
     serving = view.get("serving")
     if not serving:
-        fig.add_annotation(text="choose the serving phase" if view["summary"]["phase"] != "serving"
-                           else "the serving simulator is not installed in this build",
+        fig.add_annotation(text="choose the serving phase",
                            showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=13))
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
@@ -180,9 +179,7 @@ def parallel_figure(view: dict) -> go.Figure:
     fig = go.Figure()
     par = view.get("parallel")
     if not par or "breakdown_s" not in par:
-        text = (par or {}).get("note") or ("choose tensor or pipeline parallel > 1" if view["summary"]["tensor_parallel"]
-                                           * view["inputs"]["pipeline_parallel"] == 1
-                                           else "multi-GPU communication (costmodel.parallel) is not in this build")
+        text = (par or {}).get("note") or "choose tensor or pipeline parallel > 1"
         fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=12))
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)

@@ -57,11 +57,7 @@ def model_choices() -> list[dict[str, str]]:
 
 
 def torch_implementations() -> tuple[str, ...]:
-    """torch's SDPA backends as data (simulators/implementations), where that catalog is in this build."""
-    from importlib.util import find_spec
-
-    if find_spec("simulators.implementations") is None:
-        return ()
+    """torch's SDPA backends as data (simulators/implementations)."""
     from simulators.implementations import TORCH_IMPLS
 
     return tuple(TORCH_IMPLS)

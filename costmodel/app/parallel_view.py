@@ -3,16 +3,10 @@
 ``costmodel.parallel.predict_inference`` on the bundled cluster file whose GPU is the chosen one
 (a DGX node of it): per-GPU compute from the step predictor at tensor parallel t, the two
 all-reduces per layer of Megatron TP and the pipeline's stage-to-stage sends. The app asks for
-it only where ``costmodel.parallel`` is installed (``available()``) and t·p > 1.
+it where t·p > 1.
 """
 
 from __future__ import annotations
-
-from importlib.util import find_spec
-
-
-def available() -> bool:
-    return find_spec("costmodel.parallel") is not None and find_spec("hardware_specs.cluster") is not None
 
 
 def cluster_for(gpu_name: str) -> str | None:

@@ -4,20 +4,13 @@ A Poisson stream of ``SERVING_REQUESTS`` requests at the chosen rate, each with 
 (the sequence length control) and output length, batched by the simulator's default (chunked
 prefill) scheduler over a paged KV cache, every iteration timed by the step predictor. The view
 holds the latency percentiles (time to first token, time per output token, end to end), the
-throughput and the KV cache's use. The app asks for it only where ``costmodel.serving`` is
-installed (``available()``); elsewhere the page says so.
+throughput and the KV cache's use.
 """
 
 from __future__ import annotations
 
-from importlib.util import find_spec
-
 SERVING_REQUESTS = 200  # enough for stable p50/p90 at a few requests per second; ~0.5 s to simulate on a CPU
 SEED = 0
-
-
-def available() -> bool:
-    return find_spec("costmodel.serving") is not None
 
 
 def serving_view(spec, cfg, inputs) -> dict:

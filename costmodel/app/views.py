@@ -12,9 +12,9 @@ page draws is also what its "JSON" buttons download. Views:
 - ``attention``: bytes per memory level and time of one layer's attention for standard, FlashAttention-2
   and the chosen implementation (``simulate_attention``);
 - ``parallel``: with TP x PP > 1, one step's latency, throughput and memory per GPU with its
-  communication (``parallel_view``; None otherwise, or where ``costmodel.parallel`` is not installed);
+  communication (``parallel_view``; None otherwise);
 - ``serving``: for the serving phase, latency percentiles and throughput of simulated requests
-  (``serving_view``; None otherwise, or where ``costmodel.serving`` is not installed).
+  (``serving_view``; None otherwise).
 
 The step is ``costmodel.step.predict_step``'s; its attention is the fused kernel the step
 predictor models (its SDPA backend for the GPU unless a ``torch-*`` implementation is chosen), while
@@ -140,14 +140,10 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
     cfg = resolve_model(inputs.model, model_uploads)
     notes, serving = [], None
     if inputs.phase == "serving":
-        if serving_view.available():
-            serving = serving_view.serving_view(spec, cfg, inputs)
-            notes.append(f"serving: {serving['requests']} Poisson requests at {inputs.rate_per_s:g}/s, "
-                         f"{inputs.seq_len}-token prompts, {inputs.output_len} output tokens (Serving panel); "
-                         "the other panels show one decode step at this batch and cache length")
-        else:  # the serving simulator's branch has not landed in this build
-            notes.append("serving: the serving simulator (costmodel.serving) is not installed in this build; "
-                         "showing one decode step at this batch and cache length instead")
+        serving = serving_view.serving_view(spec, cfg, inputs)
+        notes.append(f"serving: {serving['requests']} Poisson requests at {inputs.rate_per_s:g}/s, "
+                     f"{inputs.seq_len}-token prompts, {inputs.output_len} output tokens (Serving panel); "
+                     "the other panels show one decode step at this batch and cache length")
     phase = "decode" if inputs.phase == "serving" else inputs.phase
     q = inputs.model_copy(update={"phase": phase})
     call = attention_call(cfg, q)
@@ -169,13 +165,9 @@ def evaluate(inputs: AppInputs, gpu_uploads: dict[str, str] | None = None,
                      "backend's own kernels")
     parallel = None
     if inputs.tensor_parallel * inputs.pipeline_parallel > 1:
-        if parallel_view.available():
-            parallel = parallel_view.parallel_view(spec, cfg, q)
-            if "note" in parallel:
-                notes.append("parallelism: " + parallel["note"])
-        else:
-            notes.append(f"tensor parallel {inputs.tensor_parallel}: compute and memory per GPU; communication "
-                         "between GPUs (costmodel.parallel) is not installed in this build")
+        parallel = parallel_view.parallel_view(spec, cfg, q)
+        if "note" in parallel:
+            notes.append("parallelism: " + parallel["note"])
 
     capacity = float(spec.hbm_bytes)
     summary = {"gpu": spec.name, "gpu_display_name": spec.display_name, "model": cfg.name, "phase": inputs.phase,
