@@ -9,7 +9,7 @@ entry point; the modules hold one idea each (see their docstrings):
     counting   operation counting, stated once; tile moments -> FLOPs and smem traffic
     l2         occupancy, waves and the L2 rule that turns requests into DRAM bytes
     closed     closed forms of the flash kernels' counts
-    walk       the same schedules walked block by block (numba)
+    walk       the same schedules walked block by block (numba; the backward ones in walk_backward)
     flash      FA1 / FA2 / Flash-Decoding kernels assembled from either path
     standard   standard attention as a networkx graph of kernels; fusion by contraction
     timing     roofline time per kernel: per-SM resources on the busiest SM, DRAM and L2 shared; launch cost

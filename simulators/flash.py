@@ -18,7 +18,7 @@ import numpy as np
 
 from hardware_specs.dtypes import dtype_bytes
 from hardware_specs.kernel_launch import decode_launch
-from simulators import closed, walk as enum
+from simulators import closed, walk as enum, walk_backward
 from simulators import counting as F
 from simulators.config import flash_block_sizes
 from simulators.l2 import blocks_per_sm
@@ -265,7 +265,7 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
             fp, bpsm = _occupancy(spec, sch, tile_footprint_bytes("flash2_bwd", br, bc, d, s), threads,
                                   f"block-r/block-c: {tiles} at head_dim: {d} (flash2_bwd)")
             if path == "enumerate":
-                m = enum.fa2_bwd(classes, p.n_q, p.n_k, br, bc, d, e, s, a, cfg.batch, cfg.heads, g,
+                m = walk_backward.fa2_bwd(classes, p.n_q, p.n_k, br, bc, d, e, s, a, cfg.batch, cfg.heads, g,
                                  slots_of(bpsm), capacity, fast)
             else:
                 m = closed.fa2_bwd(p, slots_of(bpsm), capacity, fast)
@@ -274,7 +274,7 @@ def flash_kernels(spec, cfg, sch, impl: str, pass_: str, path: str, classes: np.
             fp, bpsm = _occupancy(spec, sch, tile_footprint_bytes("flash1_bwd", br, bc, d, s), threads,
                                   f"block-r/block-c: {tiles} at head_dim: {d} (flash1_bwd)")
             if path == "enumerate":
-                m = enum.fa1_bwd(classes, p.n_q, p.n_k, br, bc, d, e, s, a, cfg.batch, cfg.heads, g,
+                m = walk_backward.fa1_bwd(classes, p.n_q, p.n_k, br, bc, d, e, s, a, cfg.batch, cfg.heads, g,
                                  slots_of(bpsm), capacity)
             else:
                 m = closed.fa1_bwd(p, slots_of(bpsm), capacity)

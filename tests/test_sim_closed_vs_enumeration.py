@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators import closed, walk as enum
+from simulators import closed, walk as enum, walk_backward
 from simulators import simulate_attention
 from simulators.mask import INF, Band, band_tile_classes
 from simulators.problem import FlashProblem
@@ -64,7 +64,7 @@ def test_fa2_forward_closed_form_equals_enumeration(case, tiles_fastest):
 @given(problems(), st.booleans())
 def test_fa2_backward_closed_form_equals_enumeration(case, tiles_fastest):
     p, slots, cap = case
-    expect = enum.fa2_bwd(_classes(p), *_args(p), p.a, p.batch, p.heads, p.group, slots, cap, tiles_fastest)
+    expect = walk_backward.fa2_bwd(_classes(p), *_args(p), p.a, p.batch, p.heads, p.group, slots, cap, tiles_fastest)
     np.testing.assert_array_equal(closed.fa2_bwd(p, slots, cap, tiles_fastest), expect)
 
 
@@ -80,7 +80,7 @@ def test_fa1_forward_closed_form_equals_enumeration(case, io):
 @given(problems())
 def test_fa1_backward_closed_form_equals_enumeration(case):
     p, slots, cap = case
-    expect = enum.fa1_bwd(_classes(p), *_args(p), p.a, p.batch, p.heads, p.group, slots, cap)
+    expect = walk_backward.fa1_bwd(_classes(p), *_args(p), p.a, p.batch, p.heads, p.group, slots, cap)
     np.testing.assert_array_equal(closed.fa1_bwd(p, slots, cap), expect)
 
 
