@@ -128,6 +128,15 @@ def load_cluster(name_or_path: str | Path) -> ClusterSpec:
         raise SpecError(f"{name_or_path}: invalid cluster spec: " + "; ".join(lines)) from None
 
 
+def cluster_of_gpu(gpu_name: str) -> str | None:
+    """The first bundled cluster built of this GPU (a calibrated spec counts as its datasheet base), or None."""
+    base = gpu_name.removesuffix("-measured").removesuffix("-calibrated")
+    for name in list_clusters():
+        if load_cluster(name).gpu in (gpu_name, base):
+            return name
+    return None
+
+
 def with_nodes(cluster: ClusterSpec, gpus: int) -> ClusterSpec:
     """The same cluster cut to ``gpus`` GPUs (whole nodes, or part of one node when gpus < gpus_per_node)."""
     if gpus < 1:

@@ -87,3 +87,24 @@ def test_runs_of_decodes_change_nothing(scheduler, blocks, rate):
         assert (a.first_token_s, a.finish_s, a.preemptions) == (b.first_token_s, b.finish_s, b.preemptions)
     assert s_fast.preemptions == s_slow.preemptions and (blocks > 200 or s_fast.preemptions > 10)
     assert fast.in_system_area == pytest.approx(slow.in_system_area, rel=1e-12)
+
+
+def test_tensor_parallel_counts_its_all_reduces_by_default():
+    """TP 2 on an H200: each step pays 2 all-reduces per layer on the bundled DGX H200 (costmodel.parallel),
+    so steps are slower than the same run with communication given as free; TP 1 has none to count."""
+    from costmodel.models import load_model
+    from costmodel.parallel.collectives import collective_time
+    from costmodel.parallel.inference import tp_step_comm_s
+    from costmodel.serving import simulate_serving
+    from hardware_specs.cluster import load_cluster, with_nodes
+
+    kw = dict(rate_per_s=4.0, n_requests=40, prompt_len="256", output_len="16", seed=0, tensor_parallel=2)
+    counted = simulate_serving("tinyllama-1.1b", "h200-sxm-141gb", **kw)
+    free = simulate_serving("tinyllama-1.1b", "h200-sxm-141gb", tp_comm_s=lambda tokens: 0.0 * tokens, **kw)
+    assert counted.config["tp_communication"] == "counted"
+    assert counted.metrics["tpot_s"]["p50"] > free.metrics["tpot_s"]["p50"]
+    cfg, dgx = load_model("tinyllama-1.1b"), load_cluster("dgx-h200")
+    one = float(collective_time(with_nodes(dgx, 2), "all_reduce", 8 * cfg.d_model * 2, 2))  # 8 tokens, bf16
+    assert float(tp_step_comm_s(cfg, dgx, 2, 8)) == pytest.approx(2 * cfg.n_layers * one)
+    assert simulate_serving("tinyllama-1.1b", "h200-sxm-141gb", **{**kw, "tensor_parallel": 1}).config[
+        "tp_communication"] == "not counted"

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 
 def cluster_for(gpu_name: str) -> str | None:
-    """The first bundled cluster built of this GPU (a calibrated spec counts as its datasheet base)."""
-    from hardware_specs.cluster import list_clusters, load_cluster
+    """The bundled cluster of this GPU (``hardware_specs.cluster.cluster_of_gpu``)."""
+    from hardware_specs.cluster import cluster_of_gpu
 
-    base = gpu_name.removesuffix("-measured").removesuffix("-calibrated")
-    for name in list_clusters():
-        if load_cluster(name).gpu in (gpu_name, base):
-            return name
-    return None
+    return cluster_of_gpu(gpu_name)
 
 
 def parallel_view(spec, cfg, inputs) -> dict:

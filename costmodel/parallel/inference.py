@@ -43,6 +43,16 @@ class InferencePrediction(BaseModel):
     breakdown: dict[str, float]
 
 
+def tp_step_comm_s(cfg, cluster, tp: int, tokens, activation_bytes: int = 2):
+    """Seconds of a forward step's TP communication for ``tokens`` new tokens: the two all-reduces
+    per layer of the b·s_new·h activation (module docstring; Shoeybi et al. 2019 §3) on ``cluster``."""
+    if tp <= 1:
+        return 0.0 * np.asarray(tokens, dtype=float)
+    cl = with_nodes(cluster, tp)
+    act = np.asarray(tokens, dtype=float) * cfg.d_model * activation_bytes
+    return 2 * cfg.n_layers * collective_time(cl, "all_reduce", act, tp)
+
+
 def predict_inference(model, cluster, *, phase: str, batch: int, seq_len: int, tp: int = 1, pp: int = 1,
                       dtype: str = "bf16", **step_kwargs) -> InferencePrediction:
     from costmodel.step import predict_step
@@ -63,7 +73,7 @@ def predict_inference(model, cluster, *, phase: str, batch: int, seq_len: int, t
     new = seq_len if phase == "prefill" else 1
     act = batch * new * cfg.d_model * 2
     layers = -(-cfg.n_layers // pp)
-    ar = float(collective_time(cl, "all_reduce", act, tp))
+    ar = float(tp_step_comm_s(cfg, cl, tp, batch * new)) / (2 * cfg.n_layers) if tp > 1 else 0.0
     p2p_nodes = 2 if tp >= cl.gpus_per_node else 1
     p2p = float(collective_time(cl, "send_recv", act / tp, 2, 1, p2p_nodes)) if pp > 1 else 0.0
     stage = layers * (float(comp.layer_s) + 2 * ar) + max(float(comp.first_s), float(comp.last_s)) * (pp > 1) \

@@ -73,6 +73,18 @@ def _workload(trace, rate_per_s, n_requests, prompt_len, output_len, seed, max_s
     return poisson_workload(rate_per_s, n_requests, prompt_len, output_len, seed=seed, max_seq_len=max_seq_len)
 
 
+def _tp_comm(cfg, gpu, tp: int, activation_bytes: int):
+    """Each step's TP all-reduces on the bundled cluster of this GPU, or None where there is none."""
+    from costmodel.parallel.inference import tp_step_comm_s
+    from hardware_specs.cluster import cluster_of_gpu, load_cluster
+
+    name = cluster_of_gpu(gpu.name)
+    if name is None:
+        return None
+    cluster = load_cluster(name)
+    return lambda tokens: tp_step_comm_s(cfg, cluster, tp, tokens, activation_bytes)
+
+
 def simulate_serving(
     model, gpu, trace=None, *, rate_per_s: float | None = None, n_requests: int = 1000, prompt_len="512",
     output_len="128", seed: int = 0, scheduler: str = "chunked", max_seqs: int = DEFAULT_MAX_SEQS,
@@ -97,8 +109,11 @@ def simulate_serving(
     ``costmodel.step.predict_batch`` with ``step_options`` (attention_impl=, ...; launch= "auto" by
     default: decode-only steps as CUDA graphs, steps with prefill eager, as vLLM's V0 engine runs
     them), asked in discovery passes (``cost``; a ``StepCost`` may be passed in to reuse its cache across runs of one
-    model, GPU and TP). ``tp_comm_s(tokens) -> s`` adds each step's tensor-parallel communication
-    (not counted otherwise: with ``tensor_parallel > 1`` and no ``tp_comm_s`` the steps are optimistic).
+    model, GPU and TP). ``tp_comm_s(tokens) -> s`` adds each step's tensor-parallel communication;
+    by default, with ``tensor_parallel > 1`` and the step predictor's steps, it is the two all-reduces per layer of the step's
+    activations on the bundled cluster built of this GPU (``costmodel.parallel.inference.tp_step_comm_s``
+    on ``hardware_specs.cluster.cluster_of_gpu``), and not counted (optimistic) for a GPU no bundled
+    cluster is built of.
     """
     t_wall = time.perf_counter()
     cfg = load_model(model) if not isinstance(model, ModelConfig) else model
@@ -120,6 +135,8 @@ def simulate_serving(
     gamma = spec.gamma if spec is not None else 0
     kv_dtype = kv_dtype or dtype
     weight_dtype = weight_dtype or dtype
+    if tp_comm_s is None and tensor_parallel > 1 and step_time is None:  # a given step_time is the whole step
+        tp_comm_s = _tp_comm(cfg, gpu, tensor_parallel, 1 if dtype in ("fp8", "int8") else 2)
 
     cap = kv_capacity(cfg, gpu, block_size=block_size, tensor_parallel=tensor_parallel, weight_dtype=weight_dtype,
                       kv_dtype=kv_dtype, gpu_memory_utilization=gpu_memory_utilization, draft=draft_cfg)
@@ -194,7 +211,7 @@ def simulate_serving(
         "kv_dtype": kv_dtype, "weight_dtype": weight_dtype, "preemption": preemption, "workload": work.source,
         "rate_per_s": rate_per_s, "slo_ttft_s": slo_ttft_s, "slo_tpot_s": slo_tpot_s,
         "step_predictor": "given" if step_time else "costmodel.step.predict_batch", "step_options": options,
-        "tp_communication": "given" if tp_comm_s is not None else "not counted",
+        "tp_communication": "counted" if tp_comm_s is not None else "not counted",
     }
     if spec is not None:
         config["speculative"] = {"draft": draft_cfg.name, "gamma": spec.gamma, "alpha": spec.alpha,
