@@ -19,11 +19,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from hardware_specs.interconnect import ClusterSpec
 from hardware_specs.loader import SpecError, load_gpu
+from hardware_specs.yaml_files import DataFileError, load_mapping, read_text
 
 
 def _clusters_dir():
@@ -45,16 +45,13 @@ def _read(name_or_path: str | Path) -> dict[str, Any]:
             raise SpecError(f"cluster: unknown cluster {key!r} (not a bundled spec and not a file); "
                             f"bundled: {', '.join(list_clusters())}")
         try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            raise SpecError(f"{key}: not a text file; a cluster YAML is accepted") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{key}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SpecError(f"{key}: a cluster file must hold a mapping, got {type(raw).__name__}")
-    return raw
+            text = read_text(path, "file")
+        except DataFileError as exc:
+            raise SpecError(str(exc)) from None
+    try:  # the project's one strict reader: a repeated key is an error, as in GPU specs
+        return load_mapping(text, key, "cluster file")
+    except DataFileError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
