@@ -88,3 +88,12 @@ def test_overlay_rules(tmp_path):
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00\x01")
     with pytest.raises(SpecError, match="not a text file"):
         load_cluster(tmp_path / "bin.yaml")
+
+
+def test_cluster_yaml_refuses_a_repeated_key(tmp_path):
+    from importlib.resources import files
+
+    text = files("hardware_specs").joinpath("clusters", "dgx-a100.yaml").read_text()
+    (tmp_path / "dup.yaml").write_text(text + "\nname: typo\n")
+    with pytest.raises(SpecError, match="'name' appears twice"):
+        load_cluster(tmp_path / "dup.yaml")

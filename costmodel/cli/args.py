@@ -4,7 +4,6 @@ message for a bad value, and the argument types (positive numbers, GPU and model
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from typing import Any
 
@@ -79,6 +78,31 @@ def positive_int(text: str) -> int:
 
 def nonnegative_int(text: str) -> int:
     return _number(text, int, lambda v: 0 <= v < MAX_COUNT, "an integer >= 0", "an integer >= 0 (below 2^53)")
+
+
+def writable_file(*suffixes: str):
+    """An argparse type: a path that can become a file ending in one of ``suffixes``, checked before
+    any work (``costmodel.outputs.check_writable``)."""
+
+    def parse(text: str):
+        from costmodel.outputs import OutputError, check_writable
+
+        try:
+            return check_writable(text, "path", suffixes)
+        except OutputError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("path: ")) from None
+
+    return parse
+
+
+def writable_folder(text: str):
+    """An argparse type: a folder files can be written into (``costmodel.outputs.check_writable_folder``)."""
+    from costmodel.outputs import OutputError, check_writable_folder
+
+    try:
+        return check_writable_folder(text, "folder")
+    except OutputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("folder: ")) from None
 
 
 def positive_float(text: str) -> float:

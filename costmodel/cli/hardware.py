@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from costmodel.cli.args import DEFAULT_GPU, CommandError, gpu_name, positive_int
+from costmodel.cli.args import DEFAULT_GPU, gpu_name, positive_int, writable_file
 from costmodel.cli.text import si, table
 
 
@@ -121,17 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--elementwise", type=positive_int, action="append", metavar="N", help="place an elementwise op on N elements")
     p.add_argument("--dtype", choices=("fp32", "fp16", "bf16", "fp8"), default="fp16")
     p.add_argument("--simt", action="store_true", help="matmuls on the SIMT lanes, not tensor cores")
-    p.add_argument("--plot", type=_plot_path, metavar="FILE.html|FILE.png", help="write the roofline figure")
+    p.add_argument("--plot", type=writable_file(".html", ".png"), metavar="FILE.html|FILE.png", help="write the roofline figure")
     p.set_defaults(func=cmd_roofline)
-
-
-def _plot_path(text: str):
-    from costmodel.outputs import OutputError, check_writable
-
-    try:
-        return check_writable(text, "--plot", (".html", ".png"))
-    except OutputError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--plot: ")) from None
 
 
 __all__ = ["register"]

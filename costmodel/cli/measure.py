@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from costmodel.cli.args import CommandError, positive_float, positive_int
+from costmodel.cli.args import CommandError, positive_float, positive_int, writable_file
 from costmodel.cli.text import si, table, to_jsonable
 
 
@@ -209,23 +209,6 @@ def cmd_report(args):
     return data, _summary_text(summary, checks) + "\nwrote " + ", ".join(data["written"])
 
 
-def _html_path(text: str) -> Path:
-    return _writable(text, (".html",))
-
-
-def _json_path(text: str) -> Path:
-    return _writable(text, (".json",))
-
-
-def _writable(text: str, suffixes: tuple[str, ...]) -> Path:
-    from costmodel.outputs import OutputError, check_writable
-
-    try:
-        return check_writable(text, "path", suffixes)
-    except OutputError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("path: ")) from None
-
-
 # ---------------------------------------------------------------- registration
 
 
@@ -233,14 +216,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="measure HBM/L2 bandwidth, FP32/exp/tensor rates and launch cost on this GPU")
     p.add_argument("--base", help="datasheet spec to calibrate (default: chosen from the GPU's name)")
     p.add_argument("--out", type=Path, help="calibrated spec YAML (default hardware_specs/calibrated/<base>-measured.yaml)")
-    p.add_argument("--raw-json", type=_json_path, help="every timing sample (default: beside --out, .raw.json)")
+    p.add_argument("--raw-json", type=writable_file(".json"), help="every timing sample (default: beside --out, .raw.json)")
     p.add_argument("--quick", action="store_true", help="smaller sizes (a few seconds; still 20 repeats)")
     p.add_argument("--repeats", type=positive_int, help="timed runs per measurement (default 20)")
     p.add_argument("--no-torch", action="store_true", help="skip the tensor-core matmuls even if torch is installed")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("validate", help="time attention kernels on this GPU against the simulator's predictions")
-    p.add_argument("--out", type=_json_path,
+    p.add_argument("--out", type=writable_file(".json"),
                    help="results JSON (default costmodel/validation/results/<spec>-validation.json in the package)")
     p.add_argument("--spec", help="spec for the predictions (default: <base>-measured if calibrated, else the datasheet)")
     p.add_argument("--quick", action="store_true", help="a short subset (N 1024 and 4096, d 64)")
@@ -260,7 +243,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("report", help="HTML report (plots, error table, targets, roofline) from a results file")
     p.add_argument("results", type=Path, nargs="+", help="results JSON written by `ioaware validate` (several: merged)")
-    p.add_argument("--out", type=_html_path, required=True, help="the HTML page to write (PNGs go beside it)")
+    p.add_argument("--out", type=writable_file(".html"), required=True, help="the HTML page to write (PNGs go beside it)")
     p.add_argument("--gpu", help="spec for the roofline (default: the results' meta.spec, else its datasheet base)")
     p.add_argument("--no-png", action="store_true", help="do not try PNG export of the figures")
     p.set_defaults(func=cmd_report)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from costmodel.cli.args import DEFAULT_GPU, CommandError, fraction, gpu_name, model_name, positive_int
+from costmodel.cli.args import DEFAULT_GPU, CommandError, fraction, gpu_name, model_name, positive_int, writable_folder
 from costmodel.cli.calculators import checked_matmul_unit, context_len
 from costmodel.cli.text import si, table
 
@@ -164,16 +164,6 @@ def _sizing_text(spec, unit, ridge, args, sized, lecture, path, replaced: bool =
                        + [f"wrote {path}" + (" (replaced the file that was there)" if replaced else "")])
 
 
-def _out_dir(text: str) -> Path:
-    from costmodel.outputs import OutputError, check_writable_folder
-
-    try:
-        return check_writable_folder(text, "folder")
-    except OutputError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("folder: ")) from None
-
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sizing", help="what-if sizing report for a few models on one GPU, with a roofline plot")
     p.add_argument("--gpu", type=gpu_name, default=DEFAULT_GPU, help=f"default {DEFAULT_GPU}")
@@ -184,5 +174,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"prefill lengths, repeatable (default {' '.join(map(str, PREFILL_LENS))})")
     p.add_argument("--batch", type=positive_int, default=1, help="sequences for the KV and decode columns (default 1)")
     p.add_argument("--reserve-fraction", type=fraction, default=0.0, help="of GPU memory held back from the KV cache")
-    p.add_argument("--out", type=_out_dir, default=Path("out/sizing"), help="folder for the plot (default out/sizing)")
+    p.add_argument("--out", type=writable_folder, default=Path("out/sizing"), help="folder for the plot (default out/sizing)")
     p.set_defaults(func=cmd_sizing)
