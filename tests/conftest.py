@@ -2,7 +2,8 @@
 
 The kernels are tested with numba's CUDA simulator unless a run asks for the
 real GPU with NUMBA_ENABLE_CUDASIM=0. numba reads the variable when it is first
-imported, so it is set here, before any test module imports numba.
+imported, so it is set here, before any test module imports numba; Triton's
+interpreter likewise (TRITON_INTERPRET).
 """
 import os
 
@@ -14,6 +15,9 @@ settings.register_profile("seeded", derandomize=True)
 settings.load_profile("seeded")
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+# The serving loop's Triton kernel (costmodel.validation.paged_attention) runs in Triton's
+# interpreter on the CPU; triton reads the variable when a kernel is decorated, at import.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # Browser tests (tests/test_app_browser.py) drive Debian's chromium through Dash's testing
 # plugin; this hook gives it the flags a headless root run on a closed network needs

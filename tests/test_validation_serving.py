@@ -33,7 +33,7 @@ def test_paged_steps_match_the_full_forward(model, graphs):
     # three requests, chunked prefill with a 9-token budget over 4-token blocks, blocks handed out
     # interleaved; at every step each emitted token must be the argmax of the reference model's
     # forward over that request's whole sequence (no cache). ``graphs``: decode-only steps go through
-    # the padded (batch, context) buckets of the CUDA-graph path, emulated on the CPU.
+    # the padded batch buckets of the CUDA-graph path, emulated on the CPU.
     paged = PagedModel(model, num_blocks=40, block_size=4, dtype=torch.float32, device="cpu", emulate_graphs=graphs)
     bm = BlockManager(40, 4, watermark_fraction=0)
     sched = make_scheduler("chunked", bm, max_batch_tokens=9)
@@ -56,12 +56,51 @@ def test_paged_steps_match_the_full_forward(model, graphs):
         sched.complete(batch, t)
     assert checked == sum(r.output_len for r in reqs)
     if graphs:  # the three decoding together ran padded to the batch bucket 4 (one scratch row)
-        assert (4, 16) in paged.graphs
+        assert 4 in paged.graphs
     assert all(len(tokens[r.rid]) == r.prompt_len + r.output_len for r in reqs)
+
+
+@pytest.mark.parametrize("heads, kv_heads, d, block_size, block_n", [
+    (4, 4, 16, 4, 16),     # MHA, a tile of four blocks
+    (8, 2, 32, 16, 16),    # GQA 4, a tile of one block
+    (16, 2, 64, 16, 64),   # GQA 8
+    (2, 1, 16, 32, 16),    # a tile inside a block
+])
+def test_paged_decode_kernel_against_float64(heads, kv_heads, d, block_size, block_n):
+    # the Triton kernel (interpreted) against request-by-request gather and softmax in float64, on
+    # fresh seeded inputs: blocks scattered over the pool, lengths of 1 key, a partial tile, many tiles
+    from costmodel.validation.paged_attention import paged_decode, paged_decode_reference
+
+    g = torch.Generator().manual_seed(SEED + heads + d)
+    lens = torch.tensor([1, block_size + 3, 5 * block_n + 1], dtype=torch.int32)
+    width = int(-(-lens.max() // block_size))
+    n_blocks = 3 * width + 2
+    k_pool = torch.randn(n_blocks * block_size, kv_heads, d, generator=g)
+    v_pool = torch.randn(n_blocks * block_size, kv_heads, d, generator=g)
+    tables = torch.randperm(n_blocks, generator=g)[: 3 * width].view(3, width).to(torch.int32)
+    q = torch.randn(3, heads, d, generator=g)
+    got = paged_decode(q, k_pool, v_pool, tables, lens, block_size, block_n=block_n)
+    want = paged_decode_reference(q, k_pool, v_pool, tables, lens, block_size)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_paged_decode_refuses_what_it_cannot_run():
+    from costmodel.validation.paged_attention import paged_decode
+
+    q, pool = torch.zeros(1, 6, 16), torch.zeros(8, 4, 16)
+    tab, lens = torch.zeros(1, 2, dtype=torch.int32), torch.ones(1, dtype=torch.int32)
+    with pytest.raises(ValueError, match="heads: 6 query heads"):
+        paged_decode(q, pool, pool, tab, lens, 4)
+    with pytest.raises(ValueError, match="head_dim: 24"):
+        paged_decode(torch.zeros(1, 4, 24), torch.zeros(8, 4, 24), torch.zeros(8, 4, 24), tab, lens, 4)
 
 
 @torch.no_grad()
 def test_decode_attention_over_pages_equals_contiguous(model):
+    # the model's decode path: K/V written into scattered blocks, attention through the paged kernel,
+    # against SDPA over the same K/V laid out contiguously
+    from costmodel.validation.paged_attention import paged_decode
+
     paged = PagedModel(model, num_blocks=16, block_size=4, dtype=torch.float32, device="cpu")
     rng = np.random.default_rng(SEED)
     H, d = TINY.n_kv_heads, TINY.head_dim
@@ -69,15 +108,13 @@ def test_decode_attention_over_pages_equals_contiguous(model):
     table = [7, 2, 12]  # any physical blocks
     slots = paged.slots(table, 0, 10)
     paged.k[0][slots], paged.v[0][slots] = kv[0], kv[1]
-    q = torch.tensor(rng.standard_normal((1, TINY.n_heads, 1, d)), dtype=torch.float32)
-    gather = torch.full((1, 16), paged.scratch_block * 4, dtype=torch.long)
-    gather[0, :10] = slots
-    mask = torch.full((1, 1, 1, 16), -float("inf"))
-    mask[..., :10] = 0
-    got = paged._attend_decode(0, q, gather, mask)
-    want = torch.nn.functional.scaled_dot_product_attention(q, kv[0].transpose(0, 1)[None], kv[1].transpose(0, 1)[None],
-                                                            enable_gqa=True)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    q = torch.tensor(rng.standard_normal((1, TINY.n_heads, d)), dtype=torch.float32)
+    tab = torch.full((1, paged.max_blocks), paged.scratch_block, dtype=torch.int32)
+    tab[0, :3] = torch.tensor(table)
+    got = paged_decode(q, paged.k[0], paged.v[0], tab, torch.tensor([10], dtype=torch.int32), 4)
+    want = torch.nn.functional.scaled_dot_product_attention(q[:, :, None], kv[0].transpose(0, 1)[None],
+                                                            kv[1].transpose(0, 1)[None], enable_gqa=True)
+    torch.testing.assert_close(got, want[:, :, 0], rtol=1e-5, atol=1e-6)
 
 
 @torch.no_grad()

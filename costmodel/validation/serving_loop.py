@@ -28,8 +28,9 @@ def serve(paged, workload, *, scheduler: str = "chunked", num_blocks: int, max_s
           max_batch_tokens: int = 2048, use_graphs: bool = True, seed: int = 0, budget_s: float | None = None,
           sync=None, clock=time.perf_counter) -> dict:
     """Serve ``workload`` (a ``Workload``) on ``paged`` (a ``PagedModel``); returns the metrics,
-    the per-request table and every step (start, measured seconds, decodes, their context sum,
-    prefill chunks as (new, context)). Stops admitting at ``budget_s`` of wall time (the rest are
+    the per-request table and every step (start, measured seconds from the loop's top to the
+    synchronized end, of which the scheduler's, decodes, their context sum, prefill chunks as
+    (new, context)). Stops admitting at ``budget_s`` of wall time (the rest are
     reported unserved)."""
     from costmodel.serving.engine import Timeline
 
@@ -53,7 +54,9 @@ def serve(paged, workload, *, scheduler: str = "chunked", num_blocks: int, max_s
         while nxt < n and reqs[nxt].arrival_s <= now:
             sched.add(reqs[nxt])
             nxt += 1
+        t_sched = clock()
         batch = sched.schedule(now)
+        t_sched = clock() - t_sched
         if batch is None:
             if nxt >= n and sched.idle:
                 break
@@ -66,7 +69,7 @@ def serve(paged, workload, *, scheduler: str = "chunked", num_blocks: int, max_s
         end = clock() - t0
         for rid, tok in emitted.items():
             tokens[rid].append(tok)
-        steps.append({"start_s": now, "time_s": end - now, "decodes": len(batch.decode),
+        steps.append({"start_s": now, "time_s": end - now, "schedule_s": t_sched, "decodes": len(batch.decode),
                       "decode_ctx_sum": batch.decode_ctx_sum, "chunks": [(m, c) for _, m, c in batch.prefill]})
         tl.start_s.append(now)
         tl.duration_s.append(end - now)

@@ -9,24 +9,29 @@ a request lives in slot p % block_size of its block table[p // block_size]). Per
 
 1. the new tokens of every request of the batch, flattened (T tokens), go through the projections;
 2. each new token's K and V are written into its slot (one ``index_copy_`` per layer);
-3. decode requests (one new token each) gather their K/V by block table into a padded
-   (B, H_kv, L, d) tensor, L the longest context rounded up to a bucket, and run SDPA with a length
-   mask; prefill chunks gather their context and run SDPA with a causal mask offset by the tokens
-   already cached;
+3. decode requests (one new token each) attend straight from the pools by block table with the
+   paged decode kernel (``paged_attention.paged_decode``, Triton, as vLLM's paged attention): each
+   cached K/V byte read once, nothing gathered; prefill chunks (one request each) gather their
+   context and run SDPA on FlashAttention-2 (what vLLM's prefill runs), causal, aligned to the
+   chunk's end when a context precedes it;
 4. logits only at each request's last new token; greedy argmax is the next token.
 
-The gather copies each request's K/V once per layer per step, which a paged-attention kernel
-(vLLM's) does not: measured decode steps carry that extra traffic (read + write of the gathered K/V).
-Decode-only steps are captured as CUDA graphs per (batch bucket, context bucket) and replayed.
+Decode-only steps are captured as CUDA graphs per batch bucket (vLLM's graph sizes) and replayed:
+block tables and lengths are static device buffers the kernel reads, so one graph serves every
+context length. On the CPU the decode kernel runs in Triton's interpreter (``TRITON_INTERPRET=1``
+set before the first import of triton) and SDPA on its CPU backend.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention.bias import causal_lower_right
+
+from costmodel.validation.paged_attention import paged_decode
+from costmodel.validation.reference_model import apply_rope
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256)  # vLLM-style graph sizes
 
@@ -36,11 +41,6 @@ def bucket(x: int, buckets=BATCH_BUCKETS) -> int:
         if x <= b:
             return b
     return x
-
-
-def ctx_bucket(x: int, block_size: int) -> int:
-    """Contexts padded to a power of two of at least 4 blocks: few graphs, < 2x padding."""
-    return max(4 * block_size, 1 << max(0, (x - 1).bit_length()))
 
 
 class PagedModel:
@@ -55,8 +55,11 @@ class PagedModel:
         shape = ((num_blocks + 1) * block_size, cfg.n_kv_heads, cfg.head_dim)  # (slots, H_kv, d)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
+        self.max_blocks = -(-cfg.max_seq_len // block_size)  # columns of a padded block table
         self.graphs: dict = {}
         self.graph_pool = None
+        self.cuda = torch.device(device).type == "cuda"
+        self.flash_gqa = self.cuda and cfg.n_heads != cfg.n_kv_heads and _flash_takes_gqa(dtype, device)
 
     # ------------------------------------------------------------ slot arithmetic
 
@@ -67,37 +70,25 @@ class PagedModel:
 
     # ------------------------------------------------------------ the forward pass
 
-    def _attend_decode(self, layer, q, gather, mask):
-        """q (B, H, 1, d); gather (B, L) slots; mask (B, 1, 1, L) additive. Grouped-query attention as
-        MHA over the K/V heads with the group's G query heads as G query rows (no K/V repeat, any
-        SDPA backend): query head h = kv head h // G, row h % G."""
-        B, L = gather.shape
-        Hkv, d = self.k[layer].shape[1:]
-        G = q.shape[1] // Hkv
-        k = self.k[layer][gather.reshape(-1)].view(B, L, Hkv, d).transpose(1, 2)  # (B, H_kv, L, d)
-        v = self.v[layer][gather.reshape(-1)].view(B, L, Hkv, d).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q.reshape(B, Hkv, G, d), k, v, attn_mask=mask)  # (B, H_kv, G, d)
-        return y.reshape(B, Hkv * G, 1, d)
-
     def _attend_chunk(self, layer, q, gather, ctx):
-        """q (1, H, n, d) of a chunk after ``ctx`` cached tokens; gather (ctx + n,) slots. After a
-        context the G query heads of a group become G x n query rows (row g n + j is query j of
-        head g) under an explicit causal mask offset by ``ctx``."""
+        """q (1, H, n, d) of a chunk after ``ctx`` cached tokens; gather (ctx + n,) slots. FlashAttention
+        on the GPU; causal from the top left for a whole prompt, from the bottom right after a context
+        (query j sees keys <= ctx + j)."""
         n = q.shape[2]
-        Hkv, d = self.k[layer].shape[1:]
-        G = q.shape[1] // Hkv
+        G = q.shape[1] // self.k[layer].shape[1]
         k = self.k[layer][gather].transpose(0, 1)[None]  # (1, H_kv, ctx + n, d)
         v = self.v[layer][gather].transpose(0, 1)[None]
-        if ctx == 0:  # a whole prompt: plain causal attention, which the flash backend takes
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=G > 1)
-        keys = torch.arange(ctx + n, device=q.device)
-        allowed = keys[None, :] <= (ctx + torch.arange(n, device=q.device))[:, None]  # (n, ctx + n)
-        y = F.scaled_dot_product_attention(q.reshape(1, Hkv, G * n, d), k, v, attn_mask=allowed.repeat(G, 1))
-        return y.reshape(1, Hkv * G, n, d)
+        gqa = G > 1 and (self.flash_gqa or not self.cuda) and ctx == 0
+        if G > 1 and not gqa:  # the causal bias path (and a flash build without GQA) wants H K/V heads
+            k, v = k.repeat_interleave(G, dim=1), v.repeat_interleave(G, dim=1)
+        mask = None if ctx == 0 else causal_lower_right(n, ctx + n)
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION] if self.cuda else [SDPBackend.MATH]):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=ctx == 0, enable_gqa=gqa)
 
     def forward(self, ids, positions, write_slots, decode, chunks, last_index):
-        """ids, positions, write_slots (T,); ``decode``: (n_dec, gather (B, L), mask) for the first
-        n_dec tokens; ``chunks``: [(start, n, ctx, gather)] for the rest; logits at ``last_index``."""
+        """ids, positions, write_slots (T,); ``decode``: (n_dec, tables (n_dec, blocks), lens (n_dec,))
+        for the first n_dec tokens; ``chunks``: [(start, n, ctx, gather)] for the rest; logits at
+        ``last_index``."""
         m, cfg = self.model, self.cfg
         H, Hkv, d = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         x = m.tok(ids)[None]  # (1, T, D)
@@ -106,9 +97,8 @@ class PagedModel:
         cos = sin = None
         if m.cos is not None:
             cos, sin = m.cos[positions][:, None, :], m.sin[positions][:, None, :]  # (T, 1, d)
-        from costmodel.validation.reference_model import apply_rope
-
         T = ids.shape[0]
+        n_dec = decode[0] if decode else 0
         for li, blk in enumerate(m.layers):
             a = blk.attn
             h = blk.attn_norm(x)
@@ -119,10 +109,9 @@ class PagedModel:
             self.k[li].index_copy_(0, write_slots, k[0])
             self.v[li].index_copy_(0, write_slots, v[0])
             outs = []
-            n_dec = decode[0] if decode else 0
             if n_dec:
-                qd = q[0, :n_dec].reshape(n_dec, H, 1, d)
-                outs.append(self._attend_decode(li, qd, decode[1], decode[2]).reshape(n_dec, H * d))
+                qd = q[0, :n_dec].contiguous()  # (n_dec, H, d)
+                outs.append(paged_decode(qd, self.k[li], self.v[li], decode[1], decode[2], self.bs).view(n_dec, H * d))
             for start, n, ctx, gather in chunks:
                 qc = q[0, start:start + n].transpose(0, 1)[None]  # (1, H, n, d)
                 outs.append(self._attend_chunk(li, qc, gather, ctx)[0].transpose(0, 1).reshape(n, H * d))
@@ -158,10 +147,7 @@ class PagedModel:
         if dec and not chunks and use_graphs:
             logits = self._graph_decode(dec, tables, ids, pos, write_t)
         else:
-            decode = None
-            if dec:
-                gather, mask = self._decode_gather(dec, tables, len(dec))
-                decode = (len(dec), gather, mask)
+            decode = (len(dec), *self._decode_tables(dec, tables, len(dec))) if dec else None
             logits = self.forward(torch.tensor(ids, device=dev), torch.tensor(pos, device=dev), write_t, decode,
                                   chunks, torch.tensor(last, device=dev))
         nxt = logits.argmax(-1).tolist()
@@ -173,44 +159,33 @@ class PagedModel:
                 out[r.rid] = nxt[len(dec) + j]
         return out
 
-    def _decode_gather(self, dec, tables, B: int, L: int | None = None):
-        """(B, L) pool slots of every decode request's positions 0..L-1 (the scratch slot past its
-        length and for padded rows) and the (B, 1, 1, L) additive mask that hides them."""
-        bs = self.bs
-        lens = np.zeros(B, dtype=np.int64)
-        lens[: len(dec)] = [r.computed + 1 for r in dec]
-        L = L or ctx_bucket(int(lens.max()), bs)
-        nb = -(-L // bs)
-        tab = np.full((B, nb), self.scratch_block, dtype=np.int64)  # block tables, padded with the scratch block
+    def _decode_tables(self, dec, tables, B: int):
+        """(B, max_blocks) int32 block tables of the decode requests (padded rows and columns: the
+        scratch block) and their (B,) key counts (padded rows: 1 key, the scratch slot)."""
+        tab = np.full((B, self.max_blocks), self.scratch_block, dtype=np.int32)
+        lens = np.ones(B, dtype=np.int32)
         for i, r in enumerate(dec):
-            t = tables[r.rid][:nb]
+            t = tables[r.rid]
             tab[i, : len(t)] = t
-        p = np.arange(L)
-        valid = p[None, :] < lens[:, None]  # (B, L)
-        valid[len(dec):, 0] = True  # padded rows attend to the scratch slot: no NaN
-        gather = np.where(valid, tab[:, p // bs] * bs + p % bs, self.scratch_block * bs)
-        mask = torch.zeros((B, 1, 1, L), dtype=self.dtype)
-        mask.masked_fill_(torch.from_numpy(~valid)[:, None, None, :], -math.inf)
-        return torch.from_numpy(gather).to(self.device), mask.to(self.device)
+            lens[i] = r.computed + 1
+        return torch.from_numpy(tab).to(self.device), torch.from_numpy(lens).to(self.device)
 
     def _graph_decode(self, dec, tables, ids, pos, write_t):
         B = bucket(len(dec))
-        L = ctx_bucket(max(r.computed + 1 for r in dec), self.bs)
-        gather, mask = self._decode_gather(dec, tables, B, L)
+        tab, lens = self._decode_tables(dec, tables, B)
         pad = B - len(dec)
         ids_t = torch.tensor(ids + [0] * pad, device=self.device)
         pos_t = torch.tensor(pos + [0] * pad, device=self.device)
         scratch = torch.full((pad,), self.scratch_block * self.bs, dtype=torch.long, device=self.device)
         write_full = torch.cat([write_t, scratch])
-        key = (B, L)
-        if key not in self.graphs:
-            static = dict(ids=ids_t.clone(), pos=pos_t.clone(), write=write_full.clone(), gather=gather.clone(),
-                          mask=mask.clone(), last=torch.arange(B, device=self.device))
-            run = lambda s=static: self.forward(s["ids"], s["pos"], s["write"], (B, s["gather"], s["mask"]), [],  # noqa: E731
+        if B not in self.graphs:
+            static = dict(ids=ids_t.clone(), pos=pos_t.clone(), write=write_full.clone(), tables=tab.clone(),
+                          lens=lens.clone(), last=torch.arange(B, device=self.device))
+            run = lambda s=static: self.forward(s["ids"], s["pos"], s["write"], (B, s["tables"], s["lens"]), [],  # noqa: E731
                                                 s["last"])
-            self.graphs[key] = (self._capture(run), static)
-        replay, static = self.graphs[key]
-        for name, t in (("ids", ids_t), ("pos", pos_t), ("write", write_full), ("gather", gather), ("mask", mask)):
+            self.graphs[B] = (self._capture(run), static)
+        replay, static = self.graphs[B]
+        for name, t in (("ids", ids_t), ("pos", pos_t), ("write", write_full), ("tables", tab), ("lens", lens)):
             static[name].copy_(t)
         return replay()[: len(dec)]
 
@@ -224,7 +199,7 @@ class PagedModel:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            run()  # warm-up outside the graph (cuBLAS handles, workspaces)
+            run()  # warm-up outside the graph (cuBLAS handles, workspaces, Triton's compile)
         torch.cuda.current_stream().wait_stream(stream)
         g = torch.cuda.CUDAGraph()
         if self.graph_pool is None:
@@ -240,4 +215,16 @@ class PagedModel:
         return replay
 
 
-__all__ = ["BATCH_BUCKETS", "PagedModel", "bucket", "ctx_bucket"]
+def _flash_takes_gqa(dtype, device) -> bool:
+    """Whether this torch build's FlashAttention backend runs grouped-query SDPA (``enable_gqa``)."""
+    q = torch.zeros((1, 4, 8, 64), dtype=dtype, device=device)
+    kv = torch.zeros((1, 2, 8, 64), dtype=dtype, device=device)
+    try:
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            F.scaled_dot_product_attention(q, kv, kv, is_causal=True, enable_gqa=True)
+    except RuntimeError:
+        return False
+    return True
+
+
+__all__ = ["BATCH_BUCKETS", "PagedModel", "bucket"]

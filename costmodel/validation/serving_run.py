@@ -8,7 +8,7 @@ For each model (Llama-3-8B, TinyLlama-1.1B; bf16, random seeded weights) the rat
 to near saturation), after a burst of the same requests all at t = 0 that measures the saturation
 rate; ``--requests`` requests each (prompts uniform on [256, 1024], outputs on
 [32, 256]), the continuous scheduler; then the chunked one at the middle rate. Decode-only steps are
-CUDA graphs per (batch, context) bucket, captured before the first trace; prefill and mixed steps run
+CUDA graphs per batch bucket, captured before the first trace; prefill and mixed steps run
 eager. Writes DIR/serving_h200.json after every run (the traces, the measurements, the setup), so a
 run stopped by its budget keeps what it measured; ``costmodel.validation.serving_compare`` then simulates the
 same traces and sets the two side by side (on a CPU). ``--smoke`` runs every path on the CPU with a
@@ -56,34 +56,68 @@ def meta(torch) -> dict:
     return m
 
 
-def capture_graphs(paged, max_seqs: int, max_ctx: int, deadline: float) -> int:
-    """Capture the decode graph of every (batch bucket, context bucket) a run can meet, with dummy
+def capture_graphs(paged, max_seqs: int, deadline: float) -> int:
+    """Capture the decode graph of every batch bucket a run can meet (one graph serves every context:
+    the paged kernel reads lengths and block tables from device buffers), with dummy one-token
     requests on the scratch block, so no capture happens inside a timed trace."""
     from costmodel.serving.request import Request
     from costmodel.serving.schedulers import Batch
-    from costmodel.validation.serving_paged import BATCH_BUCKETS, ctx_bucket
+    from costmodel.validation.serving_paged import BATCH_BUCKETS
 
-    L = ctx_bucket(1, paged.bs)
-    lengths = []
-    while L < 2 * max_ctx:
-        lengths.append(L)
-        L *= 2
     n = 0
-    scratch = [paged.scratch_block] * (max(lengths) // paged.bs + 1)
     for B in [b for b in BATCH_BUCKETS if b <= max_seqs]:
-        for L in lengths:
-            if time.time() > deadline:
-                return n
-            batch = Batch()
-            for i in range(B):
-                r = Request(-1 - i, 0.0, L - 1, 2)
-                r.computed, r.generated = L - 1, 1
-                batch.decode.append(r)
-            tables = {r.rid: scratch for r in batch.decode}
-            tokens = {r.rid: [0] * L for r in batch.decode}
-            paged.step(batch, tables, tokens, use_graphs=True)
-            n += 1
+        if time.time() > deadline:
+            return n
+        batch = Batch()
+        for i in range(B):
+            r = Request(-1 - i, 0.0, 1, 2)
+            r.computed, r.generated = 1, 1
+            batch.decode.append(r)
+        tables = {r.rid: [paged.scratch_block] for r in batch.decode}
+        tokens = {r.rid: [0, 0] for r in batch.decode}
+        paged.step(batch, tables, tokens, use_graphs=True)
+        n += 1
     return n
+
+
+def check_kernel(torch, dev, dtype) -> dict:
+    """The paged decode kernel on this device against its float64 reference (Llama-3-8B's heads, GQA
+    8:1 ... 4:1, block 16, lengths 1 to 3,000), and its time at one serving-like batch (CUDA events)."""
+    from costmodel.validation.paged_attention import paged_decode, paged_decode_reference
+
+    g = torch.Generator().manual_seed(0)
+    B, H, Hkv, d, bs = 4, 32, 8, 128, BLOCK
+    lens = torch.tensor([1, 100, 1000, 3001], dtype=torch.int32)
+    width = -(-3001 // bs)
+    pool = 4 * width + 1
+    k = torch.randn(pool * bs, Hkv, d, generator=g).to(dtype)
+    v = torch.randn(pool * bs, Hkv, d, generator=g).to(dtype)
+    tab = torch.randperm(pool, generator=g)[: B * width].view(B, width).to(torch.int32)
+    q = torch.randn(B, H, d, generator=g).to(dtype)
+    want = paged_decode_reference(q, k, v, tab, lens, bs)
+    got = paged_decode(q.to(dev), k.to(dev), v.to(dev), tab.to(dev), lens.to(dev), bs).cpu().double()
+    out = {"max_abs_error": float((got - want).abs().max()), "shape": [B, H, Hkv, d], "lens": lens.tolist()}
+    if dev == "cuda":  # B = 128 requests of 700 keys: K and V read once, 128 x 700 x 8 x 128 x 2 x 2 bytes
+        B, L = 128, 700
+        nb = -(-L // bs)
+        k = torch.randn(B * nb * bs, Hkv, d, device=dev, dtype=dtype)
+        tab = torch.randperm(B * nb, device=dev).view(B, nb).to(torch.int32)
+        lens = torch.full((B,), L, dtype=torch.int32, device=dev)
+        q = torch.randn(B, H, d, device=dev, dtype=dtype)
+        for _ in range(3):
+            paged_decode(q, k, k, tab, lens, bs)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        for _ in range(20):
+            start.record()
+            paged_decode(q, k, k, tab, lens, bs)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) * 1e-3)
+        kv_bytes = 2 * B * L * Hkv * d * k.element_size()
+        t = float(np.median(times))
+        out["timed"] = {"batch": B, "keys": L, "median_s": t, "kv_bytes": kv_bytes, "bandwidth_Bps": kv_bytes / t}
+    return out
 
 
 def main(argv=None) -> int:
@@ -94,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), help=f"presets to serve (default {' '.join(MODELS)})")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
+    if args.smoke:  # the paged decode kernel in Triton's interpreter (read when triton decorates it)
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     t0 = time.time()
     deadline = t0 + args.budget_s
     import torch
@@ -114,6 +150,8 @@ def main(argv=None) -> int:
                                            "gpu_memory_utilization": MEMORY_UTILIZATION, "prompt_len": PROMPT,
                                            "output_len": OUTPUT, "requests": args.requests}, "runs": [], "skipped": []}
     gpu = load_gpu("h200-sxm-141gb")
+    data["kernel_check"] = check_kernel(torch, dev, dtype)
+    print("paged decode kernel:", data["kernel_check"], flush=True)
 
     def save():
         data["meta"]["elapsed_s"] = round(time.time() - t0, 1)
@@ -138,8 +176,7 @@ def main(argv=None) -> int:
                                      num_blocks=blocks)
             rates = [f * sat for f in RATE_FRACTIONS]
         with torch.no_grad():
-            graphs = capture_graphs(paged, 16 if args.smoke else MAX_SEQS, 52 if args.smoke else 1024 + 256,
-                                    deadline - 60)
+            graphs = capture_graphs(paged, 16 if args.smoke else MAX_SEQS, deadline - 60)
             # a burst (every request at t = 0) measures the saturation rate; then the Poisson traces
             plan = [("continuous", None)] + [("continuous", r) for r in rates] + [("chunked", rates[len(rates) // 2])]
             for scheduler, rate in plan:
