@@ -86,6 +86,7 @@ def register(subparsers) -> None:
                    help="chunk sizes / token budgets")
     s.add_argument("--stat", choices=("p50", "p90", "p99", "mean"), default="p50")
     s.add_argument("--workers", type=positive_int, default=1, help="local processes (default 1)")
+    s.add_argument("--ray", metavar="ADDRESS", help="run the grid on Ray ('local' starts one here; needs extra 'ray')")
     s.set_defaults(func=run_search)
 
 
@@ -165,8 +166,8 @@ def run_search(args: argparse.Namespace) -> tuple[dict, str]:
         raise ValueError("--slo-ttft: give --slo-ttft and/or --slo-tpot")
     try:
         found = search_configs(args.model, args.gpu, tensor_parallel=args.tp, max_seqs=args.max_seqs,
-                               max_batch_tokens=args.max_batch_tokens, workers=args.workers, slo_ttft_s=args.slo_ttft,
-                               slo_tpot_s=args.slo_tpot, stat=args.stat, **_sim_options(args))
+                               max_batch_tokens=args.max_batch_tokens, workers=args.workers, ray_address=args.ray,
+                               slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, stat=args.stat, **_sim_options(args))
     except ValueError as exc:
         raise ValueError(_option_names(str(exc))) from None
     rows = [(str(r["tensor_parallel"]), str(r["max_seqs"]), str(r["max_batch_tokens"]),

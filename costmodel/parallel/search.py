@@ -26,6 +26,7 @@ from costmodel.flops import forward_flops_per_token
 from costmodel.models import ModelConfig, load_model
 from costmodel.parallel.compute import micro_batch_compute
 from costmodel.parallel.training import iteration_time, memory_per_gpu
+from costmodel.task_map import map_tasks
 from hardware_specs.cluster import load_cluster, with_nodes
 from hardware_specs.interconnect import ClusterSpec
 from hardware_specs.loader import load_gpu
@@ -140,29 +141,7 @@ def evaluate_unit(unit, model: ModelConfig, cluster: ClusterSpec, *, global_batc
 
 
 def _run_units(units, kwargs, workers: int, ray_address: str | None):
-    if ray_address:
-        try:
-            import ray
-        except ImportError:
-            raise ValueError("ray: --ray needs the optional extra 'ray' (pip install 'ioaware[ray]')") from None
-        started = not ray.is_initialized()
-        if started:
-            if ray_address == "local":
-                ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(address=ray_address, log_to_driver=False)
-        try:
-            remote = ray.remote(_unit_task)
-            return ray.get([remote.remote(u, kwargs) for u in units])
-        finally:
-            if started:
-                ray.shutdown()
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(_unit_task, units, [kwargs] * len(units)))
-    return [_unit_task(u, kwargs) for u in units]
+    return map_tasks(_unit_task, [(u, kwargs) for u in units], workers=workers, ray_address=ray_address)
 
 
 def _unit_task(unit, kwargs):

@@ -24,6 +24,7 @@ import itertools
 import math
 
 from costmodel.serving.simulate import simulate_serving
+from costmodel.task_map import map_tasks
 
 
 def _meets(metrics: dict, slo_ttft_s, slo_tpot_s, stat: str) -> bool:
@@ -99,8 +100,7 @@ def max_rate_at_slo(model, gpu, *, slo_ttft_s: float | None = 0.5, slo_tpot_s: f
             "stat": stat, "result": best, "trials": trials}
 
 
-def _config_task(args):
-    model, gpu, tp, max_seqs, chunk, kwargs = args
+def _config_task(model, gpu, tp, max_seqs, chunk, kwargs):
     try:
         found = max_rate_at_slo(model, gpu, tensor_parallel=tp, max_seqs=max_seqs, max_batch_tokens=chunk, **kwargs)
     except ValueError as exc:  # e.g. the weights do not fit at this TP
@@ -114,20 +114,16 @@ def _config_task(args):
 
 
 def search_configs(model, gpu, *, tensor_parallel=(1, 2, 4, 8), max_seqs=(64, 128, 256),
-                   max_batch_tokens=(512, 1024, 2048, 4096), workers: int = 1, **options) -> dict:
+                   max_batch_tokens=(512, 1024, 2048, 4096), workers: int = 1, ray_address: str | None = None,
+                   **options) -> dict:
     """``max_rate_at_slo`` on every (TP, max_seqs, max_batch_tokens) of the grid; rows ranked by rate
-    per GPU (best first). ``workers > 1`` runs them in a local process pool."""
+    per GPU (best first). ``workers > 1`` runs them in a local process pool, ``ray_address`` on Ray
+    (``costmodel.task_map``)."""
     name = getattr(model, "name", model)
     gpu_arg = gpu if isinstance(gpu, str) else gpu
     tasks = [(name if isinstance(model, str) else model, gpu_arg, t, b, c, options)
              for t, b, c in itertools.product(tensor_parallel, max_seqs, max_batch_tokens)]
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            rows = list(pool.map(_config_task, tasks))
-    else:
-        rows = [_config_task(t) for t in tasks]
+    rows = map_tasks(_config_task, tasks, workers=workers, ray_address=ray_address)
     ok = sorted((r for r in rows if "error" not in r), key=lambda r: -r["rate_per_gpu"])
     return {"rows": ok + [r for r in rows if "error" in r], "best": ok[0] if ok else None,
             "grid": {"tensor_parallel": list(tensor_parallel), "max_seqs": list(max_seqs),

@@ -77,6 +77,12 @@ def capture_graphs(paged, max_seqs: int, deadline: float) -> int:
         tokens = {r.rid: [0, 0] for r in batch.decode}
         paged.step(batch, tables, tokens, use_graphs=True)
         n += 1
+    for length in (16, 300, 1000, 2048):  # eager prefills once outside the traces: kernels loaded, heuristics cached
+        length = min(length, paged.cfg.max_seq_len // 2)
+        batch = Batch()
+        r = Request(-1, 0.0, length, 2)
+        batch.prefill.append((r, length, 0))
+        paged.step(batch, {-1: [paged.scratch_block] * (length // paged.bs + 1)}, {-1: [0] * length}, use_graphs=True)
     return n
 
 
