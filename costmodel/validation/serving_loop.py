@@ -69,7 +69,8 @@ def serve(paged, workload, *, scheduler: str = "chunked", num_blocks: int, max_s
         end = clock() - t0
         for rid, tok in emitted.items():
             tokens[rid].append(tok)
-        steps.append({"start_s": now, "time_s": end - now, "schedule_s": t_sched, "decodes": len(batch.decode),
+        steps.append({"start_s": now, "time_s": end - now, "schedule_s": t_sched, **paged.last_timing,
+                      "decodes": len(batch.decode),
                       "decode_ctx_sum": batch.decode_ctx_sum, "chunks": [(m, c) for _, m, c in batch.prefill]})
         tl.start_s.append(now)
         tl.duration_s.append(end - now)

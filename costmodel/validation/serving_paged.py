@@ -24,6 +24,8 @@ set before the first import of triton) and SDPA on its CPU backend.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -60,6 +62,8 @@ class PagedModel:
         self.graph_pool = None
         self.cuda = torch.device(device).type == "cuda"
         self.flash_gqa = self.cuda and cfg.n_heads != cfg.n_kv_heads and _flash_takes_gqa(dtype, device)
+        self.last_timing: dict = {}  # the host / device split of the last step (``step``)
+        self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) if self.cuda else None
 
     # ------------------------------------------------------------ slot arithmetic
 
@@ -124,7 +128,12 @@ class PagedModel:
 
     def step(self, batch, tables: dict, tokens: dict, use_graphs: bool) -> dict:
         """Run a scheduler ``Batch``; ``tokens[rid]`` holds each request's known token ids (appended
-        to here). Returns {rid: next token} for the requests that emitted one."""
+        to here). Returns {rid: next token} for the requests that emitted one. ``last_timing``
+        splits its wall time: ``prep_s`` building the inputs on the host, ``issue_s`` issuing the
+        forward (graph: tables, input copies and the replay; eager: every launch), ``wait_s`` until
+        the sampled tokens are on the host, and ``gpu_s`` (CUDA events) from the forward's first
+        command to its last on the device."""
+        t_start = time.perf_counter()
         dev, bs = self.device, self.bs
         dec = batch.decode
         ids, pos = [], []
@@ -144,13 +153,23 @@ class PagedModel:
         if batch.prefill:
             write_t = torch.cat([write_t] + [self.slots(tables[r.rid], ctx, ctx + n) for r, n, ctx in batch.prefill])
         write_t = write_t.to(dev)
+        t_issue = time.perf_counter()
+        if self._events:
+            self._events[0].record()
         if dec and not chunks and use_graphs:
             logits = self._graph_decode(dec, tables, ids, pos, write_t)
         else:
             decode = (len(dec), *self._decode_tables(dec, tables, len(dec))) if dec else None
             logits = self.forward(torch.tensor(ids, device=dev), torch.tensor(pos, device=dev), write_t, decode,
                                   chunks, torch.tensor(last, device=dev))
+        if self._events:
+            self._events[1].record()
+        t_issued = time.perf_counter()
         nxt = logits.argmax(-1).tolist()
+        t_end = time.perf_counter()
+        self.last_timing = {"prep_s": t_issue - t_start, "issue_s": t_issued - t_issue, "wait_s": t_end - t_issued}
+        if self._events:
+            self.last_timing["gpu_s"] = self._events[0].elapsed_time(self._events[1]) * 1e-3
         out = {}
         for i, r in enumerate(dec):
             out[r.rid] = nxt[i]
