@@ -15,7 +15,7 @@ _OPTIONS = {
     "max_batch_tokens": "--max-batch-tokens", "max_seqs": "--max-seqs", "block_size": "--block-size",
     "tensor_parallel": "--tp", "scheduler": "--scheduler", "preemption": "--preemption", "trace": "--trace",
     "swap_bandwidth_Bps": "--swap-bandwidth", "num_blocks": "--num-blocks", "alpha": "--spec-alpha",
-    "gamma": "--spec-gamma", "gpu_memory_utilization": "--gpu-memory-utilization", "model": "--model",
+    "gamma": "--spec-gamma", "gpu_memory_utilization": "--gpu-memory-utilization", "model": "--model", "engine": "--engine",
 }
 SCHEDULERS = ("continuous", "chunked", "static")
 
@@ -44,6 +44,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="share of GPU memory the engine may use (vLLM's default 0.9)")
     p.add_argument("--launch", choices=("auto", "graph", "eager"), default="auto",
                    help="step launches: auto (decode-only steps as CUDA graphs, prefill steps eager; default), graph, eager")
+    p.add_argument("--engine", default="torch-loop",
+                   help="host time per step of the serving engine: torch-loop (the measured PyTorch loop, default), "
+                        "ideal (none), or a name in costmodel/serving/engines")
     p.add_argument("--slo-ttft", type=positive_float, metavar="S", help="TTFT target, seconds")
     p.add_argument("--slo-tpot", type=positive_float, metavar="S", help="TPOT target, seconds")
 
@@ -93,7 +96,8 @@ def register(subparsers) -> None:
 def _sim_options(args) -> dict:
     return dict(n_requests=args.requests, prompt_len=args.prompt_len, output_len=args.output_len, seed=args.seed,
                 scheduler=args.scheduler, block_size=args.block_size, dtype=args.dtype, kv_dtype=args.kv_dtype,
-                gpu_memory_utilization=args.gpu_memory_utilization, step_options={"launch": args.launch})
+                gpu_memory_utilization=args.gpu_memory_utilization, step_options={"launch": args.launch},
+                engine=args.engine)
 
 
 def _ms(x) -> str:

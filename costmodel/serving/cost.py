@@ -22,7 +22,9 @@ Steps holding a prefill chunk may have their own predictor (``predict_prefill``)
 and our GPU loop replay decode-only steps as CUDA graphs and launch the others eagerly.
 Speculative decoding adds gamma draft steps over the decode requests (1 new token each) and one
 draft pass over the prefill chunks; the target verifies 1 + gamma tokens per decode request.
-Swapping adds the blocks copied over the host link at ``swap_bandwidth_Bps``. ``comm(tokens)`` adds a
+The serving engine's own host time between forward passes (``host``: scheduling, building and
+copying the step's inputs; ``costmodel.serving.engine_host``) is added to each step, outside the
+cache. Swapping adds the blocks copied over the host link at ``swap_bandwidth_Bps``. ``comm(tokens)`` adds a
 step's tensor-parallel communication (the step predictor counts compute and memory only), e.g. two
 all-reduces of tokens x d_model activations per layer (Shoeybi et al. 2019 §3).
 """
@@ -63,11 +65,12 @@ class StepCost:
     def __init__(self, predict: Predict, *, vectorized: bool = False, resolution_bits: int | None = 6,
                  draft: Predict | None = None, gamma: int = 0, swap_block_bytes: float = 0.0,
                  swap_bandwidth_Bps: float | None = None, comm=None, predict_prefill: Predict | None = None,
-                 draft_prefill: Predict | None = None):
+                 draft_prefill: Predict | None = None, host=None):
         if resolution_bits is not None and not (isinstance(resolution_bits, int) and resolution_bits >= 1):
             raise ValueError(f"resolution_bits: {resolution_bits!r}; a whole number >= 1, or None for exact")
         self.predict, self.draft, self.vectorized = predict, draft, vectorized
         self.comm = comm  # tokens (array) -> seconds of the step's TP communication, or None
+        self.host = host  # (decode_only, requests, new tokens) -> the engine's host seconds, or None
         # steps holding prefill chunks may be launched otherwise (vLLM V0: CUDA graphs for decode only)
         self.predict_prefill = predict_prefill or predict
         self.draft_prefill = draft_prefill or draft
@@ -199,10 +202,15 @@ class StepCost:
     def decode_only(self, n: int, ctx_sum: int) -> float:
         """Seconds of a step of ``n`` decode requests holding ``ctx_sum`` cached tokens in all."""
         q = self.bits
-        return self._lookup((quantize(n, q), quantize(round(ctx_sum / n), q), ()))
+        t = self._lookup((quantize(n, q), quantize(round(ctx_sum / n), q), ()))
+        return t + (self.host(True, n, n * (1 + self.gamma)) if self.host else 0.0)
 
     def __call__(self, batch) -> float:
         t = self._lookup(self._key(batch))
+        if self.host:
+            decode_only = not batch.prefill and (batch.padded is None or batch.padded[1] == 1)
+            n = len(batch) if batch.padded is None else batch.padded[0]
+            t += self.host(decode_only, n, batch.new_tokens)
         if batch.swap_blocks:
             if not self.swap_bandwidth_Bps:
                 raise ValueError("swap_bandwidth_Bps: preemption='swap' copies blocks to host memory; give the "

@@ -19,6 +19,7 @@ from costmodel.serving.blocks import BlockManager, blocks_for
 from costmodel.serving.capacity import GPU_MEMORY_UTILIZATION, kv_capacity
 from costmodel.serving.cost import StepCost, step_predictor
 from costmodel.serving.engine import EngineRun, run_engine
+from costmodel.serving.engine_host import load_engine
 from costmodel.serving.metrics import request_table, run_metrics
 from costmodel.serving.request import Request
 from costmodel.serving.schedulers import PREEMPTION, SCHEDULERS, make_scheduler
@@ -95,7 +96,7 @@ def simulate_serving(
     speculative: Speculative | dict | None = None, slo_ttft_s: float | None = None,
     slo_tpot_s: float | None = None, step_time=None, draft_step_time=None, resolution_bits: int | None = 6,
     step_options: dict | None = None, tp_comm_s=None, cost: StepCost | None = None, max_passes: int = 3,
-    stand_in_share: float = 0.02,
+    stand_in_share: float = 0.02, engine=None,
 ) -> ServingResult:
     """Simulate ``model`` served on ``gpu`` (x ``tensor_parallel``) and return its metrics.
 
@@ -113,7 +114,10 @@ def simulate_serving(
     by default, with ``tensor_parallel > 1`` and the step predictor's steps, it is the two all-reduces per layer of the step's
     activations on the bundled cluster built of this GPU (``costmodel.parallel.inference.tp_step_comm_s``
     on ``hardware_specs.cluster.cluster_of_gpu``), and not counted (optimistic) for a GPU no bundled
-    cluster is built of.
+    cluster is built of. ``engine`` (a name of ``costmodel.serving.engine_host.engine_names()`` or an
+    ``EngineHost``) adds the serving engine's host time per step (scheduling, input building, graph
+    replay); by default ``torch-loop``, the measured PyTorch loop, with the step predictor, and
+    ``ideal`` (none) with a given ``step_time``.
     """
     t_wall = time.perf_counter()
     cfg = load_model(model) if not isinstance(model, ModelConfig) else model
@@ -166,6 +170,13 @@ def simulate_serving(
     options = {"dtype": dtype, "tensor_parallel": tensor_parallel, "launch": "auto", **(step_options or {})}
     if options["launch"] not in ("auto", "graph", "eager"):
         raise ValueError(f"launch: {options['launch']!r}; allowed: auto (graph decodes, eager prefills), graph, eager")
+    host_model = load_engine(engine if engine is not None else ("ideal" if step_time else "torch-loop"))
+    graph_decodes = options["launch"] in ("auto", "graph")
+
+    def host(decode_only: bool, requests: int, new_tokens: int) -> float:
+        graph = options["launch"] == "graph" or (decode_only and graph_decodes)
+        return host_model.step_s(graph, requests, new_tokens)
+
     if cost is None:
         launches = ("graph", "eager") if options["launch"] == "auto" else (options["launch"],) * 2
         target = [step_predictor(cfg, gpu, **{**options, "launch": la}) for la in launches]
@@ -181,6 +192,8 @@ def simulate_serving(
                         resolution_bits=resolution_bits, draft=drafts[0], draft_prefill=drafts[1], gamma=gamma,
                         swap_block_bytes=cap["block_bytes_per_gpu"], swap_bandwidth_Bps=swap_bandwidth_Bps,
                         comm=tp_comm_s)
+    cost.host = host if any((host_model.graph_step_s, host_model.graph_per_request_s, host_model.eager_step_s,
+                             host_model.eager_per_token_s)) else None
 
     def serve() -> tuple[EngineRun, object]:
         bm = BlockManager(cap["num_blocks"], block_size, num_cpu_blocks=swap_blocks)
@@ -211,7 +224,7 @@ def simulate_serving(
         "kv_dtype": kv_dtype, "weight_dtype": weight_dtype, "preemption": preemption, "workload": work.source,
         "rate_per_s": rate_per_s, "slo_ttft_s": slo_ttft_s, "slo_tpot_s": slo_tpot_s,
         "step_predictor": "given" if step_time else "costmodel.step.predict_batch", "step_options": options,
-        "tp_communication": "counted" if tp_comm_s is not None else "not counted",
+        "tp_communication": "counted" if tp_comm_s is not None else "not counted", "engine": host_model.name,
     }
     if spec is not None:
         config["speculative"] = {"draft": draft_cfg.name, "gamma": spec.gamma, "alpha": spec.alpha,

@@ -25,10 +25,14 @@ def _rel(sim, meas):
     return None if sim is None or not meas else sim / meas - 1
 
 
-def step_ratios(model, gpu, steps, **options) -> dict:
+def step_ratios(model, gpu, steps, engine="torch-loop", **options) -> dict:
     """predicted / measured seconds of each recorded step, by kind (decode-only, prefill-only, mixed);
-    decode-only steps predicted as CUDA graphs, the others eager, as ``serving_paged`` runs them."""
+    decode-only steps predicted as CUDA graphs, the others eager, as ``serving_paged`` runs them, each
+    with the engine's host time (``costmodel.serving.engine_host``) as the simulator adds it."""
+    from costmodel.serving.engine_host import load_engine
     from costmodel.step import predict_batch
+
+    host = load_engine(engine)
 
     if not steps:
         return {}
@@ -46,6 +50,8 @@ def step_ratios(model, gpu, steps, **options) -> dict:
     graph, eager = (np.asarray(predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch=la,
                                              **options).time_s) for la in ("graph", "eager"))
     pred = np.where(kind == "decode", graph, eager)  # as the loop ran them: decode-only steps as CUDA graphs
+    pred = pred + np.array([host.step_s(k == "decode", s["decodes"] + len(s["chunks"]),
+                                        s["decodes"] + sum(m for m, _ in s["chunks"])) for k, s in zip(kind, steps)])
     meas = np.array([s["time_s"] for s in steps])
     out = {}
     for k in ("decode", "prefill", "mixed"):

@@ -1,0 +1,116 @@
+"""Fit the serving loop's host time per step (``costmodel.serving.engine_host``) from its recorded steps.
+
+    python3 -m costmodel.validation.serving_engine_fit RESULTS.json [--fit-model M] [--write]
+
+``serving_run`` records, for every step, the scheduler's time and the host time spent building the
+step's inputs (``prep_s``) and issuing it (``issue_s``). The engine's host time outside the forward
+pass is, for a decode-only step (a CUDA graph: the block tables, input copies and replay are
+issued before the GPU can start), schedule + prep + issue; for a step holding prefill (eager: its
+launches are the forward's own, which the step predictor prices), schedule + prep. Least squares
+on the steps of one model (``--fit-model``, default TinyLlama-1.1B) gives the four parameters; the
+other model's steps are the held-out check (the host work does not depend on the model's width or
+depth: the same Python builds the same inputs). ``--write`` stores the fit as
+``costmodel/serving/engines/torch-loop.yaml``. Runs on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from costmodel.outputs import write_atomic
+from costmodel.serving.engine_host import ENGINES_DIR, EngineHost
+
+
+def host_samples(results: dict, model: str) -> dict[str, np.ndarray]:
+    """Per-step host seconds and their regressors, graph (decode-only) and eager steps apart."""
+    steps = [s for r in results["runs"] if r["model"] == model for s in r["steps"] if "prep_s" in s]
+    if not steps:
+        raise ValueError(f"model: no recorded step of {model!r} carries the host split (prep_s); "
+                         "runs of serving_run before it was recorded cannot be fitted")
+    graph = [s for s in steps if not s["chunks"]]
+    eager = [s for s in steps if s["chunks"]]
+    return {"graph_y": np.array([s["schedule_s"] + s["prep_s"] + s["issue_s"] for s in graph]),
+            "graph_x": np.array([s["decodes"] for s in graph], dtype=np.float64),
+            "eager_y": np.array([s["schedule_s"] + s["prep_s"] for s in eager]),
+            "eager_x": np.array([s["decodes"] + sum(m for m, _ in s["chunks"]) for s in eager], dtype=np.float64)}
+
+
+def _line(x, y) -> tuple[float, float]:
+    """Least-squares intercept and slope, both held >= 0 (host time cannot shrink with work)."""
+    A = np.c_[np.ones_like(x), x]
+    a, b = np.linalg.lstsq(A, y, rcond=None)[0]
+    if b < 0:
+        a, b = float(np.mean(y)), 0.0
+    return max(float(a), 0.0), float(b)
+
+
+def fit(results: dict, model: str) -> dict:
+    s = host_samples(results, model)
+    g, e = _line(s["graph_x"], s["graph_y"]), _line(s["eager_x"], s["eager_y"])
+    return {"graph_step_s": g[0], "graph_per_request_s": g[1], "eager_step_s": e[0], "eager_per_token_s": e[1]}
+
+
+def check(params: dict, results: dict, model: str) -> dict:
+    """|predicted - measured| host seconds per step on ``model``'s steps (median, p90), and the
+    relative error of the summed host time, graph and eager steps apart."""
+    s = host_samples(results, model)
+    out = {"model": model}
+    for kind, a, b in (("graph", "graph_step_s", "graph_per_request_s"), ("eager", "eager_step_s", "eager_per_token_s")):
+        pred = params[a] + params[b] * s[f"{kind}_x"]
+        y = s[f"{kind}_y"]
+        if y.size:
+            err = np.abs(pred - y)
+            out[kind] = {"steps": int(y.size), "abs_error_p50_s": float(np.median(err)),
+                         "abs_error_p90_s": float(np.percentile(err, 90)), "measured_p50_s": float(np.median(y)),
+                         "total_rel_error": float(pred.sum() / y.sum() - 1)}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results")
+    ap.add_argument("--fit-model", default="tinyllama-1.1b")
+    ap.add_argument("--write", action="store_true", help="store the fit as costmodel/serving/engines/torch-loop.yaml")
+    args = ap.parse_args(argv)
+    with open(args.results) as f:
+        results = json.load(f)
+    params = fit(results, args.fit_model)
+    others = sorted({r["model"] for r in results["runs"]} - {args.fit_model})
+    held = [check(params, results, m) for m in others]
+    for name, v in params.items():
+        print(f"{name} = {v * 1e6:.2f} us")
+    for h in held:
+        for kind in ("graph", "eager"):
+            if kind in h:
+                c = h[kind]
+                print(f"held out {h['model']} {kind}: {c['steps']} steps, measured p50 {c['measured_p50_s'] * 1e6:.0f} us, "
+                      f"|error| p50 {c['abs_error_p50_s'] * 1e6:.0f} us, p90 {c['abs_error_p90_s'] * 1e6:.0f} us, "
+                      f"sum {100 * c['total_rel_error']:+.1f}%")
+    if args.write:
+        meta = results.get("meta", {})
+        engine = EngineHost(
+            name="torch-loop",
+            description=("The project's PyTorch serving loop (costmodel.validation.serving_loop: Python scheduler, "
+                         "paged Triton decode kernel, CUDA-graph decodes, eager prefills) on the H200 machine's host."),
+            **params,
+            measured={"method": (f"least squares on the recorded host split of {args.fit_model}'s steps "
+                                 f"(costmodel.validation.serving_engine_fit {args.results} --fit-model {args.fit_model}); "
+                                 f"run: {meta.get('command', '?')}"),
+                      "host": f"{meta.get('gpu', '?')} machine, torch {meta.get('torch', '?')}",
+                      "date": (meta.get("date") or "1970-01-01")[:10]},
+            check={"held_out": held})
+        import yaml
+
+        text = yaml.safe_dump(json.loads(engine.model_dump_json()), sort_keys=False, width=110)
+        path = ENGINES_DIR / "torch-loop.yaml"
+        write_atomic(path, "# written by python3 -m costmodel.validation.serving_engine_fit --write\n" + text)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
