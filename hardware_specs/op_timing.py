@@ -13,8 +13,10 @@ stream from DRAM at ``bandwidth_fraction`` of the memory-op bandwidth; each kern
 
 Memory-bound ops (``simulators/memory_ops.py``): a kernel moving n bytes takes
 ``latency_s + n / bandwidth_Bps`` on the GPU (``l2_bandwidth_Bps`` when n <= ``l2_resident_bytes``). Launch: eager PyTorch spends
-``host_per_kernel_s`` of CPU time per launched kernel (dispatch + launch); a CUDA graph
-replays its kernels ``graph_per_kernel_s`` apart and costs ``graph_launch_s`` per replay.
+``host_per_kernel_s`` of CPU time per launched kernel (dispatch + launch) and, in a whole model,
+``host_per_block_s`` per transformer block more; a CUDA graph idles ``graph_per_kernel_s`` a kernel
+beyond the op models' kernel times and costs ``graph_launch_s`` per replay. The step-level terms
+carry their own ``step_fit`` record (whole steps of synthetic decoders, not micro-benchmarks).
 """
 
 from __future__ import annotations
@@ -79,8 +81,14 @@ class LaunchModel(BaseModel):
     host_by_family: dict[str, float] = Field(default_factory=dict)  # eager: one kernel of a family
     # eager training (autograd + fused AdamW): CPU time per kernel of a whole step
     host_per_kernel_autograd_s: float | None = Field(default=None, ge=0)
-    graph_per_kernel_s: float = Field(ge=0)  # CUDA graph: GPU time between consecutive kernels
+    # eager inference: CPU time per transformer block beyond its ops' micro-loop costs (nn.Module
+    # calls, kernel-less views / splits / transposes, a host slower inside a model than in a loop)
+    host_per_block_s: float | None = Field(default=None, ge=0)
+    graph_per_kernel_s: float = Field(ge=0)  # CUDA graph: GPU idle per kernel beyond the op models' (s)
     graph_launch_s: float = Field(ge=0)  # CUDA graph: one replay's fixed cost
+    # how graph_per_kernel_s, host_per_block_s and host_per_kernel_autograd_s were fitted, when they
+    # come from whole-step calibration runs (costmodel/validation/step_calib_fit.py)
+    step_fit: Fit | None = None
 
 
 class KernelFamily(BaseModel):

@@ -90,7 +90,7 @@ def test_eager_time_matches_a_step_by_step_simulation():
 
 
 def test_repeated_layers_closed_form_matches_expansion():
-    from costmodel.step.predict import _eager
+    from costmodel.step.launch import eager_segments_time as _eager
 
     rng = np.random.default_rng(SEED + 1)
     for _ in range(20):

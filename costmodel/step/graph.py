@@ -67,8 +67,9 @@ def _before_layers(row, part_rows) -> bool:
     return part_rows.index(row) < first
 
 
-def schedule(g: nx.DiGraph, launch: str, graph_launch_s: float = 0.0) -> list[dict]:
-    """[{node, start_s, end_s, issue_s}] on the GPU timeline (module docstring)."""
+def schedule(g: nx.DiGraph, launch: str, graph_launch_s: float = 0.0, graph_per_kernel_s: float = 0.0) -> list[dict]:
+    """[{node, start_s, end_s, issue_s}] on the GPU timeline (module docstring); in a CUDA graph each
+    kernel is followed by ``graph_per_kernel_s`` of idle (``costmodel/step/launch.py``)."""
     out, host_t, gpu_t = [], 0.0, graph_launch_s if launch == "graph" else 0.0
     for key in g.graph["order"]:
         a = g.nodes[key]
@@ -77,7 +78,7 @@ def schedule(g: nx.DiGraph, launch: str, graph_launch_s: float = 0.0) -> list[di
             start = max(host_t, gpu_t)
         else:
             start = gpu_t
-        gpu_t = start + a["gpu_s"]
+        gpu_t = start + a["gpu_s"] + (graph_per_kernel_s * a["kernels"] if launch == "graph" else 0.0)
         out.append({"node": key, "start_s": start, "end_s": gpu_t, "issue_s": host_t if launch == "eager" else 0.0,
                     **{k: a[k] for k in ("name", "layer", "part", "kernels", "bound")}})
     return out

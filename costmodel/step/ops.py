@@ -122,16 +122,21 @@ def _norm(cfg, opts: Options, T, e_in: float, name: str, layer: bool) -> tuple[O
 
 
 def _linear(opts: Options, name: str, T, n_out: int, k_in: int, flops, e_in: float, layer: bool,
-            saves_input: bool = True) -> list[Op]:
-    """A linear layer: autocast's casts (training) and the GEMM. ``flops`` from costmodel.flops."""
+            saves_input: bool = True, bias: bool = False) -> list[Op]:
+    """A linear layer: autocast's casts (training) and the GEMM. ``flops`` from costmodel.flops.
+    A bias rides in the GEMM's epilogue (cuBLAS's *_bias kernels); in training autocast casts it too
+    (one kernel) and the backward reduces the output gradient over the tokens for its gradient."""
     ops = []
     e_a = opts.act_bytes
     if opts.train:
         ops.append(_mem(f"{name}.weight_cast", [("cast_down", 1, 6.0 * n_out * k_in)], layer=layer, bwd="weight_cast"))
+        if bias:
+            ops.append(_mem(f"{name}.bias_cast", [("cast_down", 1, 6.0 * n_out)], layer=layer, bwd="weight_cast"))
         if e_in == 4.0:
             ops.append(_mem(f"{name}.input_cast", [("cast_down", 1, T * k_in * 6.0)], layer=layer, bwd="input_cast"))
     ops.append(Op(name, _GEMM, layer=layer, matmul_flops=flops, gemm=(T, n_out, k_in, e_a, opts.weight_bytes, e_a),
-                  saved_bytes=(T * k_in * e_a if (opts.train and saves_input) else 0.0), bwd="gemm"))
+                  saved_bytes=(T * k_in * e_a if (opts.train and saves_input) else 0.0),
+                  bwd="gemm_bias" if bias else "gemm"))
     return ops
 
 
@@ -144,6 +149,7 @@ def forward_ops(cfg, tokens: Tokens, opts: Options) -> list[Op]:
     per_tok = decode_flops_per_token(cfg, 0, sliding_window=None)  # one key a query: attn coefficient
     tp = 1.0 / t  # every matmul term is split t ways (Megatron column/row split)
     e_res = 4.0 if opts.train else e  # the residual stream's element bytes
+    ab, mb = cfg.attn_bias, cfg.mlp_bias
     ops: list[Op] = []
 
     # embedding: gather T rows (fp32 master weights in training)
@@ -157,7 +163,7 @@ def forward_ops(cfg, tokens: Tokens, opts: Options) -> list[Op]:
 
     q_dim, kv_dim = a * d, g * d
     if opts.fused_qkv:
-        ops += _linear(opts, "qkv", T, q_dim + 2 * kv_dim, h, per_tok.qkv_proj * tp * T, e_norm, True)
+        ops += _linear(opts, "qkv", T, q_dim + 2 * kv_dim, h, per_tok.qkv_proj * tp * T, e_norm, True, bias=ab)
     else:
         qf = 2 * h * q_dim * T
         ops += _linear(opts, "q", T, q_dim, h, qf, e_norm, True)
@@ -184,7 +190,7 @@ def forward_ops(cfg, tokens: Tokens, opts: Options) -> list[Op]:
     ops.append(Op("attention", _ATTN, layer=True, kernels=2 if opts.rope_gather else 1, matmul_flops=attn_flops,
                   attention=dict(flops=attn_flops, q_tokens=T, kv_tokens=tokens.kv_tokens, q_dim=q_dim, kv_dim=kv_dim),
                   saved_bytes=saved_attn, bwd="attention"))
-    ops += _linear(opts, "out_proj", T, h, q_dim, per_tok.out_proj * tp * T, e, True, saves_input=False)
+    ops += _linear(opts, "out_proj", T, h, q_dim, per_tok.out_proj * tp * T, e, True, saves_input=False, bias=ab)
     ops.append(Op("attn_residual", _MEM, layer=True, hbm_bytes=T * h * (2 * e_res + e if opts.train else 3 * e),
                   bwd="residual"))
 
@@ -206,9 +212,9 @@ def forward_ops(cfg, tokens: Tokens, opts: Options) -> list[Op]:
         ops += _linear(opts, "down", T, h, f, mlp / 3, e, True)
     else:
         mlp = per_tok.mlp * tp * T  # 2·2·h·f per token
-        ops += _linear(opts, "fc", T, f, h, mlp / 2, e_norm, True)
+        ops += _linear(opts, "fc", T, f, h, mlp / 2, e_norm, True, bias=mb)
         ops.append(Op("gelu", _MEM, layer=True, hbm_bytes=2 * T * f * e, saved_bytes=T * f * e if opts.train else 0.0))
-        ops += _linear(opts, "proj", T, h, f, mlp / 2, e, True)
+        ops += _linear(opts, "proj", T, h, f, mlp / 2, e, True, bias=mb)
     ops.append(Op("mlp_residual", _MEM, layer=True, hbm_bytes=T * h * (2 * e_res + e if opts.train else 3 * e),
                   bwd="residual"))
 
@@ -237,7 +243,8 @@ def _gemm_bwd(op: Op) -> list[Op]:
 def backward_ops(fwd: list[Op], cfg, tokens: Tokens, opts: Options) -> list[Op]:
     """The backward pass, in reverse order of the forward.
 
-    Rules: a GEMM's backward is two GEMMs of the same FLOPs (dgrad, wgrad); autocast's casts
+    Rules: a GEMM's backward is two GEMMs of the same FLOPs (dgrad, wgrad), and with a bias a
+    reduction of the output gradient over the tokens (reduce_kernel in the H200 profiles); autocast's casts
     cast the gradient back to fp32 (one kernel, 6 bytes an element); a residual add sums the
     two gradient branches (one fp32 add); the fused attention kernel runs its backward
     (cuDNN: dot(dO, O), main loop, dQ conversion; with GQA two more reductions of dK, dV over the
@@ -251,8 +258,12 @@ def backward_ops(fwd: list[Op], cfg, tokens: Tokens, opts: Options) -> list[Op]:
     out: list[Op] = []
     V, h = cfg.vocab_size // opts.tensor_parallel, cfg.d_model
     for op in reversed(fwd):
-        if op.bwd == "gemm":
+        if op.bwd in ("gemm", "gemm_bias"):
             out += _gemm_bwd(op)
+            if op.bwd == "gemm_bias":  # the bias gradient: the output gradient summed over the tokens
+                m, n = op.gemm[0], op.gemm[1]
+                out.append(_mem(f"{op.name}.bias_grad", [("reduce", 1, m * n * op.gemm[5] + 4.0 * n)], part="bwd",
+                                layer=op.layer))
         elif op.bwd == "weight_cast":
             out.append(_mem(f"{op.name}.grad_cast", [("cast_up", 1, op.hbm_bytes)], part="bwd", layer=op.layer))
         elif op.bwd == "input_cast":

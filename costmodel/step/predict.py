@@ -6,9 +6,9 @@ A step is the op list of ``costmodel/step/ops.py`` timed op by op:
     memory-bound    ``simulators.memory_ops.memory_op_time`` (latency + bytes / bandwidth)
     attention       ``costmodel/step/attention.py`` (fused SDPA kernel)
 
-and launched either eagerly (the host issues each kernel, ``host_per_kernel_s``; the GPU idles
-where kernels are shorter than their launch: ``simulators.memory_ops.eager_time``) or as one
-CUDA graph (``graph_time``). Every amount broadcasts over numpy arrays of batch and seq_len.
+and launched either eagerly (the host issues each op; the GPU idles where kernels are shorter
+than their launch) or as one CUDA graph: ``costmodel/step/launch.py`` holds both rules and the
+host / in-graph costs. Every amount broadcasts over numpy arrays of batch and seq_len.
 No per-model factor: the only fitted numbers are the GPU's (``hardware_specs/op_timing.py``).
 """
 
@@ -23,6 +23,7 @@ from costmodel.flops import mean_keys_per_query
 from costmodel.models import load_model
 from costmodel.params import count_params
 from costmodel.step.attention import attention_hbm_bytes, attention_time
+from costmodel.step.launch import eager_segments_time, graph_step_time, layer_hosts
 from costmodel.step.memory import inference_memory, training_memory_terms
 from costmodel.step.sdpa_dispatch import default_sdpa_backend
 from costmodel.step.ops import Op, Options, Tokens, backward_ops, forward_ops, optimizer_ops, recompute_ops
@@ -30,7 +31,7 @@ from hardware_specs.dtypes import dtype_bytes
 from hardware_specs.op_timing import memory_ops_model
 from hardware_specs.roofline import matmul_unit
 from simulators.matmul import gemm_time
-from simulators.memory_ops import graph_time, memory_op_time
+from simulators.memory_ops import memory_op_time
 
 PHASES = ("prefill", "decode", "train")
 DTYPES = ("bf16", "fp16", "fp8")
@@ -115,45 +116,6 @@ def _attn_dtype(opts: Options) -> str:
     return "fp16" if opts.gemm_dtype == "fp16" else "bf16"
 
 
-def _host_s(spec, op: Op, train: bool) -> float:
-    """CPU time eager PyTorch spends issuing one instance of ``op``: a cuBLAS call for a GEMM, an
-    SDPA call, each kernel of a memory-bound op at its family's cost; a training step (autograd,
-    fused AdamW) at ``host_per_kernel_autograd_s`` a kernel. All measured on micro-loops
-    (hardware_specs/op_timing.py), none on the validated models."""
-    launch = memory_ops_model(spec).launch
-    if train and launch.host_per_kernel_autograd_s is not None:
-        return launch.host_per_kernel_autograd_s * op.kernels
-    if op.kind == "gemm":
-        return launch.host_per_library_call_s or launch.host_per_kernel_s
-    if op.kind == "attention":
-        return launch.host_attention_s or launch.host_per_library_call_s or launch.host_per_kernel_s
-    return sum(k * launch.host_by_family.get(f, launch.host_per_kernel_s) for f, k, _ in op.parts)
-
-
-def _eager(segments):
-    """Eager wall time over segments [(gpu_s list, host_s list, repeat)] (memory_ops.eager_time's
-    rule, with a segment of r identical repeats in closed form: its kernels' max of issue + tail
-    grows by (r - 1) · max(host per repeat, GPU per repeat))."""
-    total_host = [sum(hs) * r for g, hs, r in segments]
-    total_gpu = [sum(g) * r for g, hs, r in segments]
-    best = None
-    for i, (g, hs, r) in enumerate(segments):
-        if not g:
-            continue
-        before = sum(total_host[:i])
-        after = sum(total_gpu[i + 1:])
-        H, G = sum(hs), sum(g)
-        h_cum, local, suffix = 0.0, None, G
-        for gj, hj in zip(g, hs):
-            h_cum = h_cum + hj
-            v = h_cum + suffix
-            local = v if local is None else np.maximum(local, v)
-            suffix = suffix - gj
-        val = before + after + local + (r - 1) * np.maximum(H, G)
-        best = val if best is None else np.maximum(best, val)
-    return best
-
-
 def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accum: int, new_tokens, impl,
               memory: dict) -> StepResult:
     fwd = forward_ops(cfg, tokens, opts)
@@ -163,6 +125,7 @@ def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accu
         # recomputation runs layer by layer inside the backward; its order does not change the sums
         ops += bwd + optimizer_ops(count_params(cfg).total // opts.tensor_parallel, _n_tensors(cfg))
     L = cfg.n_layers
+    host_of = _hosts(spec, ops, opts.train)
     rows, times = [], []
     for op in ops:
         t, bound, hbm_op = _time_op(spec, op, opts)
@@ -173,7 +136,7 @@ def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accu
                           to_value(np.asarray(op.matmul_flops, dtype=np.float64) * n * rep),
                           {"hbm": to_value(np.asarray(hbm_op, dtype=np.float64) * n * rep)},
                           to_value(t * n * rep), to_value(bound) if np.ndim(bound) == 0 else bound, op.kind,
-                          _host_s(spec, op, opts.train),
+                          host_of[id(op)],
                           matmul_unit(opts.gemm_dtype if op.kind == "gemm" else _attn_dtype(opts), True)
                           if op.kind in ("gemm", "attention") else None))
     # launch: segments in issue order (fwd: pre, layers, post; bwd: post, layers, pre; optimizer)
@@ -184,18 +147,18 @@ def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accu
         lay = [(op, t) for op, t in part_ops if op.layer]
         post = [(op, t) for op, t in part_ops if not op.layer and not _is_pre(op, part, part_ops)]
         for group, r in ((pre, 1), (lay, L), (post, 1)):
-            segs.append(([t for _, t in group], [_host_s(spec, op, opts.train) for op, _ in group], r))
+            segs.append(([t for _, t in group], [host_of[id(op)] for op, _ in group], r))
     opt = [(op, t) for op, t in times if op.part == "optimizer"]
     gpu = sum(np.asarray(t) * (L if op.layer else 1) * (grad_accum if op.part != "optimizer" else 1)
               for op, t in times)
     kernels = sum(op.kernels * (L if op.layer else 1) * (grad_accum if op.part != "optimizer" else 1)
                   for op, _ in times)
     if launch == "graph":
-        total = graph_time(spec, np.asarray(gpu)[..., None], np.asarray([kernels]))
+        total = graph_step_time(spec, gpu, kernels)
     else:
         # one micro-batch's fwd + bwd, the optimizer issued after the last one on the same host timeline
-        opt_seg = [([t for _, t in opt], [_host_s(spec, op, opts.train) for op, _ in opt], 1)] if opt else []
-        total = _eager(segs + opt_seg) + (grad_accum - 1) * _eager(segs)
+        opt_seg = [([t for _, t in opt], [host_of[id(op)] for op, _ in opt], 1)] if opt else []
+        total = eager_segments_time(segs + opt_seg) + (grad_accum - 1) * eager_segments_time(segs)
     flops = sum(np.asarray(r.flops, dtype=np.float64) for r in rows)
     hbm = sum(np.asarray(r.bytes["hbm"], dtype=np.float64) for r in rows)
     peak = sum(np.asarray(v, dtype=np.float64) for v in memory.values())
@@ -207,6 +170,17 @@ def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accu
         launch=launch, attention_impl=impl,
         assumptions={"gemm": _src(spec, "gemm"), "memory_ops": _src(spec, "memory_ops"),
                      "attention": f"{impl}: one fused kernel, FlashAttention IO (costmodel/step/attention.py)"})
+
+
+def _hosts(spec, ops, train: bool) -> dict:
+    """id(op) -> host seconds to issue one instance (``costmodel/step/launch.py``): a layer's ops of
+    each part share the block's extra host cost."""
+    out = {}
+    for part in ("fwd", "bwd", "optimizer"):
+        for layer in (True, False):
+            group = [op for op in ops if op.part == part and bool(op.layer) == layer]
+            out.update(zip(map(id, group), layer_hosts(spec, group, train, layer)))
+    return out
 
 
 def _src(spec, section):

@@ -24,10 +24,10 @@ def _kind(name: str) -> str:
     return "memory"
 
 
-def events(result, graph_launch_s: float = 0.0) -> list[dict]:
+def events(result, graph_launch_s: float = 0.0, graph_per_kernel_s: float = 0.0) -> list[dict]:
     """Scheduled op instances of a scalar StepResult (see ``graph.schedule``)."""
     g = step_graph(result)
-    out = schedule(g, result.launch, graph_launch_s)
+    out = schedule(g, result.launch, graph_launch_s, graph_per_kernel_s)
     for e, key in zip(out, g.graph["order"]):
         e["kind"] = _kind(g.nodes[key]["name"])
         e["host_s"] = g.nodes[key]["host_s"]

@@ -6,7 +6,8 @@ into the calibrated spec.
 Inputs: ``results/h200/step_run1.json`` (GEMM lattice and held-out projections, memory ops, SDPA) and
 ``results/h200/step_run2.json`` (kernel families, per-op host costs, unaligned GEMMs), both
 measured by ``costmodel.validation.step_run`` (commands and versions in their ``meta``). The model
-runs in those files are not read here. ``--write`` replaces the two sections of
+runs in those files are not read here. ``results/h200/step_calib_run.json`` (synthetic decoders, no
+validated preset; ``step_calib_run``) gives the whole-step launch terms (``step_calib_fit``). ``--write`` replaces the two sections of
 ``hardware_specs/calibrated/h200-sxm-141gb-measured.yaml``.
 """
 
@@ -20,13 +21,15 @@ from pathlib import Path
 import yaml
 
 from costmodel.validation.step_results import load_results, load_results_run2
+from costmodel.validation.step_calib_fit import fit_step_launch
+from costmodel.validation.step_calib_fit import load as load_calib
 from costmodel.validation.step_fit import family_errors, fit_attention, fit_gemm, fit_memory_ops, fit_unaligned
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "hardware_specs" / "calibrated" / "h200-sxm-141gb-measured.yaml"
 
 
-def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured"):
-    """(spec with both sections, gemm model, memory-ops model)."""
+def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured", calib: dict | None = None):
+    """(spec with both sections, gemm model, memory-ops model); ``calib``: the step calibration run."""
     from hardware_specs import load_gpu
 
     spec = load_gpu(base) if isinstance(base, str) else base
@@ -45,6 +48,12 @@ def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured"):
     gemm = fit_unaligned(spec, run2["gemm"], gemm)
     gemm = fit_attention(spec, run1["sdpa"], gemm, mem)
     spec = spec.model_copy(update={"gemm": gemm})
+    if calib is not None:  # whole-step launch terms, from the synthetic decoders of the calibration run
+        f = fit_step_launch(calib, spec)
+        launch = mem.launch.model_copy(update={k: f[k] for k in ("graph_per_kernel_s", "host_per_block_s",
+                                                                 "host_per_kernel_autograd_s")} | {"step_fit": f["fit"]})
+        mem = mem.model_copy(update={"launch": launch})
+        spec = spec.model_copy(update={"memory_ops": mem})
     return spec, gemm, mem
 
 
@@ -59,7 +68,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m costmodel.validation.step_calibrate")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
-    spec, gemm, mem = fitted_sections(load_results(), load_results_run2())
+    spec, gemm, mem = fitted_sections(load_results(), load_results_run2(), calib=load_calib())
     print(yaml.safe_dump({"gemm": gemm.model_dump(mode="json"), "memory_ops": mem.model_dump(mode="json")},
                          sort_keys=False, width=120))
     if args.write:

@@ -19,25 +19,19 @@ import time
 
 import torch
 
-from costmodel.models import ModelConfig, load_model
+from costmodel.models import load_model
 from costmodel.validation import step_grids as grids
 from costmodel.validation.reference_model import build, n_params
 from costmodel.validation.step_run_ops import (run_families, run_gemm, run_graph_gap, run_launch, run_memory_ops,
                                                run_sdpa)
-from costmodel.validation.step_timing import BACKENDS, Run, kernel_profile
+from costmodel.validation.step_timing import (BACKENDS, Run, capture, kernel_profile, random_cache, toy_config,
+                                              training_step)
 
 
 def _graph_decode(eager):
     """Capture one decode step as a CUDA graph; (median replay s, peak bytes, graph)."""
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        eager(); eager()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        eager()
-    g.replay(); g.replay(); torch.cuda.synchronize()
+    g = capture(eager)
     times = []
     for _ in range(20):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -67,9 +61,7 @@ def _peak(r: Run, fn) -> int:
 def run_model(r: Run, name: str, plan: dict, profiled: set):
     cfg = load_model(name)
     if r.smoke:
-        cfg = ModelConfig.model_validate({**cfg.model_dump(), "n_layers": 2, "d_model": 64, "n_heads": 4,
-                                          "n_kv_heads": 2 if cfg.n_kv_heads < cfg.n_heads else 4, "head_dim": 16,
-                                          "ffn_dim": 128, "vocab_size": 256})
+        cfg = toy_config(cfg)
         plan = {ph: [(min(b, 2), min(s, 32)) for b, s in cfgs] for ph, cfgs in plan.items()}
     gen = torch.Generator(device=r.dev).manual_seed(0)
     baseline = torch.cuda.memory_allocated() if r.dev == "cuda" else 0
@@ -96,9 +88,7 @@ def run_model(r: Run, name: str, plan: dict, profiled: set):
         for B, ctx in plan.get("decode", []):
             if r.left() < 20:
                 r.data["skipped"].append(f"{name} decode {B}x{ctx}"); continue
-            model.setup_cache(B, ctx + 1, torch.bfloat16, r.dev)
-            for blk in model.layers:
-                blk.attn.k_cache.normal_(generator=gen); blk.attn.v_cache.normal_(generator=gen)
+            random_cache(model, B, ctx, gen, r.dev)
             idx, pos = rand_idx(B, 1), torch.tensor([ctx], device=r.dev)
             out = {}
 
@@ -133,15 +123,7 @@ def run_model(r: Run, name: str, plan: dict, profiled: set):
             r.data["skipped"].append(f"{name} train {B}x{S}"); continue
         try:
             model = build(cfg, torch.float32, r.dev, max_pos=max(cfg.max_seq_len, 8192))
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=r.dev == "cuda")
-            idx, tgt = rand_idx(B, S), rand_idx(B, S)
-
-            def step():
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(r.dev, dtype=torch.bfloat16):
-                    loss = model.loss(idx, tgt)
-                loss.backward()
-                opt.step()
+            step = training_step(model, rand_idx(B, S), rand_idx(B, S), r.dev)
             step(); step()
             peak = _peak(r, step)
             row = {"model": name, "phase": "train", "batch": B, "seq_len": S, "time_s": r.timed(step, 3),
@@ -154,7 +136,7 @@ def run_model(r: Run, name: str, plan: dict, profiled: set):
             r.data["models"].append({"model": name, "phase": "train", "batch": B, "seq_len": S,
                                      "error": f"out of memory: {str(exc)[:200]}"})
         finally:
-            model = opt = None
+            model = step = None
             if r.dev == "cuda":
                 torch.cuda.empty_cache()
         r.save()

@@ -84,6 +84,49 @@ class Run:
         return t
 
 
+def capture(fn):
+    """fn captured as one CUDA graph after two warm-up calls on a side stream: the graph (keep it alive
+    while replaying)."""
+    s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn(); fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    g.replay(); g.replay(); torch.cuda.synchronize()
+    return g
+
+
+def toy_config(cfg):
+    """A 2-layer, 64-wide version of cfg (the runners' --smoke size on the CPU)."""
+    from costmodel.models import ModelConfig
+
+    return ModelConfig.model_validate({**cfg.model_dump(), "n_layers": 2, "d_model": 64, "n_heads": 4,
+                                       "n_kv_heads": 2 if cfg.n_kv_heads < cfg.n_heads else 4, "head_dim": 16,
+                                       "ffn_dim": 128, "vocab_size": 256})
+
+
+def random_cache(model, B: int, ctx: int, gen, dev: str):
+    """A static bf16 KV cache of ctx + 1 slots per sequence, filled with seeded normals (never zeros)."""
+    model.setup_cache(B, ctx + 1, torch.bfloat16, dev)
+    for blk in model.layers:
+        blk.attn.k_cache.normal_(generator=gen); blk.attn.v_cache.normal_(generator=gen)
+
+
+def training_step(model, idx, tgt, dev: str):
+    """One fused-AdamW step under autocast bf16 over the model's fp32 parameters (a closure)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=dev == "cuda")
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(dev, dtype=torch.bfloat16):
+            loss = model.loss(idx, tgt)
+        loss.backward()
+        opt.step()
+    return step
+
+
 def _reps(est_s: float, target_s: float = 0.01, lo: int = 3, hi: int = 200) -> int:
     return int(min(hi, max(lo, target_s / max(est_s, 1e-7))))
 
