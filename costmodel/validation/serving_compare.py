@@ -62,7 +62,7 @@ def step_ratios(model, gpu, steps, engine="torch-loop", **options) -> dict:
     return out
 
 
-def compare(results: dict, gpu="h200-sxm-141gb") -> dict:
+def compare(results: dict, gpu="h200-sxm-141gb-measured") -> dict:
     from costmodel.serving import simulate_serving
     from costmodel.serving.workload import Workload
 
@@ -101,7 +101,7 @@ def compare(results: dict, gpu="h200-sxm-141gb") -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
-    ap.add_argument("--gpu", default="h200-sxm-141gb", help="spec the simulator uses (a calibrated one, if any)")
+    ap.add_argument("--gpu", default="h200-sxm-141gb-measured", help="spec the simulator uses (default: the H200 calibrated one)")
     ap.add_argument("--json", help="write the comparison here")
     args = ap.parse_args(argv)
     with open(args.results) as f:
