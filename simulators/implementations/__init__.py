@@ -32,6 +32,15 @@ class FusedPass(BaseModel):
     combine: str | None = None  # the split-KV reduction kernel
     helpers: list[str] = Field(default_factory=list)  # small kernels of the pass (preprocess, casts)
     instruction: str | None = None  # overrides the implementation's family for this kernel
+    # shared memory a block, by head_dim upper bound, where [NCU] shows the kernel stages K/V in pieces
+    # (default: the flash simulator's (B_r + 2 B_c) d elements)
+    smem: dict[int, int] = Field(default_factory=dict)
+    # head_dims above this keep the output accumulator in fp32 global memory, read and written once per
+    # key tile ([MEFF] kernel_forward.h: kKeepOutputInRF only while kMaxK <= kKeysPerBlock; '_gmem' kernels)
+    gmem_output_above: int | None = None
+
+    def smem_bytes(self, head_dim: int) -> int | None:
+        return next((self.smem[b] for b in sorted(self.smem) if head_dim <= b), None)
 
     def tile(self, head_dim: int) -> tuple[int, int, int]:
         for bound in sorted(self.tiles):
@@ -56,6 +65,10 @@ class GraphStep(BaseModel):
     gqa_only: bool = False
     causal_only: bool = False
     exp: bool = False
+    # priced_by op_models (ops.py): the memory-op family of an elementwise step (memory_ops: section),
+    # the GEMM shape of a gemm step as letters N (queries), L (keys), d (head_dim): M, N, K of one head
+    family: str | None = None
+    mnk: tuple[str, str, str] | None = None
 
 
 class Implementation(BaseModel):
@@ -71,6 +84,9 @@ class Implementation(BaseModel):
     decode: FusedPass | None = None
     bwd: FusedPass | list[GraphStep]
     gqa: bool = True  # accepts H_kv < H (torch's enable_gqa); False: the call fails, as torch's does
+    # attention: timed by timing.py with the implementation's fitted parameters; op_models: its GEMMs and
+    # memory ops by the GPU's calibrated op models, as the step predictor prices them (ops.py)
+    priced_by: Literal["attention", "op_models"] = "attention"
 
 
 def _load() -> dict[str, Implementation]:

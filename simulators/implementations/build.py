@@ -66,6 +66,19 @@ def _tag(k: KernelCount, name: str, family: str, inflight: float, pad: float = 1
     return k
 
 
+def _gmem_output(k: KernelCount, cfg: AttentionConfig, tile) -> None:
+    """[MEFF]'s forward for head_dim > kKeysPerBlock: the fp32 output accumulator lives in global
+    memory: each query block reads and writes its B_r x d slice once per key tile (L2 traffic), and
+    the accumulator crosses DRAM once each way (written back, read for the final bf16 output)."""
+    br, bc, _ = tile
+    acc = cfg.batch_heads * cfg.seq_len * cfg.head_dim * 4
+    key_tiles = math.ceil(cfg.kv_len / bc) * (0.5 if cfg.causal else 1.0)
+    k.global_read_bytes += int(acc * key_tiles)
+    k.global_write_bytes += int(acc * key_tiles)
+    k.hbm_read_bytes += acc
+    k.hbm_write_bytes += acc
+
+
 def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list[tuple[KernelCount, str]]:
     d, e = cfg.head_dim, cfg.element_bytes
     out: list[tuple[KernelCount, str]] = []
@@ -99,9 +112,13 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             fp = impl.decode if (run.seq_len == 1 and impl.decode is not None) else impl.fwd
             fp = impl.fwd if fp.splits == "fa2" else fp  # FA2 with one split runs its ordinary forward kernel
             tile = fp.tile(d)
-            sch = _sched(spec, tile, fp.regs, fp.stages, impl.persistent)
+            smem = fp.smem_bytes(d)
+            sch = _sched(spec, tile, fp.regs, fp.stages, impl.persistent,
+                         **({"smem_per_block_bytes": smem} if smem else {}))
             counts, _ = flash_kernels(spec, run, sch, "flash2", "fwd", "closed")
             k = counts[0]
+            if fp.gmem_output_above is not None and d > fp.gmem_output_above:
+                _gmem_output(k, run, tile)
             pad = math.ceil(run.seq_len / tile[0]) * tile[0] / run.seq_len
             family = fp.instruction or impl.instruction
             out.append((_tag(k, fp.kernel, family, 2 * tile[1] * d * e * fp.stages, pad), "fwd"))

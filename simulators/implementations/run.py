@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulators.implementations import IMPLEMENTATIONS, build
+from simulators.implementations import IMPLEMENTATIONS, build, ops
 from simulators.implementations.params import Basis, call_overhead_s, kernel_params, timing_basis
 from simulators.timing import time_kernel
 
@@ -11,7 +11,8 @@ ASSUMPTIONS = {
                 "warps, registers, split-KV rule and GQA packing as its sources and Nsight Compute state them",
     "hbm_bytes": "fused: the L2 wave model over the implementation's own grid and tiles; graph: every tensor a "
                  "kernel reads or writes crosses DRAM once",
-    "time_s": "per kernel: waves and tail on the busiest SM with each block's issue share, per-SM bandwidth by "
+    "time_s": "torch-eager: GEMMs and memory ops by the GPU's calibrated op models (gemm:, memory_ops:), issued "
+              "one by one by the host (memory_ops.eager_time), row-wise softmax as below; others: per kernel: waves and tail on the busiest SM with each block's issue share, per-SM bandwidth by "
               "Little's law, tensor rate x the fitted efficiency of the implementation's main loop, + fixed GPU "
               "cost per launch; summed over kernels; + the call's fitted host overhead",
 }
@@ -25,7 +26,15 @@ def time(spec, impl: str, counts, cfg, pass_: str, basis: Basis | None = None, o
     """(kernel results, call overhead in s) of counted kernels under ``basis`` (default: the spec's)."""
     basis = basis or timing_basis(spec)
     out = []
+    entry = IMPLEMENTATIONS[impl]
     for k, role in counts:
+        if entry.priced_by == "op_models" and not role.startswith("rowwise") and not role.startswith("rowblock"):
+            out.append(time_kernel(spec, k, cfg.dtype, False))  # counts only: ops.price re-times it
+            continue
         p = kernel_params(basis, impl, role, k.instruction, overrides)
         out.append(time_kernel(spec, k, cfg.dtype, k.instruction != "simt", p))
-    return out, call_overhead_s(basis, impl, pass_, overrides)
+    overhead = call_overhead_s(basis, impl, pass_, overrides)
+    if entry.priced_by == "op_models":
+        out, hidden_not = ops.price(spec, entry, cfg, out, [role for _, role in counts])
+        overhead += hidden_not
+    return out, overhead

@@ -2,8 +2,10 @@
 
     python3 -m costmodel.validation.implementations.calibrate [--raw RAW.json] [--write-spec] [--out RESULTS.json]
 
-Fits three times: on the first calibration run, on the second (minutes later, same grid) and on
-both; the spread between the first two is each parameter's ``spread``; the third is written.
+Fits three times: on calibration run A alone, on run B alone (minutes later, the same grid:
+``--spread-reps``, default reps 2 and 3, the 04:42 UTC run's two complete passes) and on every
+calibration run together (reps 0-3); the spread between the first two is each parameter's
+``spread``; the third is written.
 ``--write-spec`` puts the ``implementations:`` section into the calibrated H200 spec (replacing
 one there). The results file holds every held-out prediction beside its measurement, so
 ``validate --implementations --repredict`` can re-check it with a later model and no GPU.
@@ -53,10 +55,12 @@ def section(values: dict, spread: dict, data: dict, n_points: int, residuals: li
         if o != "gpu":
             impls.setdefault(o, {})[n] = entry(o, n)
     absres = sorted(abs(r) for r in residuals)
-    return {"gpu": gpu, "impls": impls, "raw": "costmodel/validation/implementations/data/impls-raw.json",
+    return {"gpu": gpu, "impls": impls, "raw": ", ".join(f"costmodel/validation/implementations/data/{p.name}"
+                                                        for p in records.RAWS),
             "fit": {"calibration_calls": n_points, "median_abs_residual": round(absres[len(absres) // 2], 4),
                     "worst_abs_residual": round(absres[-1], 4), "torch": meta["torch"], "cudnn": meta.get("cudnn"),
-                    "driver": meta.get("nvidia_smi"), "command": meta["command"]}}
+                    "driver": meta.get("nvidia_smi"),
+                    "command": "; ".join(r["command"] for r in meta.get("runs", [meta]))}}
 
 
 def write_section(sec: dict, path: Path = SPEC_FILE) -> None:
@@ -71,9 +75,26 @@ def write_section(sec: dict, path: Path = SPEC_FILE) -> None:
     path.write_text("".join(lines[:start]) + block + "".join(lines[end:]))
 
 
+def drift(cal: list[records.Measured]) -> dict:
+    """How much the measurements themselves moved: per pair of calibration runs, the median and worst
+    |t_b / t_a - 1| over the calls both timed."""
+    by: dict = {}
+    for m in cal:
+        by.setdefault(m.rep, {})[m.case.key()] = m.time_s
+    out = {}
+    reps = sorted(by)
+    for i, a in enumerate(reps):
+        for b in reps[i + 1:]:
+            r = sorted(abs(by[b][k] / by[a][k] - 1) for k in by[a].keys() & by[b].keys())
+            if r:
+                out[f"{a}-{b}"] = {"calls": len(r), "median": round(r[len(r) // 2], 4), "worst": round(r[-1], 4)}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--raw", default=str(records.RAW))
+    ap.add_argument("--raw", nargs="+", default=[str(p) for p in records.RAWS])
+    ap.add_argument("--spread-reps", default="2,3", help="the two calibration runs compared, REP_A,REP_B")
     ap.add_argument("--write-spec", action="store_true")
     ap.add_argument("--out", default=str(records.RAW.parent / "heldout-results.json"))
     ap.add_argument("--sweeps", type=int, default=2)
@@ -83,49 +104,51 @@ def main(argv=None) -> int:
                          "decode GPU points (commit 204b257), on which main's numba_kernels fit was made")
     args = ap.parse_args(argv)
     data = records.load(args.raw)
+    raw_dir = Path(args.raw[0]).parent
     spec = load_gpu(SPEC)
     spec = spec.model_copy(update={"implementations": None})  # counts do not depend on the fit
     ms = records.measurements(data)
     cal = [m for m in ms if m.case.grid == "calibration"]
-    # the two runs compared on the calls both completed (the first run's share of the budget ran out)
-    both = {m.case.key() for m in cal if m.rep == 0} & {m.case.key() for m in cal if m.rep == 1}
-    # Nsight Compute's kernel durations of the calibration grid's decodes (no call was timed there: the
-    # runner's budget ran out before them): GPU-side points, the same in both fits
-    ncu_csv = Path(args.raw).parent / "ncu.csv"
+    rep_a, rep_b = (int(x) for x in args.spread_reps.split(","))
+    # the two runs compared on the calls both completed
+    both = {m.case.key() for m in cal if m.rep == rep_a} & {m.case.key() for m in cal if m.rep == rep_b}
+    # Nsight Compute's kernel durations of the calibration grid's decodes: GPU-side points (no host
+    # cost in them), the same in every fit
+    ncu_csv = raw_dir / "ncu.csv"
     gpu_pts = fit.points(spec, [p for p in records.profiles(data, ncu_csv) if p.case.grid == "calibration"],
                          gpu_only=True)
     held = {("gpu", k): float(v) for k, v in (kv.split("=") for kv in args.hold.split(",") if kv)}
     fits = {}
-    for rep in (0, 1):
+    for rep in (rep_a, rep_b):
         pts = gpu_pts + fit.points(spec, [m for m in cal if m.rep == rep and m.case.key() in both])
         fits[rep] = fit.fit(spec, pts, sweeps=args.sweeps, start=held, fixed=tuple(held))
-        print(f"fit on calibration run {rep + 1}: {len(pts)} calls", file=sys.stderr)
+        print(f"fit on calibration run {rep}: {len(pts)} calls", file=sys.stderr)
     pts = gpu_pts + fit.points(spec, cal)
-    mean = {k: 0.5 * (fits[0][k] + fits[1][k]) for k in fits[0]}
+    mean = {k: 0.5 * (fits[rep_a][k] + fits[rep_b][k]) for k in fits[rep_a]}
     values = fit.fit(spec, pts, sweeps=1, start=mean, fixed=tuple(held))  # both runs, from the two fits' mean
-    spread = {k: abs(fits[0][k] - fits[1][k]) / (0.5 * (fits[0][k] + fits[1][k])) for k in values
-              if k in fits[0] and k in fits[1]}
+    spread = {k: abs(fits[rep_a][k] - fits[rep_b][k]) / (0.5 * (fits[rep_a][k] + fits[rep_b][k])) for k in values
+              if k in fits[rep_a] and k in fits[rep_b]}
     sec = section(values, spread, data, len(pts), fit.residuals(spec, pts, values), held)
     if args.write_spec:
         write_section(sec)
     from hardware_specs.implementations import ImplementationsSection
 
     final = spec.model_copy(update={"implementations": ImplementationsSection.model_validate(sec)})
-    held = [m for m in ms if m.case.grid == "heldout"]
+    held = records.per_case([m for m in ms if m.case.grid == "heldout"])
     t_rows = heldout.time_rows(final, held)
-    d_rows = heldout.dram_rows(final, [p for p in records.profiles(data, Path(args.raw).parent / "ncu.csv")
-                                       if p.case.grid == "heldout"])
+    d_rows = heldout.dram_rows(final, [p for p in records.profiles(data, ncu_csv) if p.case.grid == "heldout"])
     # the two calibration runs predicted by their own fits: how much a re-calibration moves predictions
     moved = []
-    for m in [m for m in cal if m.rep == 0 and m.case.key() in both]:
+    for m in [m for m in cal if m.rep == rep_a and m.case.key() in both]:
         p = fit.points(spec, [m])[0]
-        moved.append(fit.predict(spec, p, fits[1]) / fit.predict(spec, p, fits[0]) - 1)
+        moved.append(fit.predict(spec, p, fits[rep_b]) / fit.predict(spec, p, fits[rep_a]) - 1)
     out = {"meta": {**data["meta"], "fitted": _dt.date.today().isoformat(),
                     "refit_command": "python3 -m costmodel.validation.implementations.calibrate --write-spec"},
            "section": sec, "time": t_rows, "dram": d_rows,
            "time_summary": heldout.summarize(t_rows), "dram_summary": heldout.summarize(d_rows),
            "gpu_time_summary": heldout.summarize(d_rows, "gpu_time_rel_error"),
-           "calibration_spread": {"calls_in_both_runs": len(both), "params": {f"{o}.{n}": v for (o, n), v in spread.items()},
+           "calibration_spread": {"runs": [rep_a, rep_b], "calls_in_both_runs": len(both),
+                                  "measured_between_runs": drift(cal), "params": {f"{o}.{n}": v for (o, n), v in spread.items()},
                                   "prediction_moved_median": sorted(abs(x) for x in moved)[len(moved) // 2],
                                   "prediction_moved_worst": max(abs(x) for x in moved)},
            "failures": [{"key": c.key(), "error": e} for c, e in records.failures(data)]}

@@ -92,11 +92,15 @@ def fit(spec, pts: list[Point], sweeps: int = 3, iters: int = 18, start: dict | 
         values.update({(impl, n): START[n] for n in IMPL_PARAMETERS})
     values.update({k: v for k, v in (start or {}).items() if k in values})
     by_impl = {i: [p for p in pts if p.impl == i] for i in impls}
+    for impl in impls:  # parameters no point of the implementation uses are not fitted, nor written
+        for name in IMPL_PARAMETERS:
+            if not any(_uses(name, p) for p in by_impl[impl]):
+                values.pop((impl, name), None)
     for _ in range(sweeps):
         for impl in impls:
             for name in IMPL_PARAMETERS:
                 own = [p for p in by_impl[impl] if _uses(name, p)]
-                if not own or (impl, name) in fixed:
+                if not own or (impl, name) in fixed or (impl, name) not in values:
                     continue
                 values[(impl, name)] = _golden(lambda x: loss(spec, own, {**values, (impl, name): x}),
                                                *BOUNDS[name], iters)
@@ -111,6 +115,8 @@ def fit(spec, pts: list[Point], sweeps: int = 3, iters: int = 18, start: dict | 
 def _uses(name: str, p: Point) -> bool:
     from simulators.implementations import IMPLEMENTATIONS
 
+    if IMPLEMENTATIONS[p.impl].priced_by == "op_models" and not name.startswith("host"):
+        return False  # its kernels are priced by the op models' own calibration (ops.py)
     if name == "overlap":
         return IMPLEMENTATIONS[p.impl].kind == "fused"
     if name.startswith("host") and p.gpu_only:

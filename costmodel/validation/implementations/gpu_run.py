@@ -2,6 +2,11 @@
 calibration grid (twice, for the spread) and the held-out grid, then the Nsight Compute subset.
 
     python3 -m costmodel.validation.implementations.gpu_run --out DIR [--budget-s 330] [--ncu-budget-s 110]
+        [--phases GRID:PART:REP[@SHARE],...] [--no-ncu]
+
+``--phases``: the timed phases in order, each a grid (calibration | heldout), a part (all | decode |
+prefill) and a repeat number, optionally ``@SHARE``: the phase stops at that share of the budget
+(default: the budget's end). Default: calibration, held-out, calibration again (the 2026-12-02 run).
 
 Writes DIR/impls-raw.json (rewritten after every phase, so a run stopped on its budget keeps
 what it has) and DIR/ncu.csv. Every input is a view into one pool of random bf16 numbers made
@@ -263,6 +268,18 @@ def ncu_phase(out_dir: Path, case_list, budget_s: float, log) -> tuple[list, str
     return groups, note
 
 
+def parse_phases(text: str) -> list[tuple[str, str, int, float]]:
+    """``GRID:PART:REP[@SHARE],...`` -> [(grid, part, rep, share of the budget it must end by)]."""
+    out = []
+    for item in text.split(","):
+        body, _, share = item.strip().partition("@")
+        grid, part, rep = body.split(":")
+        if grid not in ("calibration", "heldout") or part not in ("all", "decode", "prefill"):
+            raise ValueError(f"--phases: {item!r}; GRID is calibration | heldout, PART all | decode | prefill")
+        out.append((grid, part, int(rep), float(share) if share else 1.0))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="out/impls")
@@ -270,6 +287,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ncu-budget-s", type=float, default=110.0)
     ap.add_argument("--ncu-child")
     ap.add_argument("--deadline", type=float)
+    ap.add_argument("--phases", default="calibration:all:0@0.36,heldout:all:0@0.72,calibration:all:1",
+                    help="GRID:PART:REP[@SHARE],... (module docstring)")
+    ap.add_argument("--no-ncu", action="store_true", help="time only: no Nsight Compute phase")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: catches typos before a GPU call")
     args = ap.parse_args(argv)
     if args.ncu_child:
@@ -288,17 +308,14 @@ def main(argv=None) -> int:
     data = {"meta": _meta("python3 -m costmodel.validation.implementations.gpu_run " + " ".join(argv or sys.argv[1:]), device),
             "records": [], "ncu": []}
     deadline = t_start + args.budget_s
-    cal, held = grids.cases("calibration"), grids.cases("heldout")
-    if args.smoke:
-        cal, held = grids.smoke_cases("calibration"), grids.smoke_cases("heldout")
-    # calibration, held-out, calibration again: the two calibration runs are minutes apart
-    phases = [(cal, 0, 0.36), (held, 0, 0.72), (cal, 1, 1.0)]
-    for case_list, rep, share in phases:
-        time_phase(bench, case_list, rep, t_start + share * args.budget_s if rep == 0 else deadline,
-                   data["records"], log)
+    for grid, part, rep, share in parse_phases(args.phases):
+        case_list = grids.smoke_cases(grid) if args.smoke else grids.cases(grid)
+        case_list = [c for c in case_list if part == "all" or c.shape.decode == (part == "decode")]
+        log(f"phase {grid}:{part}:{rep}: {len(case_list)} cases")
+        time_phase(bench, case_list, rep, t_start + share * args.budget_s, data["records"], log)
         _write(raw_path, data)
     del bench
-    if args.smoke:
+    if args.smoke or args.no_ncu:
         data["meta"]["wall_s"] = time.time() - t_start
         _write(raw_path, data)
         log(f"smoke done: {len(data['records'])} timed")

@@ -3,8 +3,10 @@ parameters are fitted on, and a held-out grid, disjoint from it, that only check
 
 Calibration (prefill): the FlashAttention-2 paper's benchmark layout, 16k tokens a batch and a
 hidden size of 2048 (B = 16384 / N, H = 2048 / d), N in {512, 2048, 8192}, d in {64, 128},
-causal and not; one GQA shape (H 32 / H_kv 8); decode against caches of 2k and 8k at batch 1
-and 16, MHA and GQA 4. Held-out: other N (non-powers of two among them), GQA 1/4/8, d 64/128/256,
+causal and not; one GQA shape (H 32 / H_kv 8); d = 256 at N = 2048 (H 8, B 8), causal and not;
+decode against caches of 2k and 8k at batch 1 and 16, MHA and GQA 4, and one decode each at
+d = 256 and d = 64 (the d = 256 and d = 64 shapes added 2026-12-02: the first grid had no
+d = 256, so kernels that exist only there, CUTLASS's gmem-output forward, were never fitted). Held-out: other N (non-powers of two among them), GQA 1/4/8, d 64/128/256,
 N up to 32k, decode at batch 1 to 64 against caches of 1k to 32k. Standard (materialising)
 implementations run only where their score matrix S (fp32) stays under ``MAX_SCORE_BYTES``.
 """
@@ -73,7 +75,9 @@ def _decode(b, h, hkv, l_, d) -> Shape:
 def calibration_shapes() -> list[Shape]:
     out = [_prefill(n, d, c) for n in (512, 2048, 8192) for d in (64, 128) for c in (False, True)]
     out += [_prefill(2048, 128, c, heads=32, kv_heads=8, batch=4) for c in (False, True)]
+    out += [_prefill(2048, 256, c) for c in (False, True)]
     out += [_decode(b, 32, hkv, l_, 128) for b in (1, 16) for hkv in (32, 8) for l_ in (2048, 8192)]
+    out += [_decode(8, 16, 16, 4096, 256), _decode(16, 32, 8, 2048, 64)]
     return out
 
 

@@ -10,6 +10,10 @@ from pathlib import Path
 from costmodel.validation.implementations.grids import Case
 
 RAW = Path(__file__).parent / "data" / "impls-raw.json"
+# every committed run, in order: 2026-12-02 01:50 UTC (calibration reps 0, 1 without decodes, held-out
+# prefill, Nsight Compute) and 04:42 UTC (every decode of both grids, reps 2, 3; calibration prefill
+# reps 2, 3, with the d = 256 shapes). Rep numbers are unique across runs.
+RAWS = (RAW, RAW.parent / "impls-raw-2.json")
 # kernels of a case's Nsight Compute window that are not the op: torch's own set-up of leaf grads
 # (none expected), kept here so a change in torch shows up as an unmatched name, not a wrong sum
 IGNORED_KERNELS = ()
@@ -33,8 +37,15 @@ class Profiled:
     kernels: list[dict]
 
 
-def load(path: str | Path = RAW) -> dict:
-    return json.loads(Path(path).read_text())
+def load(path: str | Path | tuple | list = RAWS) -> dict:
+    """One raw file, or several merged: records and Nsight Compute entries concatenated, ``meta`` the
+    first file's with every file's under ``runs``."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    files = [json.loads(Path(p).read_text()) for p in paths]
+    if len(files) == 1:
+        return files[0]
+    return {"meta": {**files[0]["meta"], "runs": [f["meta"] for f in files]},
+            "records": [r for f in files for r in f["records"]], "ncu": [e for f in files for e in f.get("ncu") or []]}
 
 
 def measurements(data: dict) -> list[Measured]:
@@ -46,6 +57,20 @@ def measurements(data: dict) -> list[Measured]:
         out.append(Measured(Case.model_validate(r["case"]), r["rep"], statistics.median(r["samples_s"]),
                             statistics.median(b2b) if b2b else None, len(r["samples_s"]),
                             r.get("rel_error_vs_float64")))
+    return out
+
+
+def per_case(ms: list[Measured]) -> list[Measured]:
+    """One measurement a case: the median over its repeats of their median times (mean of two)."""
+    by: dict = {}
+    for m in ms:
+        by.setdefault(m.case.key(), []).append(m)
+    out = []
+    for group in by.values():
+        b2b = [m.back_to_back_s for m in group if m.back_to_back_s is not None]
+        out.append(Measured(group[0].case, min(m.rep for m in group), statistics.median(m.time_s for m in group),
+                            statistics.median(b2b) if b2b else None, sum(m.samples for m in group),
+                            group[0].rel_error))
     return out
 
 

@@ -1,0 +1,82 @@
+"""Graph implementations priced op by op with the GPU's calibrated op models, the ones the whole-model
+step predictor uses (costmodel/step): GEMMs by the cuBLAS model (``simulators.matmul.gemm_time``,
+the ``gemm:`` section), memory-bound kernels by the bandwidth-vs-bytes curve of their TensorIterator
+family (``simulators.memory_ops.memory_op_time``, ``memory_ops:``), and the host issuing them one by
+one (``simulators.memory_ops.eager_time``: kernel i starts when the host has issued it and kernel
+i - 1 has ended; host CPU time per kernel from ``memory_ops.launch``: per family, a cuBLAS call, and
+per kernel under autograd for the backward's).
+
+A catalog entry opts in with ``priced_by: op_models`` (torch-eager); every step then names its
+``family`` (memory ops) or its GEMM shape ``mnk`` (gemm steps). Row-wise steps (torch's softmax
+kernels: a warp or a block a row) have no op-model family of their own and stay on the attention
+timing model (timing.py with the fitted ``rowwise_efficiency`` / ``rowblock_efficiency``), as for
+the math backend. The call's own host time beyond its kernels' launches (the Python function,
+autograd's entry) is the implementation's fitted ``host_fwd_s`` / ``host_fwd_bwd_s``.
+"""
+
+from __future__ import annotations
+
+from simulators.implementations import GraphStep, Implementation
+from simulators.matmul import gemm_time
+from simulators.memory_ops import eager_time, memory_op_time
+
+BOUND = {"gemm": "gemm model", "elementwise": "memory-op model"}
+# (id(spec), impl, step, pass, config) -> (spec, GPU s): the fit re-times the same calls many times; the
+# spec is kept in the value so that its id is not reused by another spec while the entry lives
+_CACHE: dict = {}
+
+
+def steps_by_name(impl: Implementation) -> dict[tuple[str, str], GraphStep]:
+    return {**{(s.name, "fwd"): s for s in impl.fwd}, **{(s.name, "bwd"): s for s in impl.bwd}}
+
+
+def gemm_shape(step: GraphStep, cfg) -> tuple[int, int, int]:
+    """(M, N, K) of one head's product, from the step's ``mnk`` letters: N queries, L keys, d head_dim."""
+    size = {"N": cfg.seq_len, "L": cfg.kv_len, "d": cfg.head_dim}
+    m, n, k = (size[x] for x in step.mnk)
+    return m, n, k
+
+
+def op_gpu_s(spec, step: GraphStep, k, cfg) -> float:
+    """GPU seconds of one graph step's kernels (``k``: its KernelCount) on the op models."""
+    if step.kind == "gemm":
+        m, n, kk = gemm_shape(step, cfg)
+        return float(gemm_time(spec, m, n, kk, cfg.dtype, batch=cfg.batch_heads))
+    nbytes = k.global_read_bytes + k.global_write_bytes
+    return float(memory_op_time(spec, nbytes, kernels=step.launches, family=step.family))
+
+
+def host_per_launch_s(spec, step: GraphStep, backward: bool) -> float:
+    """Host CPU time to issue one of the step's kernels (``memory_ops.launch``)."""
+    from hardware_specs.op_timing import memory_ops_model
+
+    launch = memory_ops_model(spec).launch
+    if backward and launch.host_per_kernel_autograd_s is not None:
+        return launch.host_per_kernel_autograd_s
+    if step.kind == "gemm":
+        return launch.host_per_library_call_s or launch.host_per_kernel_s
+    return launch.host_by_family.get(step.family or "", launch.host_per_kernel_s)
+
+
+def price(spec, impl: Implementation, cfg, results: list, roles: list[str]) -> tuple[list, float]:
+    """(kernel results, host overhead not hidden) with the op-model steps re-timed; ``results``: the
+    kernels as timing.py timed them (row-wise steps keep that time), ``roles``: build.kernels's."""
+    steps = steps_by_name(impl)
+    out, gpu, host = [], [], []
+    for r, role in zip(results, roles):
+        backward = role.endswith("_bwd")
+        step = steps[(r.name, "bwd" if backward else "fwd")]
+        if step.kind in BOUND:
+            key = (id(spec), spec.name, impl.name, step.name, backward, cfg)
+            if key not in _CACHE:
+                if len(_CACHE) > 50_000:
+                    _CACHE.clear()
+                _CACHE[key] = (spec, op_gpu_s(spec, step, r, cfg))
+            t = _CACHE[key][1]
+            r = r.model_copy(update={"time_s": t, "bound": BOUND[step.kind], "times_s": {BOUND[step.kind]: t},
+                                     "launch_s": 0.0, "fixed_s": 0.0})
+        out.append(r)
+        gpu += [r.time_s / step.launches] * step.launches
+        host += [host_per_launch_s(spec, step, backward)] * step.launches
+    wall = float(eager_time(gpu, host)) if gpu else 0.0
+    return out, max(0.0, wall - sum(gpu))
