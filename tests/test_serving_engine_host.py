@@ -79,3 +79,21 @@ def test_fit_recovers_constructed_host_times_and_checks_another_model():
 def test_fit_refuses_runs_without_the_host_split():
     with pytest.raises(ValueError, match="model: no recorded step of 'a' carries the host split"):
         fit.fit({"runs": [{"model": "a", "steps": [{"decodes": 1, "chunks": [], "time_s": 1.0}]}]}, "a")
+
+
+def test_attention_call_fit_round_trips():
+    # eager steps "measured" as the predictor's forward with 120 us a call plus known host work: the
+    # bisection finds 120 us back
+    from costmodel.step import predict_batch
+
+    gpu = "h200-sxm-141gb-measured"
+    chunks = [[[300, 0]], [[64, 0], [900, 0]], [[512, 0]], [[128, 0]], [[40, 0]]]
+    steps = []
+    for ch in chunks:
+        new = [[m for m, _ in ch]]
+        fwd = float(predict_batch("tinyllama-1.1b", gpu, new, [[0] * len(ch)], launch="eager",
+                                  attention_host_per_call_s=1.2e-4).time_s[0])
+        steps.append({"decodes": 0, "decode_ctx_sum": 0, "chunks": ch, "schedule_s": 1e-5, "prep_s": 2e-4,
+                      "issue_s": fwd, "time_s": fwd + 1e-5 + 2e-4})
+    data = {"runs": [{"model": "tinyllama-1.1b", "steps": steps}]}
+    assert fit.fit_attention_call(data, "tinyllama-1.1b", gpu) == pytest.approx(1.2e-4, rel=1e-6)

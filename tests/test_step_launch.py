@@ -116,3 +116,25 @@ def test_biased_linears_in_training_add_a_bias_cast_and_a_bias_gradient_reductio
     assert not [row for row in llama.ops if "bias" in row.name]
     inference = predict_step("gpt2-medium", spec, "prefill", batch=1, seq_len=1024)
     assert not [row for row in inference.ops if "bias" in row.name]  # bf16 biases in the GEMM epilogue
+
+
+def test_engine_attention_host_is_per_layer_and_call_on_the_eager_timeline():
+    # deep in the host-bound regime each added second of host per layer and attention call costs one
+    # second of wall time per layer and call: between 1 ms and 2 ms a call, a batch of two prompt
+    # chunks and two decodes (3 calls: one per chunk, one for the decodes) grows by L x 3 x 1 ms
+    from costmodel.models import load_model
+    from costmodel.step import predict_batch
+
+    L = load_model("tinyllama-1.1b").n_layers
+    new, ctx = [[16, 8, 1, 1]], [[0, 0, 40, 70]]
+    t1, t2 = (float(predict_batch("tinyllama-1.1b", "h200-sxm-141gb-measured", new, ctx, launch="eager",
+                                  attention_host_per_call_s=a).time_s[0]) for a in (1e-3, 2e-3))
+    assert t2 - t1 == pytest.approx(L * 3 * 1e-3, rel=1e-9)
+    # a CUDA graph issues nothing per op from the host: the term leaves it unchanged
+    g0, g1 = (float(predict_batch("tinyllama-1.1b", "h200-sxm-141gb-measured", new, ctx, launch="graph",
+                                  attention_host_per_call_s=a).time_s[0]) for a in (0.0, 1e-3))
+    assert g0 == g1
+    # GPU-bound (a long prompt on a large model): a small host term is hidden under the GPU work
+    b0, b1 = (float(predict_batch("llama2-7b", "h200-sxm-141gb-measured", [8192], [0], launch="eager",
+                                  attention_host_per_call_s=a).time_s) for a in (0.0, 1e-5))
+    assert b1 == pytest.approx(b0, rel=1e-6)

@@ -9,7 +9,14 @@ prices the forward pass (its kernels, and an eager forward's launches); this add
     host_s = graph_step_s + graph_per_request_s x requests          (decode-only step, a CUDA graph)
     host_s = eager_step_s + eager_per_token_s x new tokens          (a step holding prefill, eager)
 
-Four parameters with a unit each, read from ``costmodel/serving/engines/<name>.yaml``; ``ideal``
+An eager step's forward is the step predictor's eager timeline with, per layer, the engine's own
+host work around each attention call (one per prefill chunk, one for all the step's decodes:
+slicing, gathering the chunk's context from the pools, the paged kernel's launch from Python),
+``eager_attention_call_s`` a call, where the op list holds one SDPA call
+(``costmodel.step.predict_batch``'s ``attention_host_per_call_s``): on the timeline, so it costs
+time only where the host is the bottleneck.
+
+Five parameters with a unit each, read from ``costmodel/serving/engines/<name>.yaml``; ``ideal``
 (all zero) is an engine with no host time. ``torch-loop`` is the measured loop on the H200
 machine's host (``costmodel.validation.serving_engine_fit``: fitted on one model's recorded
 steps, checked on the other's).
@@ -46,6 +53,7 @@ class EngineHost(BaseModel):
     graph_per_request_s: float = Field(ge=0, allow_inf_nan=False)
     eager_step_s: float = Field(ge=0, allow_inf_nan=False)
     eager_per_token_s: float = Field(ge=0, allow_inf_nan=False)
+    eager_attention_call_s: float = Field(0.0, ge=0, allow_inf_nan=False)
     measured: EngineMeasured | None = None
     check: dict | None = None  # the held-out check of a fitted engine (what it was checked on, errors)
 
@@ -53,6 +61,11 @@ class EngineHost(BaseModel):
         if graph:
             return self.graph_step_s + self.graph_per_request_s * requests
         return self.eager_step_s + self.eager_per_token_s * new_tokens
+
+    @property
+    def is_ideal(self) -> bool:
+        return not any((self.graph_step_s, self.graph_per_request_s, self.eager_step_s, self.eager_per_token_s,
+                        self.eager_attention_call_s))
 
 
 def engine_names() -> list[str]:

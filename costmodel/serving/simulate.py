@@ -179,7 +179,10 @@ def simulate_serving(
 
     if cost is None:
         launches = ("graph", "eager") if options["launch"] == "auto" else (options["launch"],) * 2
-        target = [step_predictor(cfg, gpu, **{**options, "launch": la}) for la in launches]
+        eager_host = {"attention_host_per_call_s": host_model.eager_attention_call_s} \
+            if host_model.eager_attention_call_s and step_time is None else {}
+        target = [step_predictor(cfg, gpu, **{**options, "launch": la, **(eager_host if la == "eager" else {})})
+                  for la in launches]
         drafts = [None, None]
         if spec is not None:
             drafts = [step_predictor(draft_cfg, gpu, **{**options, "tensor_parallel": 1, "launch": la})
@@ -192,8 +195,7 @@ def simulate_serving(
                         resolution_bits=resolution_bits, draft=drafts[0], draft_prefill=drafts[1], gamma=gamma,
                         swap_block_bytes=cap["block_bytes_per_gpu"], swap_bandwidth_Bps=swap_bandwidth_Bps,
                         comm=tp_comm_s)
-    cost.host = host if any((host_model.graph_step_s, host_model.graph_per_request_s, host_model.eager_step_s,
-                             host_model.eager_per_token_s)) else None
+    cost.host = None if host_model.is_ideal else host
 
     def serve() -> tuple[EngineRun, object]:
         bm = BlockManager(cap["num_blocks"], block_size, num_cpu_blocks=swap_blocks)

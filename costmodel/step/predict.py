@@ -117,7 +117,7 @@ def _attn_dtype(opts: Options) -> str:
 
 
 def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accum: int, new_tokens, impl,
-              memory: dict) -> StepResult:
+              memory: dict, attention_host_s=0.0) -> StepResult:
     fwd = forward_ops(cfg, tokens, opts)
     ops = list(fwd)
     if opts.train:
@@ -140,6 +140,11 @@ def _assemble(cfg, spec, phase, tokens: Tokens, opts: Options, launch, grad_accu
                           matmul_unit(opts.gemm_dtype if op.kind == "gemm" else _attn_dtype(opts), True)
                           if op.kind in ("gemm", "attention") else None))
     # launch: segments in issue order (fwd: pre, layers, post; bwd: post, layers, pre; optimizer)
+    if np.any(np.asarray(attention_host_s) != 0):  # an engine's own host work around each layer's attention
+        host_of = dict(host_of)
+        for op in ops:
+            if op.kind == "attention" and op.layer and op.part == "fwd":
+                host_of[id(op)] = host_of[id(op)] + np.asarray(attention_host_s, dtype=np.float64)
     segs = []
     for part in ("fwd", "bwd"):
         part_ops = [(op, t) for op, t in times if op.part == part]
@@ -272,7 +277,8 @@ def predict_step(model, gpu, phase: str = "prefill", *, batch=1, seq_len=512, dt
 
 def predict_batch(model, gpu, new_tokens, context_lens, *, dtype: str = "bf16", kv_dtype=None, weight_dtype=None,
                   launch: str = "graph", attention_impl: str | None = None, tensor_parallel: int = 1,
-                  all_logits: bool = False, sliding_window="model", cache_tokens=None) -> StepResult:
+                  all_logits: bool = False, sliding_window="model", cache_tokens=None,
+                  attention_host_per_call_s: float = 0.0) -> StepResult:
     """One forward pass over a ragged batch: request i brings ``new_tokens[i]`` tokens after
     ``context_lens[i]`` cached ones (prefill: new=S, ctx=0; decode: new=1, ctx=S; chunked prefill:
     both). Arrays over requests on the last axis; leading axes broadcast (many batches at once).
@@ -280,6 +286,10 @@ def predict_batch(model, gpu, new_tokens, context_lens, *, dtype: str = "bf16", 
     A serving engine runs this as one varlen attention kernel and computes logits only for each
     request's last token (``all_logits=False``). ``cache_tokens``: KV tokens resident on the GPU
     (default: the batch's own, Σ (ctx + new)), for the memory estimate.
+    ``attention_host_per_call_s``: host seconds an engine spends per layer on each attention call
+    beyond the one SDPA call the op list holds (a paged engine calls attention once per prefill
+    chunk and once for all its decodes, gathering and slicing around each), issued on the eager
+    timeline with the layer's other ops (it matters only for eager launches).
     """
     from hardware_specs import load_gpu
 
@@ -310,7 +320,10 @@ def predict_batch(model, gpu, new_tokens, context_lens, *, dtype: str = "bf16", 
                               kv_dtype or ("bf16" if dtype == "fp8" else dtype), opts.tensor_parallel,
                               logits_tokens=None if all_logits else seqs)
     impl = attention_impl or "flash-varlen"
-    return _assemble(cfg, spec, "batch", tokens, opts, launch, 1, T, impl, memory)
+    chunk = active & ~((n == 1) & (c > 0))  # a request bringing a prompt chunk, not one decode token
+    calls = chunk.sum(axis=-1) + (active & ~chunk).any(axis=-1)
+    extra = check("predict_batch", "attention_host_per_call_s", attention_host_per_call_s, ge=0) * calls
+    return _assemble(cfg, spec, "batch", tokens, opts, launch, 1, T, impl, memory, extra)
 
 
 __all__ = ["OpRow", "PHASES", "StepResult", "predict_batch", "predict_step"]

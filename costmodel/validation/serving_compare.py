@@ -47,8 +47,9 @@ def step_ratios(model, gpu, steps, engine="torch-loop", **options) -> dict:
             new[i, d + j], ctx[i, d + j] = m, c
     kind = np.array(["mixed" if s["decodes"] and s["chunks"] else ("decode" if s["decodes"] else "prefill")
                      for s in steps])
-    graph, eager = (np.asarray(predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch=la,
-                                             **options).time_s) for la in ("graph", "eager"))
+    graph = np.asarray(predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch="graph", **options).time_s)
+    eager = np.asarray(predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch="eager",
+                                     attention_host_per_call_s=host.eager_attention_call_s, **options).time_s)
     pred = np.where(kind == "decode", graph, eager)  # as the loop ran them: decode-only steps as CUDA graphs
     pred = pred + np.array([host.step_s(k == "decode", s["decodes"] + len(s["chunks"]),
                                         s["decodes"] + sum(m for m, _ in s["chunks"])) for k, s in zip(kind, steps)])

@@ -11,6 +11,11 @@ on the steps of one model (``--fit-model``, default TinyLlama-1.1B) gives the fo
 other model's steps are the held-out check (the host work does not depend on the model's width or
 depth: the same Python builds the same inputs). ``--write`` stores the fit as
 ``costmodel/serving/engines/torch-loop.yaml``. Runs on a CPU.
+
+The fifth, ``eager_attention_call_s`` (the loop's host work per layer around each attention call),
+is the value that makes the step predictor's eager forward on the calibrated spec (``--gpu``) match
+the fit model's measured eager forwards (time - schedule - prep) in the median; the held-out model's
+eager steps are predicted with it and compared the same way.
 """
 
 from __future__ import annotations
@@ -48,10 +53,50 @@ def _line(x, y) -> tuple[float, float]:
     return max(float(a), 0.0), float(b)
 
 
-def fit(results: dict, model: str) -> dict:
+def fit(results: dict, model: str, gpu=None) -> dict:
     s = host_samples(results, model)
     g, e = _line(s["graph_x"], s["graph_y"]), _line(s["eager_x"], s["eager_y"])
-    return {"graph_step_s": g[0], "graph_per_request_s": g[1], "eager_step_s": e[0], "eager_per_token_s": e[1]}
+    out = {"graph_step_s": g[0], "graph_per_request_s": g[1], "eager_step_s": e[0], "eager_per_token_s": e[1]}
+    if gpu is not None:
+        out["eager_attention_call_s"] = fit_attention_call(results, model, gpu)
+    return out
+
+
+def _eager_batches(results: dict, model: str):
+    """(new, ctx) arrays of every recorded eager step (decodes at their mean context, as
+    serving_compare predicts them) and the measured forward seconds, time - schedule - prep."""
+    steps = [s for r in results["runs"] if r["model"] == model for s in r["steps"] if "prep_s" in s and s["chunks"]]
+    width = max(s["decodes"] + len(s["chunks"]) for s in steps)
+    new = np.zeros((len(steps), width), dtype=np.int64)
+    ctx = np.zeros((len(steps), width), dtype=np.int64)
+    for i, s in enumerate(steps):
+        d = s["decodes"]
+        if d:
+            new[i, :d], ctx[i, :d] = 1, round(s["decode_ctx_sum"] / d)
+        for j, (m, c) in enumerate(s["chunks"]):
+            new[i, d + j], ctx[i, d + j] = m, c
+    return new, ctx, np.array([s["time_s"] - s["schedule_s"] - s["prep_s"] for s in steps])
+
+
+def eager_ratio(results: dict, model: str, gpu, call_s: float) -> np.ndarray:
+    """Predicted / measured eager forward of each recorded eager step of ``model``."""
+    from costmodel.step import predict_batch
+
+    new, ctx, meas = _eager_batches(results, model)
+    pred = predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch="eager",
+                         attention_host_per_call_s=call_s).time_s
+    return np.asarray(pred) / meas
+
+
+def fit_attention_call(results: dict, model: str, gpu, hi_s: float = 2e-3) -> float:
+    """Bisection on the median ratio (monotone in the host cost): the per-call seconds that make it 1."""
+    if np.median(eager_ratio(results, model, gpu, 0.0)) >= 1.0:
+        return 0.0
+    lo, hi = 0.0, hi_s
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if np.median(eager_ratio(results, model, gpu, mid)) < 1.0 else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def check(params: dict, results: dict, model: str) -> dict:
@@ -74,13 +119,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
     ap.add_argument("--fit-model", default="tinyllama-1.1b")
+    ap.add_argument("--gpu", default="h200-sxm-141gb-measured", help="spec of the step predictor (the calibrated H200)")
     ap.add_argument("--write", action="store_true", help="store the fit as costmodel/serving/engines/torch-loop.yaml")
     args = ap.parse_args(argv)
     with open(args.results) as f:
         results = json.load(f)
-    params = fit(results, args.fit_model)
+    params = fit(results, args.fit_model, args.gpu)
     others = sorted({r["model"] for r in results["runs"]} - {args.fit_model})
-    held = [check(params, results, m) for m in others]
+    held = []
+    for m in others:
+        h = check(params, results, m)
+        with_, without = (eager_ratio(results, m, args.gpu, a) for a in (params["eager_attention_call_s"], 0.0))
+        h["eager_forward_ratio"] = {"steps": int(with_.size), "p50": float(np.median(with_)),
+                                    "p10": float(np.percentile(with_, 10)), "p90": float(np.percentile(with_, 90)),
+                                    "p50_without_attention_call_s": float(np.median(without))}
+        held.append(h)
     for name, v in params.items():
         print(f"{name} = {v * 1e6:.2f} us")
     for h in held:
@@ -90,6 +143,9 @@ def main(argv=None) -> int:
                 print(f"held out {h['model']} {kind}: {c['steps']} steps, measured p50 {c['measured_p50_s'] * 1e6:.0f} us, "
                       f"|error| p50 {c['abs_error_p50_s'] * 1e6:.0f} us, p90 {c['abs_error_p90_s'] * 1e6:.0f} us, "
                       f"sum {100 * c['total_rel_error']:+.1f}%")
+        e = h["eager_forward_ratio"]
+        print(f"held out {h['model']} eager forwards, predicted / measured: p50 {e['p50']:.3f} (p10 {e['p10']:.3f}, "
+              f"p90 {e['p90']:.3f}); without eager_attention_call_s {e['p50_without_attention_call_s']:.3f}")
     if args.write:
         meta = results.get("meta", {})
         engine = EngineHost(
@@ -98,6 +154,7 @@ def main(argv=None) -> int:
                          "paged Triton decode kernel, CUDA-graph decodes, eager prefills) on the H200 machine's host."),
             **params,
             measured={"method": (f"least squares on the recorded host split of {args.fit_model}'s steps "
+                                 f"and, for eager_attention_call_s, the median of its eager forwards against predict_batch on {args.gpu} "
                                  f"(costmodel.validation.serving_engine_fit {args.results} --fit-model {args.fit_model}); "
                                  f"run: {meta.get('command', '?')}"),
                       "host": f"{meta.get('gpu', '?')} machine, torch {meta.get('torch', '?')}",
