@@ -14,7 +14,7 @@ for scheduler in ("chunked", "continuous"):
     runs = {}
     for bits in (None, 8, 6, 4):
         t0 = time.process_time()
-        r = simulate_serving("llama3-8b", "h200-sxm-141gb", rate_per_s=20.0, n_requests=2000,
+        r = simulate_serving("llama3-8b", "h200-sxm-141gb-measured", rate_per_s=20.0, n_requests=2000,
                              prompt_len="uniform:256:1024", output_len="uniform:64:512", seed=0,
                              scheduler=scheduler, resolution_bits=bits)
         m = r.metrics

@@ -27,7 +27,7 @@ def main():
         for rate in args.rates:
             t0 = time.perf_counter()
             cpu0 = time.process_time()
-            r = simulate_serving("llama3-8b", "h200-sxm-141gb", rate_per_s=rate, n_requests=args.requests,
+            r = simulate_serving("llama3-8b", "h200-sxm-141gb-measured", rate_per_s=rate, n_requests=args.requests,
                                  prompt_len="uniform:256:1024", output_len="uniform:64:512", seed=0,
                                  scheduler=scheduler)
             wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0

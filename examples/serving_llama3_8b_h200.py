@@ -4,8 +4,10 @@ For two workloads (vLLM benchmark_serving's random-dataset default, 1024 prompt 
 and a mixed one, prompts uniform on [256, 1024], outputs on [64, 512]) and two schedulers (vLLM's
 continuous batching, Sarathi-Serve's chunked prefill with a 2048-token budget), the highest Poisson
 rate whose simulated run keeps the median TTFT under 500 ms, capped at the saturation rate (the
-same requests all at once). Each step is timed by costmodel.step.predict_batch (bf16, CUDA-graph
-decode), the KV cache is what 90% of the H200's memory leaves beside the weights, max 256 sequences.
+same requests all at once). Each step is timed by costmodel.step.predict_batch on the calibrated H200
+spec (bf16, CUDA-graph decode, eager prefill) plus the serving engine's host time per step (the
+measured PyTorch loop's, costmodel/serving/engines/torch-loop.yaml); the KV cache is what 90% of the
+H200's memory leaves beside the weights, max 256 sequences.
 
 Writes (into --out, default out/examples/serving_llama3_8b_h200):
     answer.json                          the rates, and each search's trials
@@ -38,11 +40,11 @@ def main():
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    answer = {"question": __doc__.splitlines()[0], "model": "llama3-8b", "gpu": "h200-sxm-141gb",
+    answer = {"question": __doc__.splitlines()[0], "model": "llama3-8b", "gpu": "h200-sxm-141gb-measured",
               "slo": f"p50 TTFT <= {SLO_TTFT_S} s", "requests_per_run": args.requests, "runs": []}
     for wname, (prompt, output) in WORKLOADS.items():
         for scheduler in SCHEDULERS:
-            found = max_rate_at_slo("llama3-8b", "h200-sxm-141gb", slo_ttft_s=SLO_TTFT_S, start_rate_per_s=8.0,
+            found = max_rate_at_slo("llama3-8b", "h200-sxm-141gb-measured", slo_ttft_s=SLO_TTFT_S, start_rate_per_s=8.0,
                                     n_requests=args.requests, prompt_len=prompt, output_len=output,
                                     scheduler=scheduler, seed=0)
             best = found.pop("result")
