@@ -60,6 +60,14 @@ class GemmModel(BaseModel):
     unaligned_efficiency: float | None = Field(default=None, gt=0, le=1)
     unaligned_bandwidth_fraction: float | None = Field(default=None, gt=0, le=1.5)
     overhead_s: float = Field(ge=0)  # GPU time per kernel besides compute/memory (s)
+    # Strided-batched GEMMs (batch > 1: eager attention's S = Q K^T and O = P V, torch.matmul on 4-D
+    # tensors): C's stores drain at the epilogue's DRAM write bandwidth (B/s), apart from the operand
+    # reads, and each output tile pays a fixed latency (s: pipeline fill + epilogue store, the bulk of a
+    # tile when K = head_dim is a few k-steps). Fitted on costmodel/validation/attn_ops_grids's bmm grid
+    # (step_fit_batched); None: off. Not applied to batch = 1 (the projection lattice fitted without them).
+    batched_write_Bps: float | None = Field(default=None, gt=0)
+    batched_tile_s: float | None = Field(default=None, ge=0)
+    batched_measured: Fit | None = None
     tiles: tuple[tuple[int, int], ...] = DEFAULT_TILES
     split_k: tuple[int, ...] = DEFAULT_SPLIT_K
     # SDPA (fused attention) kernels: fraction of the tensor peak sustained, forward and backward

@@ -16,6 +16,13 @@ candidate (tm, tn, s):
     memory_s   = bytes / (bandwidth_fraction · memory-op bandwidth)
     time       = max(compute_s, memory_s) + overhead_s  (+ overhead_s for split-K's reduce kernel)
 
+A strided-batched GEMM (batch > 1) with the fitted batched terms (``GemmModel.batched_write_Bps``,
+``batched_tile_s``) writes C at the epilogue's own write bandwidth and pays a fixed latency per tile:
+
+    memory_s   = e_in·(M·K + K·N)·batch / (bandwidth_fraction · bandwidth)
+                 + e_out·M·N·batch·(split factor) / batched_write_Bps
+    compute_s  = waves · (2·tm·tn·ceil(K / s) / (eff · peak / SMs) + batched_tile_s)
+
 and cuBLAS's heuristic is modelled as choosing the fastest candidate (min over tiles and
 splits). ``eff`` (per dtype), ``bandwidth_fraction`` and ``overhead_s`` are fitted per GPU
 (``hardware_specs/op_timing.py``); a spec without a fit gets stated defaults.
@@ -75,16 +82,20 @@ def gemm_time(spec, m, n, k, dtype: str = "bf16", *, batch=1, in_bytes=None, wei
         bwf = np.where(unaligned, model.unaligned_bandwidth_fraction or bwf, bwf)
     sm_rate = eff * peak / spec.sm_count
     bw = bwf * mem.bandwidth_Bps
+    batched = batch > 1
+    write_bw = np.where(batched, model.batched_write_Bps, bw) if model.batched_write_Bps else bw
+    tile_s = np.where(batched, model.batched_tile_s, 0.0) if model.batched_tile_s else 0.0
     best = best_c = best_m = best_b = best_s = None
     for s in model.split_k:
         ks = np.ceil(k / s)
         out_factor = 1.0 if s == 1 else 2.0 * s + 1.0
-        hbm = (e_in * m * k + e_w * k * n) * batch + e_out * m * n * batch * out_factor
-        memory_s = hbm / bw
+        reads, writes = (e_in * m * k + e_w * k * n) * batch, e_out * m * n * batch * out_factor
+        hbm = reads + writes
+        memory_s = reads / bw + writes / write_bw
         for tm, tn in model.tiles:
             tiles = np.ceil(m / tm) * np.ceil(n / tn) * s * batch
             waves = np.ceil(tiles / spec.sm_count)
-            compute_s = waves * 2.0 * tm * tn * ks / sm_rate
+            compute_s = waves * (2.0 * tm * tn * ks / sm_rate + tile_s)
             t = np.maximum(compute_s, memory_s) + (model.overhead_s if s > 1 else 0.0)
             if best is None:
                 best, best_c, best_m, best_b, best_s = t, compute_s, memory_s, hbm, np.full(np.shape(t), s)

@@ -44,15 +44,28 @@ def test_eager_elementwise_steps_are_the_memory_op_curve_of_their_family(spec):
     assert k["masked_fill"].time_s == pytest.approx(float(memory_op_time(spec, 5 * s, family="broadcast")))
 
 
-def test_eager_gqa_expand_is_a_broadcast_copy_of_each_kv_tensor(spec):
-    """repeat_interleave of K and V to H heads: 2 kernels, each reading B H_kv L d and writing B H L d."""
+def test_eager_gqa_expand_is_a_repeat_copy_of_each_kv_tensor(spec):
+    """repeat_interleave of K and V to H heads: 2 kernels, each reading B H_kv L d and writing B H L d, on
+    the measured repeat_interleave curve of its dtype (bf16: repeat_bf16), not the broadcast family's."""
     b, h, hk, l_, d = 1, 32, 8, 4096, 128
     r = simulate_attention(spec, "torch-eager", batch=b, heads=h, kv_heads=hk, seq_len=1, kv_len=l_, head_dim=d,
                            dtype="bf16")
     k = {x.name: x for x in r.kernels}
     per = 2 * (b * hk * l_ * d + b * h * l_ * d)
     assert k["expand_kv"].hbm_bytes == 2 * per
-    assert k["expand_kv"].time_s == pytest.approx(float(memory_op_time(spec, 2 * per, kernels=2, family="broadcast")))
+    assert k["expand_kv"].time_s == pytest.approx(float(memory_op_time(spec, 2 * per, kernels=2, family="repeat_bf16")))
+    assert k["expand_kv"].time_s > float(memory_op_time(spec, 2 * per, kernels=2, family="broadcast"))
+
+
+def test_math_gqa_expand_is_the_fp32_repeat_copy(spec):
+    """torch-math upcasts first: its expand reads fp32 K, V (4 bytes an element) on repeat_fp32's curve."""
+    b, h, hk, l_, d = 2, 32, 8, 2048, 128
+    r = simulate_attention(spec, "torch-math", batch=b, heads=h, kv_heads=hk, seq_len=1, kv_len=l_, head_dim=d,
+                           dtype="bf16")
+    k = {x.name: x for x in r.kernels}
+    per = 4 * (b * hk * l_ * d + b * h * l_ * d)
+    assert k["expand_kv"].hbm_bytes == 2 * per
+    assert k["expand_kv"].time_s == pytest.approx(float(memory_op_time(spec, 2 * per, kernels=2, family="repeat_fp32")))
 
 
 def test_eager_host_issue_shows_only_where_kernels_are_shorter_than_their_launch(spec):
@@ -67,7 +80,7 @@ def test_eager_host_issue_shows_only_where_kernels_are_shorter_than_their_launch
     gpu = [k.time_s for k in small.kernels]
     host = [launch.host_per_library_call_s, launch.host_by_family["vectorized"], launch.host_per_kernel_s,
             launch.host_per_library_call_s]
-    assert sum(host) > 5 * sum(gpu)
+    assert sum(host) > 3 * sum(gpu)
     assert small.call_overhead_s == pytest.approx(host_fwd + float(eager_time(gpu, host)) - sum(gpu))
     assert small.call_overhead_s - host_fwd == pytest.approx(sum(host) + gpu[-1] - sum(gpu), rel=1e-9)
     big = simulate_attention(spec, "torch-eager", batch=4, heads=16, seq_len=4096, head_dim=128, dtype="bf16")

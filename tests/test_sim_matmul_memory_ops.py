@@ -53,6 +53,29 @@ def test_memory_bound_gemm_reads_each_operand_once():
     assert t == pytest.approx(hbm / 4e12) and mem > c
 
 
+def test_batched_gemm_writes_c_at_the_epilogue_bandwidth():
+    """A strided-batched score GEMM (K = 64: few k-steps) is bound by writing C: 2 bytes x M N batch at the
+    fitted write bandwidth, plus the operand reads at the memory-op bandwidth; batch = 1 is unchanged."""
+    spec = _spec(batched_write_Bps=2e12)
+    b, n, d = 64, 4096, 64
+    t, c, mem, hbm, s = gemm_time(spec, n, n, d, batch=b, detail=True)
+    reads, writes = 2 * (n * d + d * n) * b, 2 * n * n * b
+    assert hbm == reads + writes
+    assert t == pytest.approx(reads / 4e12 + writes / 2e12) and mem > c
+    assert gemm_time(spec, n, n, d) == pytest.approx(gemm_time(_spec(), n, n, d))  # batch 1: off
+
+
+def test_batched_gemm_pays_a_fixed_latency_per_tile_and_wave():
+    """132 tiles of 128 x 128 fill one wave: one tile's latency on top of the wave's compute; 133 tiles two."""
+    spec = _spec(batched_tile_s=1e-6)
+    sm_rate = spec.peak_flops_per_s["bf16_tensor"] / spec.sm_count
+    K = 8192
+    one = 2 * 128 * 128 * K / sm_rate + 1e-6
+    assert gemm_time(spec, 128 * 12, 128 * 11, K, batch=2) == pytest.approx(2 * one)  # 264 tiles: 2 waves
+    assert gemm_time(spec, 128 * 6, 128 * 11, K, batch=2) == pytest.approx(one)  # 132 tiles: 1 wave
+    assert gemm_time(spec, 128 * 6, 128 * 11, K) == pytest.approx(2 * 128 * 128 * K / sm_rate)  # batch 1: off
+
+
 def test_unaligned_width_uses_align1_efficiency():
     spec = _spec(unaligned_efficiency=0.1, unaligned_bandwidth_fraction=0.5)
     aligned, odd = gemm_time(spec, 4096, 4096, 4096), gemm_time(spec, 4096, 4097, 4096)

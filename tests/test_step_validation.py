@@ -9,7 +9,7 @@ import pytest
 
 from costmodel.models import load_model
 from costmodel.validation import step_grids
-from costmodel.validation.step_calibrate import fitted_sections
+from costmodel.validation.step_calibrate import fitted_sections, load_attn_ops
 from costmodel.validation.step_compare import compare, summary
 from costmodel.validation.step_results import load_results, load_results_run2
 from costmodel.validation.step_fit import fit_families, fit_memory_ops
@@ -32,13 +32,41 @@ def test_fit_and_heldout_grids_are_disjoint():
 
 def test_calibrated_spec_is_the_fit_of_the_committed_op_grids(runs):
     spec = load_gpu("h200-sxm-141gb-measured")
-    _, gemm, mem = fitted_sections(*runs)
+    _, gemm, mem = fitted_sections(*runs, attn=load_attn_ops())
     assert spec.gemm.efficiency == pytest.approx(gemm.efficiency)
+    assert spec.gemm.batched_write_Bps == pytest.approx(gemm.batched_write_Bps)
+    assert spec.gemm.batched_tile_s == pytest.approx(gemm.batched_tile_s)
+    assert {"repeat_bf16", "repeat_fp32"} <= set(mem.families)
     assert spec.gemm.overhead_s == pytest.approx(gemm.overhead_s)
     assert spec.gemm.attention_efficiency == pytest.approx(gemm.attention_efficiency)
     assert spec.memory_ops.bandwidth_Bps == pytest.approx(mem.bandwidth_Bps)
     assert set(spec.memory_ops.families) == set(mem.families)
     assert spec.gemm.measured.heldout_median_abs_err < 0.10  # GEMMs on the models' projection shapes
+
+
+def test_eager_attention_op_grids_are_disjoint_from_the_implementations_heldout_grid():
+    """The bmm / softmax grids' B*H and the repeat grid's (H_kv, L, d, g) never coincide with a held-out
+    call's (costmodel/validation/implementations/grids.py); each grid's fit and held-out points differ."""
+    from costmodel.validation import attn_ops_grids as ag
+    from costmodel.validation.implementations.grids import heldout_shapes
+
+    held = heldout_shapes()
+    bh = {s.batch * s.heads for s in held}
+    assert not bh & {r["batch"] for r in ag.bmm_grid() + ag.softmax_grid()}
+    rep = {(s.batch, s.kv_heads, s.kv_len, s.head_dim, s.heads // s.kv_heads) for s in held}
+    assert not rep & {(r["B"], r["Hkv"], r["L"], r["d"], r["g"]) for r in ag.repeat_grid()}
+    for grid, key in ((ag.bmm_grid(), ("op", "batch", "m", "n", "k")), (ag.repeat_grid(), ("family", "L", "d", "g"))):
+        fit = {tuple(r[x] for x in key) for r in grid if r["split"] == "fit"}
+        assert fit and not fit & {tuple(r[x] for x in key) for r in grid if r["split"] == "heldout"}
+
+
+def test_repeat_families_are_slower_than_a_vectorized_copy_and_per_element():
+    """repeat_interleave's non-vectorized direct_copy ([NCU] elementwise_kernel<128, 4>): its measured
+    asymptotic bandwidth is below the vectorized family's, and fp32 moves more bytes a second than bf16
+    (the same kernel at a per-element rate: twice the bytes an element, less than twice the time)."""
+    fam = load_gpu("h200-sxm-141gb-measured").memory_ops.families
+    assert fam["repeat_bf16"].bandwidth_Bps < fam["repeat_fp32"].bandwidth_Bps < fam["vectorized"].bandwidth_Bps
+    assert fam["repeat_bf16"].bandwidth_Bps < 0.6 * fam["broadcast"].bandwidth_Bps
 
 
 def test_committed_model_runs_repredicted(runs):

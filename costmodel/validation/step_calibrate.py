@@ -6,7 +6,9 @@ into the calibrated spec.
 Inputs: ``results/h200/step_run1.json`` (GEMM lattice and held-out projections, memory ops, SDPA) and
 ``results/h200/step_run2.json`` (kernel families, per-op host costs, unaligned GEMMs), both
 measured by ``costmodel.validation.step_run`` (commands and versions in their ``meta``). The model
-runs in those files are not read here. ``results/h200/step_calib_run.json`` (synthetic decoders, no
+runs in those files are not read here. ``results/h200/attn_ops/attn_ops_h200.json`` (``attn_ops_run``:
+repeat_interleave families and the strided-batched score / PV GEMMs of eager attention) adds the
+``repeat_bf16`` / ``repeat_fp32`` families and the batched-GEMM terms. ``results/h200/step_calib_run.json`` (synthetic decoders, no
 validated preset; ``step_calib_run``) gives the whole-step launch terms (``step_calib_fit``). ``--write`` replaces the two sections of
 ``hardware_specs/calibrated/h200-sxm-141gb-measured.yaml``.
 """
@@ -24,12 +26,22 @@ from costmodel.validation.step_results import load_results, load_results_run2
 from costmodel.validation.step_calib_fit import fit_step_launch
 from costmodel.validation.step_calib_fit import load as load_calib
 from costmodel.validation.step_fit import family_errors, fit_attention, fit_gemm, fit_memory_ops, fit_unaligned
+from costmodel.validation.step_fit_batched import fit_batched
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "hardware_specs" / "calibrated" / "h200-sxm-141gb-measured.yaml"
+ATTN_OPS = Path(__file__).resolve().parent / "results" / "h200" / "attn_ops" / "attn_ops_h200.json"
 
 
-def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured", calib: dict | None = None):
-    """(spec with both sections, gemm model, memory-ops model); ``calib``: the step calibration run."""
+def load_attn_ops(path: Path = ATTN_OPS) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured", calib: dict | None = None,
+                    attn: dict | None = None):
+    """(spec with both sections, gemm model, memory-ops model); ``calib``: the step calibration run;
+    ``attn``: the eager-attention op run (its families and batched GEMMs)."""
     from hardware_specs import load_gpu
 
     spec = load_gpu(base) if isinstance(base, str) else base
@@ -37,9 +49,10 @@ def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured", cali
     date = dt.date.fromisoformat(run2["meta"]["date"][:10])
     gpu = run1["meta"].get("gpu", "unknown")
     host = {**run2.get("host", {}), "graph_gap": run2.get("graph_gap")}  # graph_gap: none measured yet
-    mem = fit_memory_ops(run1["memory_ops"], run2["launch"], date, gpu, host, family_rows=run2.get("families"))
+    family_rows = list(run2.get("families", [])) + list((attn or {}).get("families", []))
+    mem = fit_memory_ops(run1["memory_ops"], run2["launch"], date, gpu, host, family_rows=family_rows)
     spec = spec.model_copy(update={"memory_ops": mem})
-    errs = family_errors(spec, run2.get("families", []))
+    errs = family_errors(spec, family_rows)
     fams = {k: v.model_copy(update={"heldout_median_abs_err": errs[k][0], "heldout_max_abs_err": errs[k][1]})
             for k, v in mem.families.items() if k in errs}
     mem = mem.model_copy(update={"families": fams})
@@ -47,6 +60,8 @@ def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured", cali
     gemm = fit_gemm(spec, run1["gemm"], date, gpu)
     gemm = fit_unaligned(spec, run2["gemm"], gemm)
     gemm = fit_attention(spec, run1["sdpa"], gemm, mem)
+    if attn is not None:
+        gemm = fit_batched(spec, attn["bmm"], gemm)
     spec = spec.model_copy(update={"gemm": gemm})
     if calib is not None:  # whole-step launch terms, from the synthetic decoders of the calibration run
         f = fit_step_launch(calib, spec)
@@ -68,7 +83,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m costmodel.validation.step_calibrate")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
-    spec, gemm, mem = fitted_sections(load_results(), load_results_run2(), calib=load_calib())
+    spec, gemm, mem = fitted_sections(load_results(), load_results_run2(), calib=load_calib(), attn=load_attn_ops())
     print(yaml.safe_dump({"gemm": gemm.model_dump(mode="json"), "memory_ops": mem.model_dump(mode="json")},
                          sort_keys=False, width=120))
     if args.write:

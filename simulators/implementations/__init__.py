@@ -65,9 +65,14 @@ class GraphStep(BaseModel):
     gqa_only: bool = False
     causal_only: bool = False
     exp: bool = False
-    # priced_by op_models (ops.py): the memory-op family of an elementwise step (memory_ops: section),
+    # priced_by op_models (ops.py): the memory-op family of an elementwise step (memory_ops: section;
+    # any graph implementation's step that names one is timed on it, ops.family_result; ``repeat``
+    # resolves by dtype to repeat_bf16 / repeat_fp32),
     # the GEMM shape of a gemm step as letters N (queries), L (keys), d (head_dim): M, N, K of one head
     family: str | None = None
+    # a same-dtype contiguous copy_ (e.g. masked_fill's clone): torch issues cudaMemcpyAsync device to
+    # device, no kernel, so Nsight Compute's kernel counters do not see its bytes or time
+    memcpy: bool = False
     mnk: tuple[str, str, str] | None = None
 
 

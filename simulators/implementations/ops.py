@@ -37,13 +37,36 @@ def gemm_shape(step: GraphStep, cfg) -> tuple[int, int, int]:
     return m, n, k
 
 
+def family_name(step: GraphStep, cfg) -> str | None:
+    """The memory-op family of an elementwise step; ``repeat`` (repeat_interleave's non-vectorized
+    direct_copy, a per-element rate: measured per dtype, attn_ops_grids) resolves to ``repeat_fp32`` or
+    ``repeat_bf16`` (any 16-bit dtype) by the element size of what the step reads."""
+    if step.family != "repeat":
+        return step.family
+    sizes = {"fp32": 4, "bool": 1}
+    e = max((sizes.get(v, cfg.element_bytes) for v in step.reads.values()), default=cfg.element_bytes)
+    return "repeat_fp32" if e >= 4 else "repeat_bf16"
+
+
 def op_gpu_s(spec, step: GraphStep, k, cfg) -> float:
     """GPU seconds of one graph step's kernels (``k``: its KernelCount) on the op models."""
     if step.kind == "gemm":
         m, n, kk = gemm_shape(step, cfg)
         return float(gemm_time(spec, m, n, kk, cfg.dtype, batch=cfg.batch_heads))
     nbytes = k.global_read_bytes + k.global_write_bytes
-    return float(memory_op_time(spec, nbytes, kernels=step.launches, family=step.family))
+    return float(memory_op_time(spec, nbytes, kernels=step.launches, family=family_name(step, cfg)))
+
+
+def family_result(spec, impl: Implementation, cfg, r, backward: bool):
+    """An attention-priced graph implementation's kernel result ``r``, re-timed on its memory-op family
+    when its step names one (torch-math's repeat_interleave); GPU time only (the call's host cost is the
+    implementation's fitted host_fwd_s)."""
+    step = steps_by_name(impl)[(r.name, "bwd" if backward else "fwd")]
+    if step.kind != "elementwise" or step.family is None:
+        return r
+    t = op_gpu_s(spec, step, r, cfg)
+    return r.model_copy(update={"time_s": t, "bound": BOUND["elementwise"], "times_s": {BOUND["elementwise"]: t},
+                                "launch_s": 0.0, "fixed_s": 0.0})
 
 
 def host_per_launch_s(spec, step: GraphStep, backward: bool) -> float:

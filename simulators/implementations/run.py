@@ -32,7 +32,10 @@ def time(spec, impl: str, counts, cfg, pass_: str, basis: Basis | None = None, o
             out.append(time_kernel(spec, k, cfg.dtype, False))  # counts only: ops.price re-times it
             continue
         p = kernel_params(basis, impl, role, k.instruction, overrides)
-        out.append(time_kernel(spec, k, cfg.dtype, k.instruction != "simt", p))
+        r = time_kernel(spec, k, cfg.dtype, k.instruction != "simt", p)
+        if entry.kind == "graph" and role.startswith(("elementwise", "broadcast")):
+            r = ops.family_result(spec, entry, cfg, r, role.endswith("_bwd"))
+        out.append(r)
     overhead = call_overhead_s(basis, impl, pass_, overrides)
     if entry.priced_by == "op_models":
         out, hidden_not = ops.price(spec, entry, cfg, out, [role for _, role in counts])

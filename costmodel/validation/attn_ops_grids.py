@@ -1,0 +1,64 @@
+"""The eager-attention op grids (issue 11): GQA K/V expand, score / PV batched GEMMs, softmax rows.
+
+Measured by ``costmodel.validation.attn_ops_run`` on the GPU, fitted by ``step_calibrate`` into the
+``memory_ops:`` (families ``repeat_bf16`` / ``repeat_fp32``) and ``gemm:`` (``batched_write_Bps``)
+sections. Every shape here is disjoint from the implementations' held-out grid
+(``implementations/grids.heldout_shapes``): the batched GEMMs and softmaxes use B*H in {24, 96}, which
+no held-out shape has (they have 16, 32, 64, 128, 256, 512), and held-out points of each grid
+(``split: heldout``) differ again in N / g / d from its fit points.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+# repeat_interleave(g, dim=1) of a (B, H_kv, L, d) tensor: expand + clone, [NCU] elementwise_kernel<128, 4>
+# direct_copy (non-vectorized). Fit: g = 4, d = 128, K elements 2^14 .. 2^24 (even exponents);
+# held out: g = 8, d = 64, odd exponents.
+REPEAT_DTYPES = {"bf16": 2, "fp32": 4}
+
+
+def repeat_grid() -> list[dict]:
+    out = []
+    for dt, e in REPEAT_DTYPES.items():
+        for exp in range(14, 25):
+            fit = exp % 2 == 0
+            g, d, hkv = (4, 128, 8) if fit else (8, 64, 4)
+            L = 2**exp // (hkv * d)
+            n = hkv * L * d
+            out.append({"split": "fit" if fit else "heldout", "family": f"repeat_{dt}", "dtype": dt, "B": 1,
+                        "Hkv": hkv, "L": L, "d": d, "g": g, "bytes": (1 + g) * n * e})
+    return out
+
+
+BMM_BH = (24, 96)
+BMM_N = (512, 1024, 2048, 4096, 8192)
+BMM_D = (64, 128, 256)
+MAX_SCORE_BYTES = 4 * 2**30
+
+
+def bmm_grid() -> list[dict]:
+    """Score GEMM S = Q K^T (per head M = N, N = L, K = d) and PV O = P V (M = N, N = d, K = L), bf16."""
+    out = []
+    pts = [("fit", bh, n, d) for bh, n, d in product(BMM_BH, BMM_N, BMM_D)]
+    pts += [("heldout", 40, n, d) for n, d in product((1536, 3000, 6144), (64, 128))]
+    for split, bh, n, d in pts:
+        if bh * n * n * 2 > MAX_SCORE_BYTES:
+            continue
+        out.append({"split": split, "op": "qk", "batch": bh, "m": n, "n": n, "k": d})
+        out.append({"split": split, "op": "pv", "batch": bh, "m": n, "n": d, "k": n})
+    return out
+
+
+def softmax_grid() -> list[dict]:
+    """torch.softmax(s, -1) over (B*H, N, L): a warp a row for L <= 1024, a block a row above."""
+    out = []
+    for dt, bh, n in product(("bf16", "fp32"), BMM_BH, BMM_N):
+        if bh * n * n * REPEAT_DTYPES[dt] <= MAX_SCORE_BYTES:
+            out.append({"split": "fit", "dtype": dt, "batch": bh, "rows": bh * n, "L": n})
+    for dt, n in product(("bf16", "fp32"), (1536, 3000, 6144)):
+        out.append({"split": "heldout", "dtype": dt, "batch": 40, "rows": 40 * n, "L": n})
+    return out
+
+
+__all__ = ["bmm_grid", "repeat_grid", "softmax_grid"]

@@ -1,0 +1,90 @@
+"""GPU runner of the eager-attention op grids (``attn_ops_grids``): CUDA-graph replays, results saved after
+every section.
+
+    python3 -m costmodel.validation.attn_ops_run --out DIR [--budget-s 170] [--smoke]
+
+Writes DIR/attn_ops_h200.json: {"meta", "families" (repeat rows, step_fit.fit_families's format), "bmm",
+"softmax", "skipped"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from costmodel.validation import attn_ops_grids as grids
+from costmodel.validation.step_timing import Run, _reps
+
+DT = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def run_repeat(r: Run):
+    for row in grids.repeat_grid():
+        if r.left() < r.budget_s * 0.7:
+            r.data["skipped"].append(f"repeat from {row}"); break
+        B, hkv, L, d, g = row["B"], row["Hkv"], row["L"], row["d"], row["g"]
+        if r.smoke:
+            L = min(L, 64)
+        k = torch.randn(B, hkv, L, d, device=r.dev, dtype=DT[row["dtype"]])
+        t = r.graph_time(lambda i: k.repeat_interleave(g, dim=1), _reps(row["bytes"] / 5e11 + 3e-6, 0.004, 3, 200))
+        r.data["families"].append({**row, "time_s": t})
+        k = None
+    r.save()
+
+
+def run_bmm(r: Run):
+    for row in grids.bmm_grid():
+        if r.left() < r.budget_s * 0.3:
+            r.data["skipped"].append(f"bmm from {row}"); break
+        bh, m, n, k = row["batch"], row["m"], row["n"], row["k"]
+        if r.smoke:
+            bh, m, n, k = 2, min(m, 64), min(n, 64), min(k, 64)
+        a = torch.randn(bh, m, k, device=r.dev, dtype=torch.bfloat16)
+        b = torch.randn(bh, n, k, device=r.dev, dtype=torch.bfloat16).transpose(-2, -1) if row["op"] == "qk" \
+            else torch.randn(bh, k, n, device=r.dev, dtype=torch.bfloat16)
+        est = max(2 * bh * m * n * k / 6e14, 2 * bh * m * n / 1.5e12, 5e-6)
+        t = r.graph_time(lambda i: torch.matmul(a, b), _reps(est, 0.004, 2, 100))
+        r.data["bmm"].append({**row, "dtype": "bf16", "time_s": t})
+        a = b = None
+    r.save()
+
+
+def run_softmax(r: Run):
+    for row in grids.softmax_grid():
+        if r.left() < r.budget_s * 0.05:
+            r.data["skipped"].append(f"softmax from {row}"); break
+        rows, L = row["rows"], row["L"]
+        if r.smoke:
+            rows, L = min(rows, 128), min(L, 256)
+        e = grids.REPEAT_DTYPES[row["dtype"]]
+        s = torch.randn(rows, L, device=r.dev, dtype=DT[row["dtype"]])
+        t = r.graph_time(lambda i: torch.softmax(s, -1), _reps(2 * rows * L * e / 2e12 + 3e-6, 0.004, 2, 100))
+        r.data["softmax"].append({**row, "bytes": 2 * rows * L * e, "time_s": t})
+        s = None
+    r.save()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m costmodel.validation.attn_ops_run")
+    p.add_argument("--out", required=True)
+    p.add_argument("--budget-s", type=float, default=170.0)
+    p.add_argument("--smoke", action="store_true", help="toy sizes on the CPU")
+    args = p.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    r = Run(args.out, args.budget_s, args.smoke)
+    r.path = os.path.join(args.out, "attn_ops_h200.json")
+    r.data = {"meta": r.meta(), "families": [], "bmm": [], "softmax": [], "skipped": []}
+    r.data["meta"]["command"] = " ".join(["python3 -m costmodel.validation.attn_ops_run"] + sys.argv[1:])
+    torch.manual_seed(0)
+    for fn in (run_repeat, run_bmm, run_softmax):
+        fn(r)
+        print(f"{fn.__name__} done at {r.budget_s - r.left():.1f} s", flush=True)
+    r.save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
