@@ -74,10 +74,8 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="toy sizes on the CPU")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    r = Run(args.out, args.budget_s, args.smoke)
-    r.path = os.path.join(args.out, "attn_ops_h200.json")
-    r.data = {"meta": r.meta(), "families": [], "bmm": [], "softmax": [], "skipped": []}
-    r.data["meta"]["command"] = " ".join(["python3 -m costmodel.validation.attn_ops_run"] + sys.argv[1:])
+    r = Run(args.out, args.budget_s, args.smoke).start("costmodel.validation.attn_ops_run", "attn_ops_h200.json",
+                                                       {"families": [], "bmm": [], "softmax": [], "skipped": []})
     torch.manual_seed(0)
     for fn in (run_repeat, run_bmm, run_softmax):
         fn(r)

@@ -218,22 +218,13 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="toy sizes on the CPU")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    r = Run(args.out, args.budget_s, args.smoke)
-    r.path = os.path.join(args.out, "step_calib_h200.json")
-    r.data = {"meta": r.meta(), "chains": [], "steps": [], "skipped": []}
-    r.data["meta"]["command"] = " ".join(["python3 -m costmodel.validation.step_calib_run"] + sys.argv[1:])
+    r = Run(args.out, args.budget_s, args.smoke).start("costmodel.validation.step_calib_run", "step_calib_h200.json",
+                                                       {"chains": [], "steps": [], "skipped": []})
     torch.manual_seed(0)
     run_chains(r)
     print(f"chains done at {time.time() - r.t0:.0f} s", flush=True)
     for cfg, dec, pre, tr in CALIB_CONFIGS:
-        try:
-            run_config(r, cfg, dec, pre, tr)
-        except Exception as exc:  # noqa: BLE001 - keep the other configs' results
-            r.data["steps"].append({"model": cfg.name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
-            r.save()
-            if r.dev == "cuda":
-                torch.cuda.empty_cache()
-        print(f"{cfg.name} done at {time.time() - r.t0:.0f} s", flush=True)
+        r.guarded("steps", cfg.name, run_config, r, cfg, dec, pre, tr)
     r.save()
     for s in r.data["steps"]:
         if "time_s" in s:

@@ -164,12 +164,7 @@ def main(argv=None) -> int:
         print(f"{section.__name__} done at {time.time() - r.t0:.0f} s", flush=True)
     profiled: set = set()
     for name in args.models:
-        try:
-            run_model(r, name, grids.MODEL_RUNS[name], profiled)
-        except Exception as exc:  # noqa: BLE001 - keep the other models' results
-            r.data["models"].append({"model": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
-            r.save()
-        print(f"{name} done at {time.time() - r.t0:.0f} s", flush=True)
+        r.guarded("models", name, run_model, r, name, grids.MODEL_RUNS[name], profiled)
     r.save()
     for row in r.data["models"]:
         if "time_s" in row:

@@ -42,6 +42,26 @@ class Run:
                 m["driver"] = f"unknown ({exc})"
         return m
 
+    def start(self, module: str, filename: str, keys: dict) -> "Run":
+        """Write to ``filename`` in the run's folder, with ``keys`` (empty lists / dicts) beside
+        ``meta``, whose command names ``module``."""
+        self.path = os.path.join(os.path.dirname(self.path), filename)
+        self.data = {"meta": self.meta(), **keys}
+        self.data["meta"]["command"] = " ".join([f"python3 -m {module}"] + sys.argv[1:])
+        return self
+
+    def guarded(self, key: str, name: str, fn, *args):
+        """``fn(*args)``; an exception is recorded under ``key`` as ``{"model": name, "error": ...}``
+        and the run goes on (the other configurations keep their results)."""
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - the record says what broke
+            self.data[key].append({"model": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+            self.save()
+            if self.dev == "cuda":
+                torch.cuda.empty_cache()
+        print(f"{name} done at {time.time() - self.t0:.0f} s", flush=True)
+
     def save(self):
         self.data["meta"]["elapsed_s"] = round(time.time() - self.t0, 1)
         with open(self.path, "w") as f:
