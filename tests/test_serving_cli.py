@@ -112,3 +112,14 @@ def test_serve_sim_reads_a_trace(tmp_path):
     assert per["arrival_s"] == [0.0, 0.25, 0.5] and per["output_len"] == [5, 12, 1]  # sorted by arrival
     assert per["tpot_s"][2] is None  # one output token: no TPOT
     assert all(t <= e for t, e in zip(per["ttft_s"], per["e2e_s"]))
+
+
+def test_kv_capacity_subtracts_the_profile_forward_peak():
+    # vLLM's profile run at 2048 tokens over 256 sequences, Llama-3-8B bf16 by hand: the MLP's moment
+    # holds the most, x (h) plus gate, up, their product and silu (4 f) = 2048 x 2 B x (4096 + 4 x 14336)
+    # = 251,658,240 B, beside cuBLAS's 32 MiB workspace (costmodel/step/memory.py)
+    cfg, gpu = load_model("llama3-8b"), load_gpu("h200-sxm-141gb")
+    free = 0.9 * 141 * 2**30 - 2 * 8_030_261_248 - 251_658_240 - 32 * 2**20
+    cap = kv_capacity(cfg, gpu, block_size=16, profile_tokens=2048, profile_sequences=256)
+    assert cap["profile_peak_bytes_per_gpu"] == 251_658_240 + 32 * 2**20
+    assert cap["num_blocks"] == int(free // (16 * 131_072))

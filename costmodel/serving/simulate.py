@@ -142,18 +142,19 @@ def simulate_serving(
     if tp_comm_s is None and tensor_parallel > 1 and step_time is None:  # a given step_time is the whole step
         tp_comm_s = _tp_comm(cfg, gpu, tensor_parallel, 1 if dtype in ("fp8", "int8") else 2)
 
-    cap = kv_capacity(cfg, gpu, block_size=block_size, tensor_parallel=tensor_parallel, weight_dtype=weight_dtype,
-                      kv_dtype=kv_dtype, gpu_memory_utilization=gpu_memory_utilization, draft=draft_cfg)
-    if num_blocks is not None:
-        cap = {**cap, "num_blocks": num_blocks, "tokens": num_blocks * block_size, "given": True}
-    if cap["num_blocks"] < 1:
-        raise ValueError(f"model: {cfg.name}'s weights ({cap['weights_bytes_per_gpu'] / 1e9:.1f} GB per GPU) leave "
-                         f"no room for a KV block on {gpu.name} at tensor_parallel={tensor_parallel}")
     if max_batch_tokens is None:
         # vLLM SchedulerConfig without chunked prefill: max(max_model_len, 2048)
         max_batch_tokens = max(cfg.max_seq_len, 2048) if scheduler == "continuous" else DEFAULT_CHUNK_TOKENS
     if not (isinstance(max_batch_tokens, int) and max_batch_tokens >= 1 + gamma):
         raise ValueError(f"max_batch_tokens: {max_batch_tokens!r}; a whole number >= {1 + gamma}")
+    cap = kv_capacity(cfg, gpu, block_size=block_size, tensor_parallel=tensor_parallel, weight_dtype=weight_dtype,
+                      kv_dtype=kv_dtype, gpu_memory_utilization=gpu_memory_utilization, draft=draft_cfg,
+                      profile_tokens=max_batch_tokens, profile_sequences=max_seqs)
+    if num_blocks is not None:
+        cap = {**cap, "num_blocks": num_blocks, "tokens": num_blocks * block_size, "given": True}
+    if cap["num_blocks"] < 1:
+        raise ValueError(f"model: {cfg.name}'s weights ({cap['weights_bytes_per_gpu'] / 1e9:.1f} GB per GPU) leave "
+                         f"no room for a KV block on {gpu.name} at tensor_parallel={tensor_parallel}")
 
     work = _workload(trace, rate_per_s, n_requests, prompt_len, output_len, seed, cfg.max_seq_len)
     longest = int(np.max(work.prompt_len + work.output_len))
