@@ -117,6 +117,25 @@ class KernelFamily(BaseModel):
     heldout_max_abs_err: float | None = None
 
 
+class SoftmaxBlockModel(BaseModel):
+    """torch's block softmax cunn_SoftMaxForwardReg<reg_cnt> (``simulators/memory_ops.softmax_block_time``):
+    one 1024-thread block a row, each thread holding reg_cnt = ceil(L / 1024) < 10 elements in registers
+    (aten/src/ATen/native/cuda/SoftMax.cu, host_softmax: rows of L > 2048). A block takes
+    latency_s + blocks_per_sm * L / rate (the SM's element rate shared by its resident blocks);
+    blocks_per_sm is 2 while reg_cnt <= two_block_max_reg_cnt (<= 32 registers a thread), else 1, and the
+    rate is the SM's with two blocks (64 warps) or with one (32 warps: less latency hidden, a lower rate)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_s: float = Field(ge=0)  # a block's fixed time: two block reductions, launch of the row, drain
+    sm_element_rate_per_s: float = Field(gt=0)  # elements/s an SM's two resident blocks process together
+    one_block_element_rate_per_s: float = Field(gt=0)  # elements/s of an SM holding one block
+    # [NCU 2026-12-02, torch 2.11] registers a thread 28-30 for reg_cnt 3-6, 34-40 for 7-9: with 1024
+    # threads a block, 65536 registers an SM hold two blocks at <= 32 registers
+    two_block_max_reg_cnt: int = Field(default=6, ge=1)
+    measured: Fit | None = None
+
+
 class MemoryOpsModel(BaseModel):
     """Memory-bound kernel time: latency + bytes / bandwidth (``simulators/memory_ops.py``)."""
 
@@ -132,6 +151,7 @@ class MemoryOpsModel(BaseModel):
     # cast_down, cat, index_copy, reduce, layernorm): its own fitted curve; a family not listed
     # uses the fields above.
     families: dict[str, "KernelFamily"] = Field(default_factory=dict)
+    softmax_block: SoftmaxBlockModel | None = None  # None: the attention timing model's rowblock rate
     launch: LaunchModel
     measured: Fit | None = None
     assumed: str | None = None
@@ -172,6 +192,6 @@ def memory_ops_model(spec) -> MemoryOpsModel:
 
 
 __all__ = [
-    "DEFAULT_SPLIT_K", "DEFAULT_TILES", "Fit", "GemmModel", "KernelFamily", "LaunchModel", "MemoryOpsModel", "default_gemm",
+    "DEFAULT_SPLIT_K", "DEFAULT_TILES", "Fit", "GemmModel", "KernelFamily", "LaunchModel", "MemoryOpsModel", "SoftmaxBlockModel", "default_gemm",
     "default_memory_ops", "gemm_model", "memory_ops_model",
 ]

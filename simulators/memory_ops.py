@@ -50,6 +50,33 @@ def memory_op_time(spec, n_bytes, kernels=1, family: str = "vectorized"):
     return t
 
 
+def softmax_reg_count(L: int, element_bytes: int) -> int | None:
+    """reg_cnt of torch's cunn_SoftMaxForwardReg for rows of L elements, or None where torch runs another
+    softmax kernel (aten/src/ATen/native/cuda/SoftMax.cu, host_softmax, torch 2.11 as Nsight Compute shows
+    it: softmax_warp_forward while L <= 2048 and L * element_bytes <= 8192; above, a block of
+    min(L, 1024) threads rounded up to a warp, and the register variant while
+    potential_register_count = ceil(L / block) < 10, else the shared-memory or plain variant)."""
+    if L <= 2048 and L * element_bytes <= 8192:
+        return None
+    block = min(1024, -(-L // 32) * 32)
+    c = -(-L // block)
+    return c if c < 10 else None
+
+
+def softmax_block_time(spec, rows, L: int, element_bytes: int, model=None):
+    """GPU seconds of one cunn_SoftMaxForwardReg launch over ``rows`` rows of ``L`` elements, or None where
+    torch runs another kernel or the spec has no ``memory_ops.softmax_block`` fit: waves of
+    SMs x blocks_per_sm rows, each wave a block's time (``SoftmaxBlockModel``)."""
+    c = softmax_reg_count(L, element_bytes)
+    sm = model or memory_ops_model(spec).softmax_block
+    if c is None or sm is None:
+        return None
+    bps = 2 if c <= sm.two_block_max_reg_cnt else 1
+    waves = np.ceil(np.asarray(rows, dtype=np.float64) / (spec.sm_count * bps))
+    rate = sm.sm_element_rate_per_s if bps == 2 else sm.one_block_element_rate_per_s
+    return waves * (sm.latency_s + bps * L / rate)
+
+
 def half_bandwidth_bytes(spec) -> float:
     """n_1/2: the kernel size at which half the asymptotic bandwidth is reached (Hockney)."""
     mem = memory_ops_model(spec)
@@ -77,4 +104,5 @@ def graph_time(spec, gpu_s, kernels):
     return launch.graph_launch_s + np.sum(gpu_s, axis=-1) + launch.graph_per_kernel_s * np.sum(kernels, axis=-1)
 
 
-__all__ = ["eager_time", "graph_time", "half_bandwidth_bytes", "memory_op_time"]
+__all__ = ["eager_time", "graph_time", "half_bandwidth_bytes", "memory_op_time", "softmax_block_time",
+           "softmax_reg_count"]

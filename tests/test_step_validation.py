@@ -36,7 +36,9 @@ def test_calibrated_spec_is_the_fit_of_the_committed_op_grids(runs):
     assert spec.gemm.efficiency == pytest.approx(gemm.efficiency)
     assert spec.gemm.batched_write_Bps == pytest.approx(gemm.batched_write_Bps)
     assert spec.gemm.batched_tile_s == pytest.approx(gemm.batched_tile_s)
-    assert {"repeat_bf16", "repeat_fp32"} <= set(mem.families)
+    assert {"repeat_bf16", "repeat_fp32", "masked_fill_bf16", "masked_fill_fp32"} <= set(mem.families)
+    assert spec.memory_ops.softmax_block.latency_s == pytest.approx(mem.softmax_block.latency_s)
+    assert spec.memory_ops.softmax_block.sm_element_rate_per_s == pytest.approx(mem.softmax_block.sm_element_rate_per_s)
     assert spec.gemm.overhead_s == pytest.approx(gemm.overhead_s)
     assert spec.gemm.attention_efficiency == pytest.approx(gemm.attention_efficiency)
     assert spec.memory_ops.bandwidth_Bps == pytest.approx(mem.bandwidth_Bps)
@@ -52,10 +54,12 @@ def test_eager_attention_op_grids_are_disjoint_from_the_implementations_heldout_
 
     held = heldout_shapes()
     bh = {s.batch * s.heads for s in held}
-    assert not bh & {r["batch"] for r in ag.bmm_grid() + ag.softmax_grid()}
+    assert not bh & {r["batch"] for r in ag.bmm_grid() + ag.softmax_grid() + ag.softmax_rows_grid()
+                     + ag.masked_fill_grid()}
     rep = {(s.batch, s.kv_heads, s.kv_len, s.head_dim, s.heads // s.kv_heads) for s in held}
     assert not rep & {(r["B"], r["Hkv"], r["L"], r["d"], r["g"]) for r in ag.repeat_grid()}
-    for grid, key in ((ag.bmm_grid(), ("op", "batch", "m", "n", "k")), (ag.repeat_grid(), ("family", "L", "d", "g"))):
+    for grid, key in ((ag.bmm_grid(), ("op", "batch", "m", "n", "k")), (ag.repeat_grid(), ("family", "L", "d", "g")),
+                      (ag.masked_fill_grid(), ("family", "batch", "N"))):
         fit = {tuple(r[x] for x in key) for r in grid if r["split"] == "fit"}
         assert fit and not fit & {tuple(r[x] for x in key) for r in grid if r["split"] == "heldout"}
 

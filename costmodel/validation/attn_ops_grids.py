@@ -61,4 +61,35 @@ def softmax_grid() -> list[dict]:
     return out
 
 
-__all__ = ["bmm_grid", "repeat_grid", "softmax_grid"]
+# s.masked_fill_(mask, -inf) of the (B*H, N, N) scores with a broadcast (N, N) bool causal mask: [NCU]
+# elementwise_kernel<128, 4> (non-vectorized: the mask's broadcast strides), the eager path's causal
+# mask. Bytes as the catalog counts them (build._graph: s read + written, m one byte an element):
+# B*H*N*N*(2e + 1). Fit: B*H = 24, N 128 .. 8192 (powers of two); held out: B*H = 40, N 1536 / 3000 / 6144.
+MASKED_FILL_BH = 24
+
+
+def masked_fill_grid() -> list[dict]:
+    out = []
+    pts = [("fit", MASKED_FILL_BH, n) for n in (128, 256, 512, 1024, 2048, 4096, 8192)]
+    pts += [("heldout", 40, n) for n in (1536, 3000, 6144)]
+    for dt, e in REPEAT_DTYPES.items():
+        for split, bh, n in pts:
+            if bh * n * n * e > MAX_SCORE_BYTES:
+                continue
+            out.append({"split": split, "family": f"masked_fill_{dt}", "dtype": dt, "batch": bh, "N": n,
+                        "bytes": bh * n * n * (2 * e + 1)})
+    return out
+
+
+# more block-softmax rows (issue 11: the kernel torch picks by L): 49152 rows (B*H 24 x N 2048) at row
+# lengths between and beyond the first grid's, none a held-out L
+SOFTMAX_ROWS = 24 * 2048
+SOFTMAX_L = (1024, 1280, 2304, 2560, 3072, 3584, 4608, 5120, 7168, 9216, 9472, 10240, 12800)
+
+
+def softmax_rows_grid() -> list[dict]:
+    return [{"split": "fit", "dtype": dt, "batch": 24, "rows": SOFTMAX_ROWS, "L": L}
+            for dt, L in product(("bf16", "fp32"), SOFTMAX_L)]
+
+
+__all__ = ["bmm_grid", "masked_fill_grid", "repeat_grid", "softmax_grid", "softmax_rows_grid"]

@@ -2,9 +2,11 @@
 every section.
 
     python3 -m costmodel.validation.attn_ops_run --out DIR [--budget-s 170] [--smoke]
+        [--sections repeat,bmm,softmax,masked_fill,softmax_rows] [--file attn_ops_h200.json] [--probe]
 
-Writes DIR/attn_ops_h200.json: {"meta", "families" (repeat rows, step_fit.fit_families's format), "bmm",
-"softmax", "skipped"}.
+Writes DIR/FILE (default attn_ops_h200.json): {"meta", "families" (repeat and masked_fill rows,
+step_fit.fit_families's format), "bmm", "softmax", "skipped"}. ``--probe``: no timing, each softmax row
+length and masked_fill dtype once, for Nsight Compute (kernel names, registers, block sizes).
 """
 
 from __future__ import annotations
@@ -67,17 +69,68 @@ def run_softmax(r: Run):
     r.save()
 
 
+def run_masked_fill(r: Run):
+    for row in grids.masked_fill_grid():
+        if r.left() < r.budget_s * 0.3:
+            r.data["skipped"].append(f"masked_fill from {row}"); break
+        bh, n = row["batch"], row["N"]
+        if r.smoke:
+            bh, n = 2, min(n, 64)
+        s = torch.randn(bh, n, n, device=r.dev, dtype=DT[row["dtype"]])
+        m = torch.ones(n, n, dtype=torch.bool, device=r.dev).triu(1)
+        t = r.graph_time(lambda i: s.masked_fill_(m, float("-inf")), _reps(row["bytes"] / 1e12 + 3e-6, 0.004, 3, 200))
+        r.data["families"].append({**row, "time_s": t})
+        s = m = None
+    r.save()
+
+
+def run_softmax_rows(r: Run):
+    for row in grids.softmax_rows_grid():
+        if r.left() < r.budget_s * 0.05:
+            r.data["skipped"].append(f"softmax_rows from {row}"); break
+        rows, L = row["rows"], row["L"]
+        if r.smoke:
+            rows, L = min(rows, 128), min(L, 256)
+        e = grids.REPEAT_DTYPES[row["dtype"]]
+        s = torch.randn(rows, L, device=r.dev, dtype=DT[row["dtype"]])
+        t = r.graph_time(lambda i: torch.softmax(s, -1), _reps(2 * rows * L * e / 2e12 + 3e-6, 0.004, 2, 100))
+        r.data["softmax"].append({**row, "bytes": 2 * rows * L * e, "time_s": t})
+        s = None
+    r.save()
+
+
+def probe(dev: str) -> None:
+    """One call each (no graphs) of the softmax row lengths and masked_fill dtypes, for Nsight Compute."""
+    for dt in DT:
+        for L in sorted({row["L"] for row in grids.softmax_grid()} | set(grids.SOFTMAX_L)):
+            torch.softmax(torch.randn(4096, L, device=dev, dtype=DT[dt]), -1)
+        s = torch.randn(24, 1024, 1024, device=dev, dtype=DT[dt])
+        s.masked_fill_(torch.ones(1024, 1024, dtype=torch.bool, device=dev).triu(1), float("-inf"))
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
+SECTIONS = {"repeat": run_repeat, "bmm": run_bmm, "softmax": run_softmax, "masked_fill": run_masked_fill,
+            "softmax_rows": run_softmax_rows}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m costmodel.validation.attn_ops_run")
     p.add_argument("--out", required=True)
     p.add_argument("--budget-s", type=float, default=170.0)
     p.add_argument("--smoke", action="store_true", help="toy sizes on the CPU")
+    p.add_argument("--sections", default="repeat,bmm,softmax", help=",".join(SECTIONS))
+    p.add_argument("--file", default="attn_ops_h200.json")
+    p.add_argument("--probe", action="store_true", help="one call of each op, untimed (run it under ncu)")
     args = p.parse_args(argv)
+    if args.probe:
+        probe("cpu" if args.smoke else "cuda")
+        return 0
     os.makedirs(args.out, exist_ok=True)
-    r = Run(args.out, args.budget_s, args.smoke).start("costmodel.validation.attn_ops_run", "attn_ops_h200.json",
+    r = Run(args.out, args.budget_s, args.smoke).start("costmodel.validation.attn_ops_run", args.file,
                                                        {"families": [], "bmm": [], "softmax": [], "skipped": []})
     torch.manual_seed(0)
-    for fn in (run_repeat, run_bmm, run_softmax):
+    for fn in (SECTIONS[x] for x in args.sections.split(",")):
         fn(r)
         print(f"{fn.__name__} done at {r.budget_s - r.left():.1f} s", flush=True)
     r.save()

@@ -30,12 +30,24 @@ from costmodel.validation.step_fit_batched import fit_batched
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "hardware_specs" / "calibrated" / "h200-sxm-141gb-measured.yaml"
 ATTN_OPS = Path(__file__).resolve().parent / "results" / "h200" / "attn_ops" / "attn_ops_h200.json"
+# the second op run (2026-12-02 05:59 UTC, impls11c): masked_fill_ by dtype, more softmax row lengths
+ATTN_OPS_2 = ATTN_OPS.with_name("attn_ops_h200_2.json")
 
 
-def load_attn_ops(path: Path = ATTN_OPS) -> dict:
+def load_attn_ops(path: Path = ATTN_OPS, *more: Path) -> dict:
+    """The op runs merged: families, bmm and softmax rows concatenated, ``meta`` the first run's with every
+    run's under ``runs``; by default both committed runs."""
     import json
 
-    return json.loads(path.read_text())
+    paths = [path, *more] if more or path != ATTN_OPS else [ATTN_OPS, ATTN_OPS_2]
+    files = [json.loads(p.read_text()) for p in paths if p.is_file()]
+    out = {**files[0], "meta": {**files[0]["meta"], "runs": [f["meta"] for f in files]}}
+    for key in ("families", "bmm", "softmax"):
+        out[key] = [r for f in files for r in f.get(key, [])]
+    return out
+
+
+from costmodel.validation.step_fit_softmax import fit_softmax_block  # noqa: E402
 
 
 def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured", calib: dict | None = None,
@@ -56,6 +68,8 @@ def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured", cali
     fams = {k: v.model_copy(update={"heldout_median_abs_err": errs[k][0], "heldout_max_abs_err": errs[k][1]})
             for k, v in mem.families.items() if k in errs}
     mem = mem.model_copy(update={"families": fams})
+    if attn is not None:  # torch's register block softmax, from the op runs' softmax rows
+        mem = mem.model_copy(update={"softmax_block": fit_softmax_block(spec, attn.get("softmax", []), date, gpu)})
     spec = spec.model_copy(update={"memory_ops": mem})
     gemm = fit_gemm(spec, run1["gemm"], date, gpu)
     gemm = fit_unaligned(spec, run2["gemm"], gemm)

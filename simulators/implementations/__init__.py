@@ -38,6 +38,9 @@ class FusedPass(BaseModel):
     # head_dims above this keep the output accumulator in fp32 global memory, read and written once per
     # key tile ([MEFF] kernel_forward.h: kKeepOutputInRF only while kMaxK <= kKeysPerBlock; '_gmem' kernels)
     gmem_output_above: int | None = None
+    # backward DRAM bytes: "l2" (the flash simulator's L2 model of FA2's schedule) or "compulsory" (each
+    # operand read once, each result written once: cuDNN's bprop, [NCU] calibration fwd+bwd 2026-12-02)
+    dram: Literal["l2", "compulsory"] = "l2"
 
     def smem_bytes(self, head_dim: int) -> int | None:
         return next((self.smem[b] for b in sorted(self.smem) if head_dim <= b), None)

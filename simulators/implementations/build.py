@@ -79,6 +79,21 @@ def _gmem_output(k: KernelCount, cfg: AttentionConfig, tile) -> None:
     k.hbm_write_bytes += acc
 
 
+def _compulsory_bwd(k: KernelCount, cfg: AttentionConfig) -> KernelCount:
+    """The backward kernel's DRAM bytes with every operand crossing DRAM once: reads Q, K, V, dO (input
+    dtype), LSE and D (fp32 a row) and the fp32 dQ accumulator; writes dK, dV (one a query head: the GQA
+    group is reduced by a later kernel) and the dQ accumulator. [NCU] cuDNN 9.19 bprop on the calibration
+    grid's 16 fwd+bwd calls (2026-12-02, impls-raw-3.json): reads within 1 % of this at every N, d, causal
+    and GQA; writes 8-9 % under it (dirty lines still in L2 when the kernel ends)."""
+    b, h, hk, n, l_, d, e = (cfg.batch, cfg.heads, cfg.kv_heads, cfg.seq_len, cfg.kv_len, cfg.head_dim,
+                             cfg.element_bytes)
+    q, kv, dkv, rows = b * h * n * d * e, b * hk * l_ * d * e, b * h * l_ * d * e, b * h * n * 4
+    acc = b * h * n * d * 4
+    read, write = 2 * q + 2 * kv + 2 * rows + acc, 2 * dkv + acc
+    k.hbm_read_bytes, k.hbm_write_bytes = int(read), int(write)
+    return k
+
+
 def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list[tuple[KernelCount, str]]:
     d, e = cfg.head_dim, cfg.element_bytes
     out: list[tuple[KernelCount, str]] = []
@@ -129,6 +144,8 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
         counts, _ = flash_kernels(spec, cfg, sch, "flash2", "bwd", "closed")
         for k in counts:
             if k.name == "flash2_bwd":
+                if bp.dram == "compulsory":
+                    k = _compulsory_bwd(k, cfg)
                 out.append((_tag(k, bp.kernel, bp.instruction or impl.instruction, 2 * tile[0] * d * e * bp.stages),
                             "bwd"))
             else:
@@ -176,10 +193,13 @@ def _graph(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
                         exp_ops=exp, global_read_bytes=read, global_write_bytes=write, hbm_read_bytes=read,
                         hbm_write_bytes=write, smem_bytes=0.0, smem_per_block_bytes=0, threads_per_block=threads,
                         blocks_per_sm=bpsm, instruction=family, launches=step.launches)
-        # torch's softmax: a warp a row while the row fits 1024 elements and 4 KiB, else a block a row
-        # (aten/src/ATen/native/cuda/SoftMax.cu, host_softmax's dispatch); the two run at different rates
-        warp_rows = cfg.kv_len <= 1024 and cfg.kv_len * max(cfg.element_bytes, 4 if "fp32" in
-                                                               step.reads.values() else 0) <= 4096
+        # torch's softmax: a warp a row while the row fits, else a block a row (aten/src/ATen/native/cuda/
+        # SoftMax.cu, host_softmax / host_softmax_backward): forward while L <= 2048 and 8 KiB (torch 2.11,
+        # [NCU] softmax_warp_forward<.., 11> at L 1280-2048, cunn_SoftMaxForwardReg from 2304), backward
+        # while L <= 1024 and 4 KiB; the two run at different rates
+        lim = (2048, 8192) if role == "fwd" else (1024, 4096)
+        warp_rows = cfg.kv_len <= lim[0] and cfg.kv_len * max(cfg.element_bytes, 4 if "fp32" in
+                                                                 step.reads.values() else 0) <= lim[1]
         kind = {"gemm": "gemm", "rowwise": "rowwise" if warp_rows else "rowblock"}.get(
             step.kind, "broadcast" if step.path == "broadcast" else "elementwise")
         out.append((k, f"{kind}_{role}"))

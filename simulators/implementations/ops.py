@@ -7,10 +7,11 @@ i - 1 has ended; host CPU time per kernel from ``memory_ops.launch``: per family
 per kernel under autograd for the backward's).
 
 A catalog entry opts in with ``priced_by: op_models`` (torch-eager); every step then names its
-``family`` (memory ops) or its GEMM shape ``mnk`` (gemm steps). Row-wise steps (torch's softmax
-kernels: a warp or a block a row) have no op-model family of their own and stay on the attention
-timing model (timing.py with the fitted ``rowwise_efficiency`` / ``rowblock_efficiency``), as for
-the math backend. The call's own host time beyond its kernels' launches (the Python function,
+``family`` (memory ops) or its GEMM shape ``mnk`` (gemm steps). The forward softmax, where torch runs
+its register block kernel (cunn_SoftMaxForwardReg: 2048 < L, ceil(L / 1024) < 10), is timed by
+``memory_ops.softmax_block_time`` (fitted ``memory_ops.softmax_block``); the other row-wise kernels
+(the warp softmax, the backward's) stay on the attention timing model (timing.py with the fitted
+``rowwise_efficiency`` / ``rowblock_efficiency``), as for the math backend. The call's own host time beyond its kernels' launches (the Python function,
 autograd's entry) is the implementation's fitted ``host_fwd_s`` / ``host_fwd_bwd_s``.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from simulators.implementations import GraphStep, Implementation
 from simulators.matmul import gemm_time
-from simulators.memory_ops import eager_time, memory_op_time
+from simulators.memory_ops import eager_time, memory_op_time, softmax_block_time
 
 BOUND = {"gemm": "gemm model", "elementwise": "memory-op model"}
 # (id(spec), impl, step, pass, config) -> (spec, GPU s): the fit re-times the same calls many times; the
@@ -39,13 +40,14 @@ def gemm_shape(step: GraphStep, cfg) -> tuple[int, int, int]:
 
 def family_name(step: GraphStep, cfg) -> str | None:
     """The memory-op family of an elementwise step; ``repeat`` (repeat_interleave's non-vectorized
-    direct_copy, a per-element rate: measured per dtype, attn_ops_grids) resolves to ``repeat_fp32`` or
-    ``repeat_bf16`` (any 16-bit dtype) by the element size of what the step reads."""
-    if step.family != "repeat":
+    direct_copy) and ``masked_fill`` (masked_fill_ with a broadcast bool mask, non-vectorized
+    elementwise_kernel<128, 4>), both a per-element rate measured per dtype (attn_ops_grids), resolve to
+    ``<family>_fp32`` or ``<family>_bf16`` (any 16-bit dtype) by the element size of what the step reads."""
+    if step.family not in ("repeat", "masked_fill"):
         return step.family
     sizes = {"fp32": 4, "bool": 1}
     e = max((sizes.get(v, cfg.element_bytes) for v in step.reads.values()), default=cfg.element_bytes)
-    return "repeat_fp32" if e >= 4 else "repeat_bf16"
+    return f"{step.family}_fp32" if e >= 4 else f"{step.family}_bf16"
 
 
 def op_gpu_s(spec, step: GraphStep, k, cfg) -> float:
@@ -78,7 +80,9 @@ def host_per_launch_s(spec, step: GraphStep, backward: bool) -> float:
         return launch.host_per_kernel_autograd_s
     if step.kind == "gemm":
         return launch.host_per_library_call_s or launch.host_per_kernel_s
-    return launch.host_by_family.get(step.family or "", launch.host_per_kernel_s)
+    # masked_fill_ is measured on the host as the broadcast family (TensorIterator, one launch)
+    family = {"masked_fill": "broadcast"}.get(step.family or "", step.family or "")
+    return launch.host_by_family.get(family, launch.host_per_kernel_s)
 
 
 def price(spec, impl: Implementation, cfg, results: list, roles: list[str]) -> tuple[list, float]:
@@ -89,7 +93,12 @@ def price(spec, impl: Implementation, cfg, results: list, roles: list[str]) -> t
     for r, role in zip(results, roles):
         backward = role.endswith("_bwd")
         step = steps[(r.name, "bwd" if backward else "fwd")]
-        if step.kind in BOUND:
+        if step.kind == "rowwise" and not backward:
+            t = softmax_block_time(spec, cfg.batch_heads * cfg.seq_len, cfg.kv_len, cfg.element_bytes)
+            if t is not None:
+                r = r.model_copy(update={"time_s": float(t), "bound": "softmax block model",
+                                         "times_s": {"softmax block model": float(t)}, "launch_s": 0.0, "fixed_s": 0.0})
+        elif step.kind in BOUND:
             key = (id(spec), spec.name, impl.name, step.name, backward, cfg)
             if key not in _CACHE:
                 if len(_CACHE) > 50_000:

@@ -137,6 +137,8 @@ def main(argv=None) -> int:
     held = records.per_case([m for m in ms if m.case.grid == "heldout"])
     t_rows = heldout.time_rows(final, held)
     d_rows = heldout.dram_rows(final, [p for p in records.profiles(data, ncu_csv) if p.case.grid == "heldout"])
+    # the calibration grid's fwd+bwd DRAM bytes (the points cuDNN's backward bytes were read from)
+    cal_d_rows = heldout.dram_rows(final, records.profiles(records.load(records.BWD_NCU), None))
     # the two calibration runs predicted by their own fits: how much a re-calibration moves predictions
     moved = []
     for m in [m for m in cal if m.rep == rep_a and m.case.key() in both]:
@@ -146,6 +148,7 @@ def main(argv=None) -> int:
                     "refit_command": "python3 -m costmodel.validation.implementations.calibrate --write-spec"},
            "section": sec, "time": t_rows, "dram": d_rows,
            "time_summary": heldout.summarize(t_rows), "dram_summary": heldout.summarize(d_rows),
+           "calibration_dram_summary": heldout.summarize(cal_d_rows),
            "gpu_time_summary": heldout.summarize(d_rows, "gpu_time_rel_error"),
            "calibration_spread": {"runs": [rep_a, rep_b], "calls_in_both_runs": len(both),
                                   "measured_between_runs": drift(cal), "params": {f"{o}.{n}": v for (o, n), v in spread.items()},
@@ -155,6 +158,7 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(heldout.table(out["time_summary"], "held-out time"))
     print(heldout.table(out["dram_summary"], "held-out DRAM bytes"))
+    print(heldout.table(out["calibration_dram_summary"], "calibration fwd+bwd DRAM bytes"))
     print(json.dumps(out["calibration_spread"], indent=1))
     return 0
 

@@ -2,11 +2,13 @@
 calibration grid (twice, for the spread) and the held-out grid, then the Nsight Compute subset.
 
     python3 -m costmodel.validation.implementations.gpu_run --out DIR [--budget-s 330] [--ncu-budget-s 110]
-        [--phases GRID:PART:REP[@SHARE],...] [--no-ncu]
+        [--phases GRID:PART:REP[@SHARE],... | none] [--no-ncu] [--ncu-set default | calibration-bwd]
 
 ``--phases``: the timed phases in order, each a grid (calibration | heldout), a part (all | decode |
 prefill) and a repeat number, optionally ``@SHARE``: the phase stops at that share of the budget
-(default: the budget's end). Default: calibration, held-out, calibration again (the 2026-12-02 run).
+(default: the budget's end). Default: calibration, held-out, calibration again (the 2026-12-02 run);
+``none``: no timing. ``--ncu-set calibration-bwd``: Nsight Compute on the calibration grid's fused fwd+bwd
+calls (cuDNN first), the points the backward's DRAM bytes are fitted on, instead of the default subset.
 
 Writes DIR/impls-raw.json (rewritten after every phase, so a run stopped on its budget keeps
 what it has) and DIR/ncu.csv. Every input is a view into one pool of random bf16 numbers made
@@ -271,6 +273,8 @@ def ncu_phase(out_dir: Path, case_list, budget_s: float, log) -> tuple[list, str
 def parse_phases(text: str) -> list[tuple[str, str, int, float]]:
     """``GRID:PART:REP[@SHARE],...`` -> [(grid, part, rep, share of the budget it must end by)]."""
     out = []
+    if text.strip() == "none":
+        return out
     for item in text.split(","):
         body, _, share = item.strip().partition("@")
         grid, part, rep = body.split(":")
@@ -290,6 +294,7 @@ def main(argv=None) -> int:
     ap.add_argument("--phases", default="calibration:all:0@0.36,heldout:all:0@0.72,calibration:all:1",
                     help="GRID:PART:REP[@SHARE],... (module docstring)")
     ap.add_argument("--no-ncu", action="store_true", help="time only: no Nsight Compute phase")
+    ap.add_argument("--ncu-set", default="default", choices=("default", "calibration-bwd"))
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: catches typos before a GPU call")
     args = ap.parse_args(argv)
     if args.ncu_child:
@@ -323,7 +328,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.cuda.empty_cache()
-    ncu_list = grids.ncu_cases()
+    ncu_list = grids.ncu_cases() if args.ncu_set == "default" else grids.ncu_bwd_cases()
     groups, note = ncu_phase(out_dir, ncu_list, args.ncu_budget_s, log)
     log(note)
     data["ncu"] = [{"case": c.model_dump(), "kernels": g} for c, g in zip(ncu_list, groups)]

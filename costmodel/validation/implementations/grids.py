@@ -137,6 +137,14 @@ def ncu_cases() -> list[Case]:
     return out
 
 
+def ncu_bwd_cases() -> list[Case]:
+    """The calibration grid's fused fwd+bwd calls, cuDNN first: the backward's DRAM bytes are fitted on
+    these (``gpu_run --ncu-set calibration-bwd``); the held-out fwd+bwd NCU cases only check."""
+    order = ("torch-cudnn", "torch-flash", "torch-efficient")
+    cal = [c for c in cases("calibration") if c.pass_ == "fwd+bwd" and c.impl in FUSED]
+    return sorted(cal, key=lambda c: order.index(c.impl))
+
+
 def smoke_cases(grid: str) -> list[Case]:
     """The grid's cases with every shape shrunk to a few dozen tokens (the runner's CPU smoke test)."""
     out = []

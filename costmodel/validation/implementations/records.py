@@ -14,6 +14,9 @@ RAW = Path(__file__).parent / "data" / "impls-raw.json"
 # prefill, Nsight Compute) and 04:42 UTC (every decode of both grids, reps 2, 3; calibration prefill
 # reps 2, 3, with the d = 256 shapes). Rep numbers are unique across runs.
 RAWS = (RAW, RAW.parent / "impls-raw-2.json")
+# Nsight Compute of the calibration grid's fused fwd+bwd calls (2026-12-02 05:59 UTC, impls11c: gpu_run
+# --phases none --ncu-set calibration-bwd): the backward's DRAM bytes are fitted on these; no timed records
+BWD_NCU = RAW.parent / "impls-raw-3.json"
 # kernels of a case's Nsight Compute window that are not the op: torch's own set-up of leaf grads
 # (none expected), kept here so a change in torch shows up as an unmatched name, not a wrong sum
 IGNORED_KERNELS = ()

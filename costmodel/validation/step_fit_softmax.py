@@ -1,0 +1,70 @@
+"""Fit torch's register block softmax (``SoftmaxBlockModel``: cunn_SoftMaxForwardReg, rows of 2048 < L with
+ceil(L / 1024) < 10) on the softmax rows of the eager-attention op runs (``attn_ops_grids.softmax_grid`` /
+``softmax_rows_grid``, split ``fit``, B*H 24 / 96); the grid's ``heldout`` rows (B*H 40) only report.
+
+Linear least squares: each row's time / waves = latency_s + blocks_per_sm * L / rate, the blocks per SM
+from the registers Nsight Compute reports (two_block_max_reg_cnt), one rate for two blocks an SM and one
+for one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+
+from hardware_specs.op_timing import Fit, SoftmaxBlockModel
+
+E = {"bf16": 2, "fp32": 4}
+
+
+def reg_rows(spec, rows):
+    from simulators.memory_ops import softmax_reg_count
+
+    return [r for r in rows if softmax_reg_count(r["L"], E[r["dtype"]]) is not None]
+
+
+def predict(spec, rows, model: SoftmaxBlockModel) -> np.ndarray:
+    from simulators.memory_ops import softmax_block_time
+
+    return np.array([float(softmax_block_time(spec, r["rows"], r["L"], E[r["dtype"]], model)) for r in rows])
+
+
+def errors(spec, rows, model) -> tuple[float, float]:
+    e = np.abs(predict(spec, rows, model) / np.array([r["time_s"] for r in rows]) - 1)
+    return float(np.median(e)), float(e.max())
+
+
+def fit_softmax_block(spec, rows, date: dt.date | None = None, gpu: str = "NVIDIA H200") -> SoftmaxBlockModel | None:
+    from simulators.memory_ops import softmax_reg_count
+
+    rows = reg_rows(spec, rows)
+    fit = [r for r in rows if r["split"] == "fit"]
+    held = [r for r in rows if r["split"] == "heldout"]
+    if len(fit) < 3:
+        return None
+    base = SoftmaxBlockModel(latency_s=0.0, sm_element_rate_per_s=1.0, one_block_element_rate_per_s=1.0)
+    a_rows, y = [], []
+    for r in fit:
+        c = softmax_reg_count(r["L"], E[r["dtype"]])
+        bps = 2 if c <= base.two_block_max_reg_cnt else 1
+        waves = np.ceil(r["rows"] / (spec.sm_count * bps))
+        # relative least squares: each row divided by its measured time
+        a_rows.append(np.array([waves, waves * 2 * r["L"] * (bps == 2), waves * r["L"] * (bps == 1)]) / r["time_s"])
+        y.append(1.0)
+    (lat, inv2, inv1), *_ = np.linalg.lstsq(np.array(a_rows), np.array(y), rcond=None)
+    model = SoftmaxBlockModel(latency_s=max(float(lat), 0.0), sm_element_rate_per_s=1.0 / float(inv2),
+                              one_block_element_rate_per_s=1.0 / float(inv1))
+    fe = errors(spec, fit, model)
+    he = errors(spec, held, model) if held else (None, None)
+    meas = Fit(method=(f"linear least squares (relative) of time / waves = latency + blocks_per_sm * L / rate (one rate each for 2 and 1 blocks an SM) over "
+                       f"the torch.softmax rows torch runs on cunn_SoftMaxForwardReg (bf16 and fp32, L 2304-9216, "
+                       f"B*H 24 / 96), CUDA-graph replays (costmodel.validation.attn_ops_run, results/h200/attn_ops/"
+                       f"attn_ops_h200.json and attn_ops_h200_2.json); fit median/max |err| {fe[0]:.3f}/{fe[1]:.3f}; "
+                       f"held out: B*H 40, L 3000 / 6144"),
+               date=date or dt.date(2026, 12, 2), gpu=gpu, fit_points=len(fit), heldout_points=len(held),
+               heldout_median_abs_err=he[0], heldout_max_abs_err=he[1])
+    return model.model_copy(update={"measured": meas})
+
+
+__all__ = ["errors", "fit_softmax_block", "predict", "reg_rows"]
