@@ -54,10 +54,10 @@ def run_bmm(r: Run):
     r.save()
 
 
-def run_softmax(r: Run):
-    for row in grids.softmax_grid():
+def _softmax_rows(r: Run, grid, label: str):
+    for row in grid:
         if r.left() < r.budget_s * 0.05:
-            r.data["skipped"].append(f"softmax from {row}"); break
+            r.data["skipped"].append(f"{label} from {row}"); break
         rows, L = row["rows"], row["L"]
         if r.smoke:
             rows, L = min(rows, 128), min(L, 256)
@@ -67,6 +67,10 @@ def run_softmax(r: Run):
         r.data["softmax"].append({**row, "bytes": 2 * rows * L * e, "time_s": t})
         s = None
     r.save()
+
+
+def run_softmax(r: Run):
+    _softmax_rows(r, grids.softmax_grid(), "softmax")
 
 
 def run_masked_fill(r: Run):
@@ -85,18 +89,7 @@ def run_masked_fill(r: Run):
 
 
 def run_softmax_rows(r: Run):
-    for row in grids.softmax_rows_grid():
-        if r.left() < r.budget_s * 0.05:
-            r.data["skipped"].append(f"softmax_rows from {row}"); break
-        rows, L = row["rows"], row["L"]
-        if r.smoke:
-            rows, L = min(rows, 128), min(L, 256)
-        e = grids.REPEAT_DTYPES[row["dtype"]]
-        s = torch.randn(rows, L, device=r.dev, dtype=DT[row["dtype"]])
-        t = r.graph_time(lambda i: torch.softmax(s, -1), _reps(2 * rows * L * e / 2e12 + 3e-6, 0.004, 2, 100))
-        r.data["softmax"].append({**row, "bytes": 2 * rows * L * e, "time_s": t})
-        s = None
-    r.save()
+    _softmax_rows(r, grids.softmax_rows_grid(), "softmax_rows")
 
 
 def probe(dev: str) -> None:

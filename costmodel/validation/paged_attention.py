@@ -80,6 +80,7 @@ def paged_decode(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, ta
     _paged_decode_kernel[(B, Hkv)](
         q, k_pool, v_pool, tables, lens, out, 1.0 / math.sqrt(d),
         q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), tables.stride(0), out.stride(0), out.stride(1),
+        # the group's rows padded to a power of two of at least 16: tl.dot takes no smaller M
         G=G, G_PAD=max(16, triton.next_power_of_2(G)), D=d, BLOCK_SIZE=block_size, BLOCK_N=block_n)
     return out
 

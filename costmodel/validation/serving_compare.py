@@ -25,6 +25,22 @@ def _rel(sim, meas):
     return None if sim is None or not meas else sim / meas - 1
 
 
+def step_batches(steps) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, requests) arrays of new tokens and contexts of recorded loop steps, padded with zeros,
+    for ``predict_batch``: a step's decodes at their mean context (the K/V they read and the keys
+    they attend are linear in it), then its prefill chunks as (new, context)."""
+    width = max(s["decodes"] + len(s["chunks"]) for s in steps)
+    new = np.zeros((len(steps), width), dtype=np.int64)
+    ctx = np.zeros((len(steps), width), dtype=np.int64)
+    for i, s in enumerate(steps):
+        d = s["decodes"]
+        if d:
+            new[i, :d], ctx[i, :d] = 1, round(s["decode_ctx_sum"] / d)
+        for j, (m, c) in enumerate(s["chunks"]):
+            new[i, d + j], ctx[i, d + j] = m, c
+    return new, ctx
+
+
 def step_ratios(model, gpu, steps, engine="torch-loop", **options) -> dict:
     """predicted / measured seconds of each recorded step, by kind (decode-only, prefill-only, mixed);
     decode-only steps predicted as CUDA graphs, the others eager, as ``serving_paged`` runs them, each
@@ -36,15 +52,7 @@ def step_ratios(model, gpu, steps, engine="torch-loop", **options) -> dict:
 
     if not steps:
         return {}
-    width = max(s["decodes"] + len(s["chunks"]) for s in steps)
-    new = np.zeros((len(steps), width), dtype=np.int64)
-    ctx = np.zeros((len(steps), width), dtype=np.int64)
-    for i, s in enumerate(steps):  # decodes at their mean context: predict_batch's attention is linear in it
-        d = s["decodes"]
-        if d:
-            new[i, :d], ctx[i, :d] = 1, round(s["decode_ctx_sum"] / d)
-        for j, (m, c) in enumerate(s["chunks"]):
-            new[i, d + j], ctx[i, d + j] = m, c
+    new, ctx = step_batches(steps)
     kind = np.array(["mixed" if s["decodes"] and s["chunks"] else ("decode" if s["decodes"] else "prefill")
                      for s in steps])
     graph = np.asarray(predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch="graph", **options).time_s)

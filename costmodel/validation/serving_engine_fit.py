@@ -65,16 +65,10 @@ def fit(results: dict, model: str, gpu=None) -> dict:
 def _eager_batches(results: dict, model: str):
     """(new, ctx) arrays of every recorded eager step (decodes at their mean context, as
     serving_compare predicts them) and the measured forward seconds, time - schedule - prep."""
+    from costmodel.validation.serving_compare import step_batches
+
     steps = [s for r in results["runs"] if r["model"] == model for s in r["steps"] if "prep_s" in s and s["chunks"]]
-    width = max(s["decodes"] + len(s["chunks"]) for s in steps)
-    new = np.zeros((len(steps), width), dtype=np.int64)
-    ctx = np.zeros((len(steps), width), dtype=np.int64)
-    for i, s in enumerate(steps):
-        d = s["decodes"]
-        if d:
-            new[i, :d], ctx[i, :d] = 1, round(s["decode_ctx_sum"] / d)
-        for j, (m, c) in enumerate(s["chunks"]):
-            new[i, d + j], ctx[i, d + j] = m, c
+    new, ctx = step_batches(steps)
     return new, ctx, np.array([s["time_s"] - s["schedule_s"] - s["prep_s"] for s in steps])
 
 

@@ -35,7 +35,9 @@ from torch.nn.attention.bias import causal_lower_right
 from costmodel.validation.paged_attention import paged_decode
 from costmodel.validation.reference_model import apply_rope
 
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256)  # vLLM-style graph sizes
+# CUDA-graph batch sizes: a subset of vLLM V0's _BATCH_SIZES_TO_CAPTURE (1, 2, 4, then every multiple of 8
+# to 256; vllm/worker/model_runner.py), fewer graphs to capture inside the call's budget
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256)
 
 
 def bucket(x: int, buckets=BATCH_BUCKETS) -> int:

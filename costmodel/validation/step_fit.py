@@ -106,12 +106,19 @@ def fit_unaligned(spec, rows, model: GemmModel, heldout_rows=()) -> GemmModel:
     fit = [r for r in rows if r["split"] == "unaligned"]
     if not fit:
         return model
-    meas = np.array([r["time_s"] for r in fit])
+    return grid_search(model, "unaligned_efficiency", np.linspace(0.05, 0.5, 46), "unaligned_bandwidth_fraction",
+                       np.linspace(0.2, 1.2, 26), lambda m: _gemm_pred(spec, fit, m), [r["time_s"] for r in fit])
+
+
+def grid_search(model, x_name: str, xs, y_name: str, ys, predict, measured):
+    """The copy of ``model`` with (x_name, y_name) on the grid xs x ys that minimizes the mean squared log
+    error of ``predict(model)`` against ``measured`` (the first of equal minima)."""
+    meas = np.asarray(measured, dtype=np.float64)
     best = None
-    for eff in np.linspace(0.05, 0.5, 46):
-        for bwf in np.linspace(0.2, 1.2, 26):
-            m = model.model_copy(update={"unaligned_efficiency": float(eff), "unaligned_bandwidth_fraction": float(bwf)})
-            loss = float(np.mean(np.log(_gemm_pred(spec, fit, m) / meas) ** 2))
+    for x in xs:
+        for y in ys:
+            m = model.model_copy(update={x_name: float(x), y_name: float(y)})
+            loss = float(np.mean(np.log(predict(m) / meas) ** 2))
             if best is None or loss < best[0]:
                 best = (loss, m)
     return best[1]

@@ -11,6 +11,7 @@ import datetime as dt
 
 import numpy as np
 
+from costmodel.validation.step_fit import grid_search
 from hardware_specs.op_timing import Fit, GemmModel
 
 
@@ -32,15 +33,8 @@ def fit_batched(spec, rows, model: GemmModel, date: dt.date | None = None, gpu: 
     held = [r for r in rows if r["split"] == "heldout"]
     if not fit:
         return model
-    meas = np.array([r["time_s"] for r in fit])
-    best = None
-    for w in np.linspace(2.0e12, 5.0e12, 61):
-        for tau in np.linspace(0.0, 3e-6, 31):
-            m = model.model_copy(update={"batched_write_Bps": float(w), "batched_tile_s": float(tau)})
-            loss = float(np.mean(np.log(batched_pred(spec, fit, m) / meas) ** 2))
-            if best is None or loss < best[0]:
-                best = (loss, m)
-    m = best[1]
+    m = grid_search(model, "batched_write_Bps", np.linspace(2.0e12, 5.0e12, 61), "batched_tile_s",
+                    np.linspace(0.0, 3e-6, 31), lambda m_: batched_pred(spec, fit, m_), [r["time_s"] for r in fit])
     fe = batched_errors(spec, fit, m)
     he = batched_errors(spec, held, m) if held else (None, None)
     meas_ = Fit(method=(f"grid search (write 2-5 TB/s x tile 0-3 us), min mean squared log error over the "
