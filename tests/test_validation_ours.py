@@ -79,3 +79,22 @@ def test_split_kv_decode_faster_with_few_heads():
     assert one["kernels"][0]["bound"] == "latency"
     assert one["time_s"] / eight["time_s"] > 2.5
     assert np.isclose(one["time_s"], 182e-6, rtol=0.15) and np.isclose(eight["time_s"], 52e-6, rtol=0.15)
+
+
+def test_write_section_keeps_the_sections_around_it(tmp_path):
+    # the calibrated spec holds sections other fits write after numba_kernels: (gemm:, memory_ops:);
+    # rewriting numba_kernels: must replace that block only
+    import yaml
+
+    from costmodel.validation.fit_ours import write_section
+
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: x\nimplementations:\n  a: 1\nnumba_kernels:\n  params:\n    old: 1\n"
+                    "gemm:\n  eff: 0.5\nmemory_ops:\n  bw: 3\n")
+    write_section(path, {"params": {"new": 2}})
+    assert yaml.safe_load(path.read_text()) == {"name": "x", "implementations": {"a": 1},
+                                                "numba_kernels": {"params": {"new": 2}},
+                                                "gemm": {"eff": 0.5}, "memory_ops": {"bw": 3}}
+    path.write_text("name: x\n")  # no block yet: appended
+    write_section(path, {"params": {"new": 2}})
+    assert yaml.safe_load(path.read_text()) == {"name": "x", "numba_kernels": {"params": {"new": 2}}}

@@ -212,15 +212,21 @@ def errors(results) -> dict:
 
 
 def write_section(spec_path: Path, section_dict: dict) -> None:
-    """Replace (or append) the ``numba_kernels:`` block, the file's last, leaving the rest as is."""
+    """Replace (or append) the ``numba_kernels:`` block, up to the next top-level key, leaving the rest
+    of the file (the sections other fits write, before or after it) as it is."""
+    import re
+
     import yaml
 
     text = spec_path.read_text()
-    cut = text.find("\nnumba_kernels:")
-    if cut >= 0:
-        text = text[:cut + 1]
     block = yaml.safe_dump({"numba_kernels": section_dict}, sort_keys=False, width=110)
-    spec_path.write_text(text.rstrip("\n") + "\n" + block)
+    start = re.search(r"^numba_kernels:", text, re.M)
+    if start is None:
+        spec_path.write_text(text.rstrip("\n") + "\n" + block)
+        return
+    after = re.search(r"^[A-Za-z_][A-Za-z0-9_]*:", text[start.end():], re.M)
+    rest = text[start.end() + after.start():] if after else ""
+    spec_path.write_text(text[:start.start()] + block + rest)
 
 
 def main(argv=None) -> int:
