@@ -10,7 +10,7 @@ from costmodel.serving.workload import Workload
 from costmodel.validation import serving_engine_fit as fit
 
 ENGINE = EngineHost(name="t", description="test", graph_step_s=5e-4, graph_per_request_s=2.5e-4,
-                    eager_step_s=2e-4, eager_per_token_s=1e-5)
+                    prefill_step_s=2e-4, prefill_per_token_s=1e-5)
 
 
 def constant_step(new, ctx):
@@ -58,7 +58,7 @@ def _results(params: dict, model: str, rng) -> dict:
         steps.append({"decodes": int(b), "chunks": [], "schedule_s": 0.1 * host, "prep_s": 0.3 * host,
                       "issue_s": 0.6 * host})
     for t in rng.integers(16, 2048, 40):
-        host = params["eager_step_s"] + params["eager_per_token_s"] * t
+        host = params["prefill_step_s"] + params["prefill_per_token_s"] * t
         steps.append({"decodes": 0, "chunks": [[int(t), 0]], "schedule_s": 0.5 * host, "prep_s": 0.5 * host,
                       "issue_s": 1.0})  # an eager step's issue is its forward's launches: not the engine's
     return {"runs": [{"model": model, "steps": steps}]}
@@ -66,14 +66,14 @@ def _results(params: dict, model: str, rng) -> dict:
 
 def test_fit_recovers_constructed_host_times_and_checks_another_model():
     rng = np.random.default_rng(7)
-    want = {"graph_step_s": 4.5e-4, "graph_per_request_s": 5e-6, "eager_step_s": 2.2e-4, "eager_per_token_s": 1.6e-7}
+    want = {"graph_step_s": 4.5e-4, "graph_per_request_s": 5e-6, "prefill_step_s": 2.2e-4, "prefill_per_token_s": 1.6e-7}
     data = _results(want, "a", rng)
     data["runs"] += _results(want, "b", rng)["runs"]
     got = fit.fit(data, "a")
     for k, v in want.items():
         assert got[k] == pytest.approx(v, rel=1e-9)
     held = fit.check(got, data, "b")
-    assert held["graph"]["abs_error_p90_s"] < 1e-12 and abs(held["eager"]["total_rel_error"]) < 1e-9
+    assert held["graph"]["abs_error_p90_s"] < 1e-12 and abs(held["prefill"]["total_rel_error"]) < 1e-9
 
 
 def test_fit_refuses_runs_without_the_host_split():
@@ -97,3 +97,46 @@ def test_attention_call_fit_round_trips():
                       "issue_s": fwd, "time_s": fwd + 1e-5 + 2e-4})
     data = {"runs": [{"model": "tinyllama-1.1b", "steps": steps}]}
     assert fit.fit_attention_call(data, "tinyllama-1.1b", gpu) == pytest.approx(1.2e-4, rel=1e-6)
+
+
+def test_graph_prefill_fit_counts_the_issue_as_host_time():
+    # with prefill graphs (setup prefill_launch: graph) a prefill step's issue (copies, replay) is host
+    # work the GPU waits for: the constructed steps put 40 % of the host time there
+    rng = np.random.default_rng(11)
+    want = {"graph_step_s": 4.0e-4, "graph_per_request_s": 4e-6, "prefill_step_s": 6e-4, "prefill_per_token_s": 3e-7}
+    data = _results(want, "a", rng)
+    for s in data["runs"][0]["steps"]:
+        if s["chunks"]:
+            host = want["prefill_step_s"] + want["prefill_per_token_s"] * s["chunks"][0][0]
+            s["schedule_s"], s["prep_s"], s["issue_s"] = 0.2 * host, 0.4 * host, 0.4 * host
+    data["setup"] = {"prefill_launch": "graph"}
+    got = fit.fit(data, "a", gpu="h200-sxm-141gb-measured")
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, rel=1e-9)
+    assert "eager_attention_call_s" not in got  # graphs have no per-call host work to fit
+
+
+def test_prefill_graphs_pad_tokens_to_their_bucket():
+    # 300 + 45 = 345 new tokens pad to 352 (a multiple of 16): one more request of 7 tokens, no context
+    eng = EngineHost(name="g", description="graphs", graph_step_s=0, graph_per_request_s=0, prefill_step_s=0,
+                     prefill_per_token_s=0, prefill_launch="graph", prefill_token_multiple=16)
+    new, ctx = eng.pad_prefill(np.array([[300, 45], [16, 0]]), np.array([[0, 700], [5, 0]]))
+    assert new.tolist() == [[300, 45, 7], [16, 0, 0]]
+    assert ctx.tolist() == [[0, 700, 0], [5, 0, 0]]
+    assert not eng.is_ideal
+    eager = eng.model_copy(update={"prefill_launch": "eager"})
+    assert eager.pad_prefill(np.array([[300]]), np.array([[0]]))[0].tolist() == [[300]]
+
+
+def test_simulated_prefill_graph_step_is_priced_padded():
+    # one 8-token prompt alone: with prefill graphs padded to 16 its first token takes the graph-launched
+    # step of a batch of 8 + 8 padding tokens (predict_batch asked directly) plus the engine's host time
+    from costmodel.step import predict_batch
+
+    gpu = "h200-sxm-141gb-measured"
+    eng = EngineHost(name="g", description="graphs", graph_step_s=1e-4, graph_per_request_s=0, prefill_step_s=3e-4,
+                     prefill_per_token_s=0, prefill_launch="graph", prefill_token_multiple=16)
+    m = simulate_serving("tinyllama-1.1b", gpu, one_request(8, 3), scheduler="continuous", engine=eng,
+                         resolution_bits=None).metrics
+    want = float(predict_batch("tinyllama-1.1b", gpu, [[8, 8]], [[0, 0]], launch="graph").time_s[0]) + 3e-4
+    assert m["ttft_s"]["p50"] == pytest.approx(want, rel=1e-9)

@@ -74,6 +74,14 @@ def _workload(trace, rate_per_s, n_requests, prompt_len, output_len, seed, max_s
     return poisson_workload(rate_per_s, n_requests, prompt_len, output_len, seed=seed, max_seq_len=max_seq_len)
 
 
+def _padded(predict, engine):
+    """A prefill predictor that prices the engine's token padding (``EngineHost.pad_prefill``)."""
+    def run(new_tokens, context_lens):
+        return predict(*engine.pad_prefill(new_tokens, context_lens))
+
+    return run
+
+
 def _tp_comm(cfg, gpu, tp: int, activation_bytes: int):
     """Each step's TP all-reduces on the bundled cluster of this GPU, or None where there is none."""
     from costmodel.parallel.inference import tp_step_comm_s
@@ -108,8 +116,7 @@ def simulate_serving(
     blocks (default: from memory minus weights, ``capacity.kv_capacity``). ``step_time(new_tokens,
     context_lens) -> s`` replaces the step predictor (tests); by default it is
     ``costmodel.step.predict_batch`` with ``step_options`` (attention_impl=, ...; launch= "auto" by
-    default: decode-only steps as CUDA graphs, steps with prefill eager, as vLLM's V0 engine runs
-    them), asked in discovery passes (``cost``; a ``StepCost`` may be passed in to reuse its cache across runs of one
+    default: decode-only steps as CUDA graphs, steps with prefill as the engine launches them), asked in discovery passes (``cost``; a ``StepCost`` may be passed in to reuse its cache across runs of one
     model, GPU and TP). ``tp_comm_s(tokens) -> s`` adds each step's tensor-parallel communication;
     by default, with ``tensor_parallel > 1`` and the step predictor's steps, it is the two all-reduces per layer of the step's
     activations on the bundled cluster built of this GPU (``costmodel.parallel.inference.tp_step_comm_s``
@@ -175,11 +182,10 @@ def simulate_serving(
     graph_decodes = options["launch"] in ("auto", "graph")
 
     def host(decode_only: bool, requests: int, new_tokens: int) -> float:
-        graph = options["launch"] == "graph" or (decode_only and graph_decodes)
-        return host_model.step_s(graph, requests, new_tokens)
+        return host_model.step_s(decode_only and graph_decodes, requests, new_tokens)
 
     if cost is None:
-        launches = ("graph", "eager") if options["launch"] == "auto" else (options["launch"],) * 2
+        launches = ("graph", host_model.prefill_launch) if options["launch"] == "auto" else (options["launch"],) * 2
         eager_host = {"attention_host_per_call_s": host_model.eager_attention_call_s} \
             if host_model.eager_attention_call_s and step_time is None else {}
         target = [step_predictor(cfg, gpu, **{**options, "launch": la, **(eager_host if la == "eager" else {})})
@@ -192,6 +198,8 @@ def simulate_serving(
                 drafts = [draft_step_time] * 2
         if step_time:
             target = [step_time] * 2
+        elif launches[1] == "graph":  # prefill graphs run padded token buckets
+            target[1] = _padded(target[1], host_model)
         cost = StepCost(target[0], predict_prefill=target[1], vectorized=step_time is None,
                         resolution_bits=resolution_bits, draft=drafts[0], draft_prefill=drafts[1], gamma=gamma,
                         swap_block_bytes=cap["block_bytes_per_gpu"], swap_bandwidth_Bps=swap_bandwidth_Bps,

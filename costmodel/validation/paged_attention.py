@@ -85,6 +85,112 @@ def paged_decode(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, ta
     return out
 
 
+@triton.jit
+def _paged_varlen_kernel(q_ptr, k_ptr, v_ptr, tables_ptr, tile_seq_ptr, tile_q0_ptr, qstart_ptr, qlen_ptr, ctx_ptr,
+                         out_ptr, scale, stride_qt, stride_qh, stride_ks, stride_kh, stride_tb, stride_ot, stride_oh,
+                         G: tl.constexpr, G_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, D: tl.constexpr,
+                         BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr):
+    tile = tl.program_id(0)
+    hkv = tl.program_id(1)
+    s = tl.load(tile_seq_ptr + tile)
+    if s >= 0:  # a padded tile (the grid is fixed for a CUDA graph) does nothing
+        q0 = tl.load(tile_q0_ptr + tile)  # the tile's first query within its request's new tokens
+        qs, qn, ctx = tl.load(qstart_ptr + s), tl.load(qlen_ptr + s), tl.load(ctx_ptr + s)
+        rows = tl.arange(0, BLOCK_Q * G_PAD)
+        qi = q0 + rows // G_PAD  # the row's query (new token) and head of the group
+        head = rows % G_PAD
+        ok_row = (qi < qn) & (head < G)
+        dims = tl.arange(0, D)
+        q = tl.load(q_ptr + (qs + qi)[:, None] * stride_qt + (hkv * G + head)[:, None] * stride_qh + dims[None, :],
+                    mask=ok_row[:, None], other=0.0)  # (BLOCK_M, D)
+        see = ctx + qi  # causal from the bottom right: query qi (position ctx + qi) sees keys <= ctx + qi
+        n_keys = ctx + tl.minimum(q0 + BLOCK_Q, qn)  # keys the tile's last query sees, + 1
+        m = tl.full((BLOCK_Q * G_PAD,), -1.0e30, tl.float32)  # finite: rows that see no key stay NaN-free
+        l = tl.zeros((BLOCK_Q * G_PAD,), tl.float32)
+        acc = tl.zeros((BLOCK_Q * G_PAD, D), tl.float32)
+        for start in range(0, n_keys, BLOCK_N):
+            pos = start + tl.arange(0, BLOCK_N)
+            ok = pos < n_keys
+            block = tl.load(tables_ptr + s * stride_tb + pos // BLOCK_SIZE, mask=ok, other=0)
+            kv_off = (block * BLOCK_SIZE + pos % BLOCK_SIZE)[:, None] * stride_ks + hkv * stride_kh + dims[None, :]
+            k = tl.load(k_ptr + kv_off, mask=ok[:, None], other=0.0)
+            v = tl.load(v_ptr + kv_off, mask=ok[:, None], other=0.0)
+            sc = tl.dot(q, tl.trans(k)) * scale
+            sc = tl.where(ok[None, :] & (pos[None, :] <= see[:, None]), sc, float("-inf"))
+            m_new = tl.maximum(m, tl.max(sc, axis=1))  # Algorithm 1 steps 9-10, as in the decode kernel
+            alpha = tl.exp(m - m_new)
+            p = tl.exp(sc - m_new[:, None])
+            l = l * alpha + tl.sum(p, axis=1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m = m_new
+        out = acc / l[:, None]
+        tl.store(out_ptr + (qs + qi)[:, None] * stride_ot + (hkv * G + head)[:, None] * stride_oh + dims[None, :],
+                 out.to(out_ptr.dtype.element_ty), mask=ok_row[:, None])
+
+
+def varlen_block_q(heads: int, kv_heads: int, rows: int = 64) -> int:
+    """Query tokens per tile of ``paged_varlen``: ``rows`` Q-tile rows (tokens x the group's heads,
+    padded to a power of two), as vLLM's unified attention sets BLOCK_Q = BLOCK_M / queries per K/V head."""
+    return max(1, rows // max(1, triton.next_power_of_2(heads // kv_heads)))
+
+
+def varlen_tiles(qlen, block_q: int, max_tiles: int | None = None):
+    """The (request, first query) of every query tile of a step whose requests bring ``qlen`` new
+    tokens each, padded with (-1, 0) to ``max_tiles``: host-side, so the kernel needs no search."""
+    seq, q0 = [], []
+    for i, n in enumerate(qlen):
+        for j in range(0, int(n), block_q):
+            seq.append(i)
+            q0.append(j)
+    if max_tiles is not None:
+        if len(seq) > max_tiles:
+            raise ValueError(f"tiles: {len(seq)} query tiles exceed the grid's {max_tiles}")
+        pad = max_tiles - len(seq)
+        seq, q0 = seq + [-1] * pad, q0 + [0] * pad
+    return seq, q0
+
+
+def paged_varlen(q, k_pool, v_pool, tables, tile_seq, tile_q0, qstart, qlen, ctx, block_size: int, block_q: int,
+                 block_n: int = 32, out=None) -> torch.Tensor:
+    """Attention of every new token of a step over its own request's pages: q (T, H, d), request i's
+    ``qlen[i]`` tokens from row ``qstart[i]``, after ``ctx[i]`` cached ones (its keys: ctx + qlen,
+    causal from the bottom right; its K/V already written to the pools); tables (R, blocks); the tile
+    map from ``varlen_tiles``. A decode is a request of one new token. Rows no tile covers are left
+    as they are in ``out`` (q's padding). Returns (T, H, d)."""
+    T, H, d = q.shape
+    Hkv = k_pool.shape[1]
+    if H % Hkv:
+        raise ValueError(f"heads: {H} query heads are not a multiple of {Hkv} K/V heads")
+    if d & (d - 1) or d < 16:
+        raise ValueError(f"head_dim: {d}; this kernel takes a power of two >= 16")
+    if block_n % block_size and block_size % block_n:
+        raise ValueError(f"block_n: {block_n} and block_size {block_size} must divide one another")
+    G = H // Hkv
+    out = torch.zeros_like(q) if out is None else out
+    _paged_varlen_kernel[(tile_seq.shape[0], Hkv)](
+        q, k_pool, v_pool, tables, tile_seq, tile_q0, qstart, qlen, ctx, out, 1.0 / math.sqrt(d),
+        q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), tables.stride(0), out.stride(0), out.stride(1),
+        G=G, G_PAD=triton.next_power_of_2(G), BLOCK_Q=block_q, D=d, BLOCK_SIZE=block_size, BLOCK_N=block_n)
+    return out
+
+
+def paged_varlen_reference(q, k_pool, v_pool, tables, qstart, qlen, ctx, block_size: int) -> torch.Tensor:
+    """``paged_varlen`` by gather and masked softmax, request by request, in float64 (uncovered rows 0)."""
+    T, H, d = q.shape
+    G = H // k_pool.shape[1]
+    out = torch.zeros(q.shape, dtype=torch.float64)
+    for i in range(len(qlen)):
+        n, c, s = int(qlen[i]), int(ctx[i]), int(qstart[i])
+        p = torch.arange(c + n)
+        slots = tables[i, p // block_size].long() * block_size + p % block_size
+        k = k_pool[slots].double().repeat_interleave(G, dim=1)  # (c + n, H, d)
+        v = v_pool[slots].double().repeat_interleave(G, dim=1)
+        sc = torch.einsum("qhd,khd->hqk", q[s:s + n].double(), k) / math.sqrt(d)
+        sc = sc.masked_fill(p[None, None, :] > (c + torch.arange(n))[None, :, None], float("-inf"))
+        out[s:s + n] = torch.einsum("hqk,khd->qhd", torch.softmax(sc, dim=-1), v)
+    return out
+
+
 def paged_decode_reference(q, k_pool, v_pool, tables, lens, block_size: int) -> torch.Tensor:
     """The same attention by gather and softmax, request by request, in float64."""
     B, H, d = q.shape
@@ -101,4 +207,5 @@ def paged_decode_reference(q, k_pool, v_pool, tables, lens, block_size: int) -> 
     return out
 
 
-__all__ = ["paged_decode", "paged_decode_reference"]
+__all__ = ["paged_decode", "paged_decode_reference", "paged_varlen", "paged_varlen_reference", "varlen_block_q",
+           "varlen_tiles"]

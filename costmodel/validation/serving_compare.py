@@ -43,7 +43,7 @@ def step_batches(steps) -> tuple[np.ndarray, np.ndarray]:
 
 def step_ratios(model, gpu, steps, engine="torch-loop", **options) -> dict:
     """predicted / measured seconds of each recorded step, by kind (decode-only, prefill-only, mixed);
-    decode-only steps predicted as CUDA graphs, the others eager, as ``serving_paged`` runs them, each
+    decode-only steps predicted as CUDA graphs, the others as the engine launches them, each
     with the engine's host time (``costmodel.serving.engine_host``) as the simulator adds it."""
     from costmodel.serving.engine_host import load_engine
     from costmodel.step import predict_batch
@@ -56,9 +56,11 @@ def step_ratios(model, gpu, steps, engine="torch-loop", **options) -> dict:
     kind = np.array(["mixed" if s["decodes"] and s["chunks"] else ("decode" if s["decodes"] else "prefill")
                      for s in steps])
     graph = np.asarray(predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch="graph", **options).time_s)
-    eager = np.asarray(predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch="eager",
-                                     attention_host_per_call_s=host.eager_attention_call_s, **options).time_s)
-    pred = np.where(kind == "decode", graph, eager)  # as the loop ran them: decode-only steps as CUDA graphs
+    eager = host.prefill_launch == "eager"
+    prefill = np.asarray(predict_batch(model, gpu, *host.pad_prefill(new, ctx), launch=host.prefill_launch,
+                                       attention_host_per_call_s=host.eager_attention_call_s if eager else 0.0,
+                                       **options).time_s)
+    pred = np.where(kind == "decode", graph, prefill)  # as the loop ran them: decode-only steps as CUDA graphs
     pred = pred + np.array([host.step_s(k == "decode", s["decodes"] + len(s["chunks"]),
                                         s["decodes"] + sum(m for m, _ in s["chunks"])) for k, s in zip(kind, steps)])
     meas = np.array([s["time_s"] for s in steps])

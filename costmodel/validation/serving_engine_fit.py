@@ -2,20 +2,21 @@
 
     python3 -m costmodel.validation.serving_engine_fit RESULTS.json [--fit-model M] [--write]
 
-``serving_run`` records, for every step, the scheduler's time and the host time spent building the
-step's inputs (``prep_s``) and issuing it (``issue_s``). The engine's host time outside the forward
-pass is, for a decode-only step (a CUDA graph: the block tables, input copies and replay are
-issued before the GPU can start), schedule + prep + issue; for a step holding prefill (eager: its
-launches are the forward's own, which the step predictor prices), schedule + prep. Least squares
-on the steps of one model (``--fit-model``, default TinyLlama-1.1B) gives the four parameters; the
-other model's steps are the held-out check (the host work does not depend on the model's width or
-depth: the same Python builds the same inputs). ``--write`` stores the fit as
+``serving_run`` records, for every step, the scheduler's time, the host time spent building the
+step's inputs (``prep_s``) and issuing it (``issue_s``), and the forward's span on the device
+(``gpu_s``, CUDA events from its first launch). The engine's host time outside the forward pass is
+(``host_s``), for a CUDA-graph step, its time outside the replay's span; for an eager step holding
+prefill (its launches are the forward's own, which the step predictor prices), schedule + prep. Which the loop ran is in the
+results' setup (``prefill_launch``: graph since the varlen prefill graphs, eager before). Least
+squares on the steps of one model (``--fit-model``, default TinyLlama-1.1B) gives the four
+parameters; the other model's steps are the held-out check (the host work does not depend on the
+model's width or depth: the same Python builds the same inputs). ``--write`` stores the fit as
 ``costmodel/serving/engines/torch-loop.yaml``. Runs on a CPU.
 
-The fifth, ``eager_attention_call_s`` (the loop's host work per layer around each attention call),
-is the value that makes the step predictor's eager forward on the calibrated spec (``--gpu``) match
-the fit model's measured eager forwards (time - schedule - prep) in the median; the held-out model's
-eager steps are predicted with it and compared the same way.
+With eager prefills a fifth, ``eager_attention_call_s`` (the loop's host work per layer around each
+attention call), is the value that makes the step predictor's eager forward on the calibrated spec
+(``--gpu``) match the fit model's measured eager forwards (time - schedule - prep) in the median;
+the held-out model's eager steps are predicted with it and compared the same way.
 """
 
 from __future__ import annotations
@@ -30,18 +31,36 @@ from costmodel.outputs import write_atomic
 from costmodel.serving.engine_host import ENGINES_DIR, EngineHost
 
 
+def prefill_launch(results: dict) -> str:
+    return results.get("setup", {}).get("prefill_launch", "eager")
+
+
 def host_samples(results: dict, model: str) -> dict[str, np.ndarray]:
-    """Per-step host seconds and their regressors, graph (decode-only) and eager steps apart."""
+    """Per-step host seconds and their regressors, decode-only (graph) and prefill steps apart."""
     steps = [s for r in results["runs"] if r["model"] == model for s in r["steps"] if "prep_s" in s]
     if not steps:
         raise ValueError(f"model: no recorded step of {model!r} carries the host split (prep_s); "
                          "runs of serving_run before it was recorded cannot be fitted")
     graph = [s for s in steps if not s["chunks"]]
-    eager = [s for s in steps if s["chunks"]]
-    return {"graph_y": np.array([s["schedule_s"] + s["prep_s"] + s["issue_s"] for s in graph]),
+    prefill = [s for s in steps if s["chunks"]]
+    prefill_graphs = prefill_launch(results) == "graph"
+    return {"graph_y": np.array([host_s(s, True) for s in graph]),
             "graph_x": np.array([s["decodes"] for s in graph], dtype=np.float64),
-            "eager_y": np.array([s["schedule_s"] + s["prep_s"] for s in eager]),
-            "eager_x": np.array([s["decodes"] + sum(m for m, _ in s["chunks"]) for s in eager], dtype=np.float64)}
+            "prefill_y": np.array([host_s(s, prefill_graphs) for s in prefill]),
+            "prefill_x": np.array([s["decodes"] + sum(m for m, _ in s["chunks"]) for s in prefill], dtype=np.float64)}
+
+
+def host_s(step: dict, graph: bool) -> float:
+    """The host seconds of a recorded step the GPU waits for. A graph step recorded with its launch
+    mark (``inputs_s``: ``gpu_s`` counts from the replay): the step's time outside the replay's
+    span on the device, time - gpu_s (scheduling, inputs, the sampled tokens' return). Recorded
+    before the mark, schedule + prep + issue (the replay's own issue counted too). An eager step:
+    schedule + prep (its launches are the forward's, which the step predictor prices)."""
+    if not graph:
+        return step["schedule_s"] + step["prep_s"]
+    if "inputs_s" in step:
+        return step["time_s"] - step["gpu_s"]
+    return step["schedule_s"] + step["prep_s"] + step["issue_s"]
 
 
 def _line(x, y) -> tuple[float, float]:
@@ -55,9 +74,9 @@ def _line(x, y) -> tuple[float, float]:
 
 def fit(results: dict, model: str, gpu=None) -> dict:
     s = host_samples(results, model)
-    g, e = _line(s["graph_x"], s["graph_y"]), _line(s["eager_x"], s["eager_y"])
-    out = {"graph_step_s": g[0], "graph_per_request_s": g[1], "eager_step_s": e[0], "eager_per_token_s": e[1]}
-    if gpu is not None:
+    g, e = _line(s["graph_x"], s["graph_y"]), _line(s["prefill_x"], s["prefill_y"])
+    out = {"graph_step_s": g[0], "graph_per_request_s": g[1], "prefill_step_s": e[0], "prefill_per_token_s": e[1]}
+    if gpu is not None and prefill_launch(results) == "eager":
         out["eager_attention_call_s"] = fit_attention_call(results, model, gpu)
     return out
 
@@ -72,12 +91,22 @@ def _eager_batches(results: dict, model: str):
     return new, ctx, np.array([s["time_s"] - s["schedule_s"] - s["prep_s"] for s in steps])
 
 
-def eager_ratio(results: dict, model: str, gpu, call_s: float) -> np.ndarray:
-    """Predicted / measured eager forward of each recorded eager step of ``model``."""
+def eager_ratio(results: dict, model: str, gpu, call_s: float, multiple: int = 1) -> np.ndarray:
+    """Predicted / measured forward of each recorded step of ``model`` holding prefill, launched as
+    the results' loop launched it (a graph: measured time - schedule - prep - issue, the tokens padded
+    to ``multiple``)."""
+    from costmodel.serving.engine_host import EngineHost
     from costmodel.step import predict_batch
 
     new, ctx, meas = _eager_batches(results, model)
-    pred = predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch="eager",
+    launch = prefill_launch(results)
+    if launch == "graph":  # the forward of a graph step: what host_s leaves of its time
+        steps = [s for r in results["runs"] if r["model"] == model for s in r["steps"] if "prep_s" in s and s["chunks"]]
+        meas = np.array([s["time_s"] - host_s(s, True) for s in steps])
+        pad = EngineHost(name="pad", description="padding", graph_step_s=0, graph_per_request_s=0, prefill_step_s=0,
+                         prefill_per_token_s=0, prefill_launch="graph", prefill_token_multiple=multiple)
+        new, ctx = pad.pad_prefill(new, ctx)
+    pred = predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch=launch,
                          attention_host_per_call_s=call_s).time_s
     return np.asarray(pred) / meas
 
@@ -98,7 +127,8 @@ def check(params: dict, results: dict, model: str) -> dict:
     relative error of the summed host time, graph and eager steps apart."""
     s = host_samples(results, model)
     out = {"model": model}
-    for kind, a, b in (("graph", "graph_step_s", "graph_per_request_s"), ("eager", "eager_step_s", "eager_per_token_s")):
+    for kind, a, b in (("graph", "graph_step_s", "graph_per_request_s"),
+                       ("prefill", "prefill_step_s", "prefill_per_token_s")):
         pred = params[a] + params[b] * s[f"{kind}_x"]
         y = s[f"{kind}_y"]
         if y.size:
@@ -119,36 +149,45 @@ def main(argv=None) -> int:
     with open(args.results) as f:
         results = json.load(f)
     params = fit(results, args.fit_model, args.gpu)
+    launch = prefill_launch(results)
+    multiple = int(results.get("setup", {}).get("prefill_token_multiple", 1))
     others = sorted({r["model"] for r in results["runs"]} - {args.fit_model})
     held = []
     for m in others:
         h = check(params, results, m)
-        with_, without = (eager_ratio(results, m, args.gpu, a) for a in (params["eager_attention_call_s"], 0.0))
-        h["eager_forward_ratio"] = {"steps": int(with_.size), "p50": float(np.median(with_)),
-                                    "p10": float(np.percentile(with_, 10)), "p90": float(np.percentile(with_, 90)),
-                                    "p50_without_attention_call_s": float(np.median(without))}
+        call = params.get("eager_attention_call_s", 0.0)
+        with_, without = (eager_ratio(results, m, args.gpu, a, multiple) for a in (call, 0.0))
+        h["prefill_forward_ratio"] = {"steps": int(with_.size), "p50": float(np.median(with_)),
+                                      "p10": float(np.percentile(with_, 10)), "p90": float(np.percentile(with_, 90))}
+        if launch == "eager":
+            h["prefill_forward_ratio"]["p50_without_attention_call_s"] = float(np.median(without))
         held.append(h)
     for name, v in params.items():
         print(f"{name} = {v * 1e6:.2f} us")
     for h in held:
-        for kind in ("graph", "eager"):
+        for kind in ("graph", "prefill"):
             if kind in h:
                 c = h[kind]
                 print(f"held out {h['model']} {kind}: {c['steps']} steps, measured p50 {c['measured_p50_s'] * 1e6:.0f} us, "
                       f"|error| p50 {c['abs_error_p50_s'] * 1e6:.0f} us, p90 {c['abs_error_p90_s'] * 1e6:.0f} us, "
                       f"sum {100 * c['total_rel_error']:+.1f}%")
-        e = h["eager_forward_ratio"]
-        print(f"held out {h['model']} eager forwards, predicted / measured: p50 {e['p50']:.3f} (p10 {e['p10']:.3f}, "
-              f"p90 {e['p90']:.3f}); without eager_attention_call_s {e['p50_without_attention_call_s']:.3f}")
+        e = h["prefill_forward_ratio"]
+        print(f"held out {h['model']} {launch} prefill forwards, predicted / measured: p50 {e['p50']:.3f} "
+              f"(p10 {e['p10']:.3f}, p90 {e['p90']:.3f})"
+              + (f"; without eager_attention_call_s {e['p50_without_attention_call_s']:.3f}" if launch == "eager" else ""))
     if args.write:
         meta = results.get("meta", {})
         engine = EngineHost(
             name="torch-loop",
             description=("The project's PyTorch serving loop (costmodel.validation.serving_loop: Python scheduler, "
-                         "paged Triton decode kernel, CUDA-graph decodes, eager prefills) on the H200 machine's host."),
-            **params,
-            measured={"method": (f"least squares on the recorded host split of {args.fit_model}'s steps "
-                                 f"and, for eager_attention_call_s, the median of its eager forwards against predict_batch on {args.gpu} "
+                         "paged Triton attention kernels, "
+                         + ("every step a CUDA graph: decodes by batch bucket, prefills by token bucket"
+                            if launch == "graph" else "CUDA-graph decodes, eager prefills")
+                         + ") on the H200 machine's host."),
+            **params, prefill_launch=launch, prefill_token_multiple=multiple,
+            measured={"method": (f"least squares on the recorded host split of {args.fit_model}'s steps"
+                                 + (f" and, for eager_attention_call_s, the median of its eager forwards against "
+                                    f"predict_batch on {args.gpu}" if launch == "eager" else "") + " "
                                  f"(costmodel.validation.serving_engine_fit {args.results} --fit-model {args.fit_model}); "
                                  f"run: {meta.get('command', '?')}"),
                       "host": f"{meta.get('gpu', '?')} machine, torch {meta.get('torch', '?')}",

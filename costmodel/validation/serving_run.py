@@ -7,9 +7,10 @@ For each model (Llama-3-8B, TinyLlama-1.1B; bf16, random seeded weights) the rat
 85% of the saturation rate the simulator predicts for the same setup (so the run spans light load
 to near saturation), after a burst of the same requests all at t = 0 that measures the saturation
 rate; ``--requests`` requests each (prompts uniform on [256, 1024], outputs on
-[32, 256]), the continuous scheduler; then the chunked one at the middle rate. Decode-only steps are
-CUDA graphs per batch bucket, captured before the first trace; prefill and mixed steps run
-eager. Writes DIR/serving_h200.json after every run (the traces, the measurements, the setup), so a
+[32, 256]), the continuous scheduler; then the chunked one at the middle rate. Every step is a CUDA
+graph, all captured before the first trace: decode-only steps per batch bucket, steps holding
+prefill per token bucket (``serving_paged.PREFILL_BUCKETS``; ``--eager-prefill`` launches those
+eagerly, the loop of the runs before 2026-12-02 but for its attention kernel). Writes DIR/serving_h200.json after every run (the traces, the measurements, the setup), so a
 run stopped by its budget keeps what it measured; ``costmodel.validation.serving_compare`` then simulates the
 same traces and sets the two side by side (on a CPU). ``--smoke`` runs every path on the CPU with a
 toy model and toy traces, the CUDA graphs emulated (``serving_paged.PagedModel._capture``), so the
@@ -29,6 +30,7 @@ import time
 import numpy as np
 
 from costmodel.models import ModelConfig, load_model
+from costmodel.validation.serving_kernel_check import check_kernel, check_varlen_kernel
 from costmodel.serving.workload import Workload, poisson_workload
 
 MODELS = ("llama3-8b", "tinyllama-1.1b")
@@ -40,6 +42,21 @@ MEMORY_UTILIZATION = 0.75  # below vLLM's 0.9: graph pools and the decode gather
 TOY = ModelConfig(name="toy", source="smoke test", vocab_size=128, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
                   ffn_dim=128, ffn_type="swiglu", norm_type="rmsnorm", attn_bias=False, mlp_bias=False,
                   tied_embeddings=False, position_embedding="rope", max_seq_len=512)
+
+
+TOKEN_MULTIPLE = 16  # serving_paged.PREFILL_BUCKETS: multiples of 16 from 16 tokens
+
+
+def rate_engine(eager_prefill: bool):
+    """The engine whose simulated saturation sets a run's rates: the committed ``torch-loop`` fit,
+    launched as this run launches its prefills (the rates need only be near the loop's own)."""
+    from costmodel.serving.engine_host import load_engine
+
+    loop = load_engine("torch-loop")
+    if eager_prefill:
+        return loop.model_copy(update={"prefill_launch": "eager", "prefill_token_multiple": 1})
+    return loop.model_copy(update={"prefill_launch": "graph", "prefill_token_multiple": TOKEN_MULTIPLE,
+                                   "prefill_step_s": loop.graph_step_s, "prefill_per_token_s": 0.0})
 
 
 def meta(torch) -> dict:
@@ -56,15 +73,27 @@ def meta(torch) -> dict:
     return m
 
 
-def capture_graphs(paged, max_seqs: int, deadline: float) -> int:
-    """Capture the decode graph of every batch bucket a run can meet (one graph serves every context:
-    the paged kernel reads lengths and block tables from device buffers), with dummy one-token
-    requests on the scratch block, so no capture happens inside a timed trace."""
+def capture_graphs(paged, max_seqs: int, max_tokens: int, deadline: float) -> int:
+    """Capture the decode graph of every batch bucket and the prefill graph of every token bucket a
+    run can meet (one graph serves every context: the kernels read lengths, block tables and tiles
+    from device buffers), with dummy requests on the scratch block, so no capture happens inside a
+    timed trace; the largest first, so the smaller reuse its memory in the shared pool."""
     from costmodel.serving.request import Request
     from costmodel.serving.schedulers import Batch
-    from costmodel.validation.serving_paged import BATCH_BUCKETS
+    from costmodel.validation.serving_paged import BATCH_BUCKETS, PREFILL_BUCKETS
 
     n = 0
+    if paged.prefill_graphs:
+        for T in sorted((b for b in PREFILL_BUCKETS if b <= max_tokens), reverse=True):
+            if time.time() > deadline:
+                return n
+            batch = Batch()
+            r = Request(-1, 0.0, T, 2)
+            batch.prefill.append((r, T, 0))
+            paged.step(batch, {-1: [paged.scratch_block] * -(-T // paged.bs)}, {-1: [0] * T}, use_graphs=True)
+            n += 1
+
+    n_prefill = n
     for B in [b for b in BATCH_BUCKETS if b <= max_seqs]:
         if time.time() > deadline:
             return n
@@ -78,52 +107,14 @@ def capture_graphs(paged, max_seqs: int, deadline: float) -> int:
         paged.step(batch, tables, tokens, use_graphs=True)
         n += 1
     for length in (16, 300, 1000, 2048):  # eager prefills once outside the traces: kernels loaded, heuristics cached
+        if paged.prefill_graphs:
+            break
         length = min(length, paged.cfg.max_seq_len // 2)
         batch = Batch()
         r = Request(-1, 0.0, length, 2)
         batch.prefill.append((r, length, 0))
         paged.step(batch, {-1: [paged.scratch_block] * (length // paged.bs + 1)}, {-1: [0] * length}, use_graphs=True)
     return n
-
-
-def check_kernel(torch, dev, dtype) -> dict:
-    """The paged decode kernel on this device against its float64 reference (Llama-3-8B's heads, GQA
-    8:1 ... 4:1, block 16, lengths 1 to 3,000), and its time at one serving-like batch (CUDA events)."""
-    from costmodel.validation.paged_attention import paged_decode, paged_decode_reference
-
-    g = torch.Generator().manual_seed(0)
-    B, H, Hkv, d, bs = 4, 32, 8, 128, BLOCK
-    lens = torch.tensor([1, 100, 1000, 3001], dtype=torch.int32)
-    width = -(-3001 // bs)
-    pool = 4 * width + 1
-    k = torch.randn(pool * bs, Hkv, d, generator=g).to(dtype)
-    v = torch.randn(pool * bs, Hkv, d, generator=g).to(dtype)
-    tab = torch.randperm(pool, generator=g)[: B * width].view(B, width).to(torch.int32)
-    q = torch.randn(B, H, d, generator=g).to(dtype)
-    want = paged_decode_reference(q, k, v, tab, lens, bs)
-    got = paged_decode(q.to(dev), k.to(dev), v.to(dev), tab.to(dev), lens.to(dev), bs).cpu().double()
-    out = {"max_abs_error": float((got - want).abs().max()), "shape": [B, H, Hkv, d], "lens": lens.tolist()}
-    if dev == "cuda":  # B = 128 requests of 700 keys: K and V read once, 128 x 700 x 8 x 128 x 2 x 2 bytes
-        B, L = 128, 700
-        nb = -(-L // bs)
-        k = torch.randn(B * nb * bs, Hkv, d, device=dev, dtype=dtype)
-        tab = torch.randperm(B * nb, device=dev).view(B, nb).to(torch.int32)
-        lens = torch.full((B,), L, dtype=torch.int32, device=dev)
-        q = torch.randn(B, H, d, device=dev, dtype=dtype)
-        for _ in range(3):
-            paged_decode(q, k, k, tab, lens, bs)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        times = []
-        for _ in range(20):
-            start.record()
-            paged_decode(q, k, k, tab, lens, bs)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) * 1e-3)
-        kv_bytes = 2 * B * L * Hkv * d * k.element_size()
-        t = float(np.median(times))
-        out["timed"] = {"batch": B, "keys": L, "median_s": t, "kv_bytes": kv_bytes, "bandwidth_Bps": kv_bytes / t}
-    return out
 
 
 def main(argv=None) -> int:
@@ -133,6 +124,7 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--models", nargs="+", default=list(MODELS), help=f"presets to serve (default {' '.join(MODELS)})")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--eager-prefill", action="store_true", help="launch steps holding prefill eagerly (no token-bucket graphs)")
     args = ap.parse_args(argv)
     if args.smoke:  # the paged decode kernel in Triton's interpreter (read when triton decorates it)
         os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -154,10 +146,15 @@ def main(argv=None) -> int:
     sync = torch.cuda.synchronize if dev == "cuda" else None
     data = {"meta": meta(torch), "setup": {"block_size": BLOCK, "max_seqs": MAX_SEQS, "max_batch_tokens": CHUNK,
                                            "gpu_memory_utilization": MEMORY_UTILIZATION, "prompt_len": PROMPT,
-                                           "output_len": OUTPUT, "requests": args.requests}, "runs": [], "skipped": []}
+                                           "output_len": OUTPUT, "requests": args.requests,
+                                           "prefill_launch": "eager" if args.eager_prefill else "graph",
+                                           "prefill_token_multiple": 1 if args.eager_prefill else TOKEN_MULTIPLE},
+            "runs": [], "skipped": []}
     gpu = load_gpu("h200-sxm-141gb")
     data["kernel_check"] = check_kernel(torch, dev, dtype)
     print("paged decode kernel:", data["kernel_check"], flush=True)
+    data["varlen_kernel_check"] = check_varlen_kernel(torch, dev, dtype)
+    print("paged varlen kernel:", data["varlen_kernel_check"], flush=True)
 
     def save():
         data["meta"]["elapsed_s"] = round(time.time() - t0, 1)
@@ -172,17 +169,20 @@ def main(argv=None) -> int:
         model = build(cfg, dtype=dtype, device=dev, seed=0, max_pos=cfg.max_seq_len).eval()
         cap = kv_capacity(cfg, gpu, block_size=BLOCK, gpu_memory_utilization=MEMORY_UTILIZATION)
         blocks = 256 if args.smoke else cap["num_blocks"]
-        paged = PagedModel(model, blocks, BLOCK, dtype, dev, emulate_graphs=args.smoke)  # smoke: graphs emulated
+        paged = PagedModel(model, blocks, BLOCK, dtype, dev, emulate_graphs=args.smoke,  # smoke: graphs emulated
+                           prefill_graphs=not args.eager_prefill)
         if args.smoke:
             rates = [20.0, 40.0]
             sat = None
         else:  # the simulator's saturation rate for this very setup sets the rates
             sat, _ = saturation_rate(cfg, gpu, n_requests=args.requests, prompt_len=PROMPT, output_len=OUTPUT,
                                      scheduler="continuous", max_seqs=MAX_SEQS, max_batch_tokens=CHUNK,
-                                     num_blocks=blocks)
+                                     num_blocks=blocks, engine=rate_engine(args.eager_prefill))
             rates = [f * sat for f in RATE_FRACTIONS]
         with torch.no_grad():
-            graphs = capture_graphs(paged, 16 if args.smoke else MAX_SEQS, deadline - 60)
+            t_cap = time.time()
+            graphs = capture_graphs(paged, 16 if args.smoke else MAX_SEQS, 64 if args.smoke else CHUNK, deadline - 60)
+            print(f"{name}: {graphs} graphs captured in {time.time() - t_cap:.1f} s", flush=True)
             # a burst (every request at t = 0) measures the saturation rate; then the Poisson traces
             plan = [("continuous", None)] + [("continuous", r) for r in rates] + [("chunked", rates[len(rates) // 2])]
             for scheduler, rate in plan:
