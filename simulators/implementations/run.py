@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from simulators.implementations import IMPLEMENTATIONS, build, ops
-from simulators.implementations.params import Basis, call_overhead_s, kernel_params, timing_basis
+from simulators.implementations.gemv import gemv_result
+from simulators.implementations.params import Basis, call_overhead_s, gemv_row_s, kernel_params, timing_basis
 from simulators.timing import time_kernel
 
 ASSUMPTIONS = {
@@ -35,9 +36,14 @@ def time(spec, impl: str, counts, cfg, pass_: str, basis: Basis | None = None, o
         r = time_kernel(spec, k, cfg.dtype, k.instruction != "simt", p)
         if entry.kind == "graph" and role.startswith(("elementwise", "broadcast")):
             r = ops.family_result(spec, entry, cfg, r, role.endswith("_bwd"))
+        elif role.startswith("gemv_"):
+            r = gemv_result(r, cfg, gemv_row_s(basis, overrides))
         out.append(r)
     overhead = call_overhead_s(basis, impl, pass_, overrides)
+    roles = [role for _, role in counts]
     if entry.priced_by == "op_models":
-        out, hidden_not = ops.price(spec, entry, cfg, out, [role for _, role in counts])
+        out, hidden_not = ops.price(spec, entry, cfg, out, roles)
         overhead += hidden_not
+    elif entry.kind == "graph":
+        overhead += ops.issue_overhead_s(spec, entry, out, roles)
     return out, overhead

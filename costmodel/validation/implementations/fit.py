@@ -20,10 +20,10 @@ from simulators.implementations.params import Basis
 # (low, high) of each parameter: the physically possible range, the search stays inside it
 BOUNDS = {"dram_latency_s": (2e-7, 5e-6), "l2_latency_s": (5e-8, 2e-6), "kernel_fixed_s": (5e-7, 2e-5),
           "elementwise_efficiency": (0.2, 1.0), "broadcast_efficiency": (0.05, 1.0), "rowwise_efficiency": (0.05, 1.0),
-          "rowblock_efficiency": (0.05, 1.0), "overlap": (0.01, 1.0), "fwd_efficiency": (0.05, 1.0), "bwd_efficiency": (0.05, 1.0),
+          "rowblock_efficiency": (0.05, 1.0), "gemv_row_s": (2e-11, 2e-9), "overlap": (0.01, 1.0), "fwd_efficiency": (0.05, 1.0), "bwd_efficiency": (0.05, 1.0),
           "host_fwd_s": (1e-6, 3e-4), "host_fwd_bwd_s": (1e-6, 1e-3)}
 START = {"dram_latency_s": 8e-7, "l2_latency_s": 3e-7, "kernel_fixed_s": 3e-6, "elementwise_efficiency": 0.8,
-         "broadcast_efficiency": 0.5, "rowwise_efficiency": 0.5, "rowblock_efficiency": 0.25, "overlap": 0.1,
+         "broadcast_efficiency": 0.5, "rowwise_efficiency": 0.5, "rowblock_efficiency": 0.25, "gemv_row_s": 2e-10, "overlap": 0.1,
          "fwd_efficiency": 0.5, "bwd_efficiency": 0.4, "host_fwd_s": 2e-5, "host_fwd_bwd_s": 8e-5}
 GOLDEN = (math.sqrt(5) - 1) / 2
 
