@@ -87,11 +87,18 @@ def _get(basis: Basis, impl: str, name: str) -> float:
     return float(basis.values[key])
 
 
-def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: dict | None = None) -> TimingParams:
-    """TimingParams of one kernel of ``impl`` with ``role`` (build.kernels) and instruction ``family``."""
+def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: dict | None = None,
+                  variant: str | None = None) -> TimingParams:
+    """TimingParams of one kernel of ``impl`` with ``role`` (build.kernels) and instruction ``family``;
+    ``variant`` (``d<bound>``): the forward kernel's tile variant where its efficiency is fitted per variant
+    (a basis without that parameter, e.g. the per-architecture defaults, uses the implementation's one)."""
     v = dict(overrides or {})
 
     def get(name):
+        if name == "fwd_efficiency" and variant is not None:
+            own = f"fwd_efficiency_{variant}"
+            if own in v or (impl, own) in basis.values:
+                name = own
         return v[name] if name in v else _get(basis, impl, name)
 
     common = dict(dram_latency_s=get("dram_latency_s"), l2_latency_s=get("l2_latency_s"),
