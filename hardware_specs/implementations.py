@@ -36,17 +36,24 @@ PARAMETERS = {
                                 "forward and backward) attains"),
     "rowblock_efficiency": ("1", "share of the DRAM bandwidth torch's block softmax (longer rows: "
                                  "cunn_SoftMaxForward / Backward) attains"),
+    "gemv_row_s": ("s", "GPU time per key row of torch's fp32 batched M = 1 product (cuBLAS's SIMT GEMV in the math "
+                        "backend's decode: a length-d dot product of Q K^T, a d-wide accumulate of P V), spread over "
+                        "the SMs, where the row's fixed instruction work, not DRAM, binds"),
     "overlap": ("1", "share of the shorter of (MMA, exp + softmax) a fused kernel hides under the longer "
                      "(0: the same warps do one after the other; 1: ping-pong warpgroups hide it all)"),
     "fwd_efficiency": ("1", "share of the matmul unit's peak the forward kernel's main loop attains "
                             "(MMA issue rate of its instruction family, exp and softmax in the same warps)"),
     "bwd_efficiency": ("1", "the same for the backward kernel"),
+    # one share per kernel variant where the catalog's forward says efficiency_by_tile (its head_dim bounds)
+    **{f"fwd_efficiency_d{b}": ("1", f"share of the matmul unit's peak the forward kernel variant for head_dim "
+                                     f"<= {b} (its own tile and warp count) attains in its main loop") for b in (64, 128, 256)},
     "host_fwd_s": ("s", "host time of one forward call not hidden behind the GPU: dispatch, checks, launches"),
     "host_fwd_bwd_s": ("s", "host time of one forward + backward call (autograd included)"),
 }
 GPU_PARAMETERS = ("dram_latency_s", "l2_latency_s", "kernel_fixed_s", "elementwise_efficiency",
-                  "broadcast_efficiency", "rowwise_efficiency", "rowblock_efficiency")
-IMPL_PARAMETERS = ("fwd_efficiency", "bwd_efficiency", "overlap", "host_fwd_s", "host_fwd_bwd_s")
+                  "broadcast_efficiency", "rowwise_efficiency", "rowblock_efficiency", "gemv_row_s")
+IMPL_PARAMETERS = ("fwd_efficiency", "fwd_efficiency_d64", "fwd_efficiency_d128", "fwd_efficiency_d256",
+                   "bwd_efficiency", "overlap", "host_fwd_s", "host_fwd_bwd_s")
 
 
 class Provenance(BaseModel):

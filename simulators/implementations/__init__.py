@@ -42,6 +42,14 @@ class FusedPass(BaseModel):
     # operand read once, each result written once: cuDNN's bprop, [NCU] calibration fwd+bwd 2026-12-02)
     dram: Literal["l2", "compulsory"] = "l2"
 
+    # the main loop's attained share is fitted per tile variant (fwd_efficiency_d<bound>): each head_dim
+    # bound is its own template instantiation (tile, warps), e.g. [MEFF]'s 64x64 / 64x128 / 32x128_gmem
+    efficiency_by_tile: bool = False
+
+    def tile_bound(self, head_dim: int) -> int:
+        self.tile(head_dim)
+        return min(b for b in self.tiles if head_dim <= b)
+
     def smem_bytes(self, head_dim: int) -> int | None:
         return next((self.smem[b] for b in sorted(self.smem) if head_dim <= b), None)
 

@@ -200,7 +200,9 @@ def _graph(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
         lim = (2048, 8192) if role == "fwd" else (1024, 4096)
         warp_rows = cfg.kv_len <= lim[0] and cfg.kv_len * max(cfg.element_bytes, 4 if "fp32" in
                                                                  step.reads.values() else 0) <= lim[1]
-        kind = {"gemm": "gemm", "rowwise": "rowwise" if warp_rows else "rowblock"}.get(
+        # the fp32 product with one query row is a batched GEMV (gemv.py)
+        gemm = "gemv" if step.unit == "fp32" and cfg.seq_len == 1 else "gemm"
+        kind = {"gemm": gemm, "rowwise": "rowwise" if warp_rows else "rowblock"}.get(
             step.kind, "broadcast" if step.path == "broadcast" else "elementwise")
         out.append((k, f"{kind}_{role}"))
     return out
@@ -208,7 +210,7 @@ def _graph(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
 
 def kernels(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list[tuple[KernelCount, str]]:
     """(kernel, role) pairs of one call; role: fwd | bwd | helper, or for graph steps KIND_PASS with KIND
-    gemm | elementwise | broadcast | rowwise and PASS fwd | bwd."""
+    gemm | gemv | elementwise | broadcast | rowwise | rowblock and PASS fwd | bwd."""
     if cfg.group > 1 and not impl.gqa:
         raise ValueError(f"kv_heads: {impl.name} has no grouped-query attention (torch: 'No available kernel' "
                          f"with enable_gqa); kv_heads = heads ({cfg.heads}) is allowed")

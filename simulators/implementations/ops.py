@@ -85,11 +85,26 @@ def host_per_launch_s(spec, step: GraphStep, backward: bool) -> float:
     return launch.host_by_family.get(family, launch.host_per_kernel_s)
 
 
+def issue_overhead_s(spec, impl: Implementation, results: list, roles: list[str]) -> float:
+    """Host time of a graph implementation's call not hidden behind its kernels: the host issues them
+    one by one (``memory_ops.eager_time``, ``host_per_launch_s`` each), so short kernels wait on it and
+    long ones hide the issue of those after them. ``results``: the timed kernels, ``roles``: build's."""
+    steps = steps_by_name(impl)
+    gpu, host = [], []
+    for r, role in zip(results, roles):
+        backward = role.endswith("_bwd")
+        step = steps[(r.name, "bwd" if backward else "fwd")]
+        gpu += [r.time_s / step.launches] * step.launches
+        host += [host_per_launch_s(spec, step, backward)] * step.launches
+    wall = float(eager_time(gpu, host)) if gpu else 0.0
+    return max(0.0, wall - sum(gpu))
+
+
 def price(spec, impl: Implementation, cfg, results: list, roles: list[str]) -> tuple[list, float]:
     """(kernel results, host overhead not hidden) with the op-model steps re-timed; ``results``: the
     kernels as timing.py timed them (row-wise steps keep that time), ``roles``: build.kernels's."""
     steps = steps_by_name(impl)
-    out, gpu, host = [], [], []
+    out = []
     for r, role in zip(results, roles):
         backward = role.endswith("_bwd")
         step = steps[(r.name, "bwd" if backward else "fwd")]
@@ -108,7 +123,4 @@ def price(spec, impl: Implementation, cfg, results: list, roles: list[str]) -> t
             r = r.model_copy(update={"time_s": t, "bound": BOUND[step.kind], "times_s": {BOUND[step.kind]: t},
                                      "launch_s": 0.0, "fixed_s": 0.0})
         out.append(r)
-        gpu += [r.time_s / step.launches] * step.launches
-        host += [host_per_launch_s(spec, step, backward)] * step.launches
-    wall = float(eager_time(gpu, host)) if gpu else 0.0
-    return out, max(0.0, wall - sum(gpu))
+    return out, issue_overhead_s(spec, impl, out, roles)

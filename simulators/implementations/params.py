@@ -87,11 +87,18 @@ def _get(basis: Basis, impl: str, name: str) -> float:
     return float(basis.values[key])
 
 
-def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: dict | None = None) -> TimingParams:
-    """TimingParams of one kernel of ``impl`` with ``role`` (build.kernels) and instruction ``family``."""
+def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: dict | None = None,
+                  variant: str | None = None) -> TimingParams:
+    """TimingParams of one kernel of ``impl`` with ``role`` (build.kernels) and instruction ``family``;
+    ``variant`` (``d<bound>``): the forward kernel's tile variant where its efficiency is fitted per variant
+    (a basis without that parameter, e.g. the per-architecture defaults, uses the implementation's one)."""
     v = dict(overrides or {})
 
     def get(name):
+        if name == "fwd_efficiency" and variant is not None:
+            own = f"fwd_efficiency_{variant}"
+            if own in v or (impl, own) in basis.values:
+                name = own
         return v[name] if name in v else _get(basis, impl, name)
 
     common = dict(dram_latency_s=get("dram_latency_s"), l2_latency_s=get("l2_latency_s"),
@@ -102,6 +109,8 @@ def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: di
         return TimingParams(tensor_efficiency=eff * ratio, warps_to_saturate=WARPS_TO_SATURATE.get(family),
                             serial_compute=True, overlap=get("overlap"), memory_efficiency=basis.memory_ratio,
                             smem_operands=family != "wgmma", **common)
+    if role.startswith("gemv_"):  # bandwidth-bound on its bytes; gemv.py adds its per-row bound
+        return TimingParams(memory_efficiency=basis.memory_ratio, **common)
     if role.startswith("gemm_"):
         eff = get("fwd_efficiency" if role == "gemm_fwd" else "bwd_efficiency")
         return TimingParams(tensor_efficiency=eff * ratio, memory_efficiency=basis.memory_ratio, **common)
@@ -109,6 +118,11 @@ def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: di
     share = {"broadcast": "broadcast_efficiency", "rowwise": "rowwise_efficiency",
              "rowblock": "rowblock_efficiency"}.get(role.split("_")[0], "elementwise_efficiency")
     return TimingParams(memory_efficiency=get(share) * basis.memory_ratio, **common)
+
+
+def gemv_row_s(basis: Basis, overrides: dict | None = None) -> float:
+    v = overrides or {}
+    return float(v["gemv_row_s"]) if "gemv_row_s" in v else _get(basis, "gpu", "gemv_row_s")
 
 
 def call_overhead_s(basis: Basis, impl: str, pass_: str, overrides: dict | None = None) -> float:

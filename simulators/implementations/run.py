@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from simulators.implementations import IMPLEMENTATIONS, build, ops
-from simulators.implementations.params import Basis, call_overhead_s, kernel_params, timing_basis
+from simulators.implementations.gemv import gemv_result
+from simulators.implementations.params import Basis, call_overhead_s, gemv_row_s, kernel_params, timing_basis
 from simulators.timing import time_kernel
 
 ASSUMPTIONS = {
@@ -16,6 +17,13 @@ ASSUMPTIONS = {
               "Little's law, tensor rate x the fitted efficiency of the implementation's main loop, + fixed GPU "
               "cost per launch; summed over kernels; + the call's fitted host overhead",
 }
+
+
+def variant(entry, cfg) -> str | None:
+    """``d<bound>``: the forward kernel variant of a fused implementation whose efficiency is fitted per tile."""
+    if entry.kind != "fused" or not entry.fwd.efficiency_by_tile:
+        return None
+    return f"d{entry.fwd.tile_bound(cfg.head_dim)}"
 
 
 def count(spec, impl: str, cfg, pass_: str):
@@ -31,13 +39,18 @@ def time(spec, impl: str, counts, cfg, pass_: str, basis: Basis | None = None, o
         if entry.priced_by == "op_models" and not role.startswith("rowwise") and not role.startswith("rowblock"):
             out.append(time_kernel(spec, k, cfg.dtype, False))  # counts only: ops.price re-times it
             continue
-        p = kernel_params(basis, impl, role, k.instruction, overrides)
+        p = kernel_params(basis, impl, role, k.instruction, overrides, variant(entry, cfg) if role == "fwd" else None)
         r = time_kernel(spec, k, cfg.dtype, k.instruction != "simt", p)
         if entry.kind == "graph" and role.startswith(("elementwise", "broadcast")):
             r = ops.family_result(spec, entry, cfg, r, role.endswith("_bwd"))
+        elif role.startswith("gemv_"):
+            r = gemv_result(r, cfg, gemv_row_s(basis, overrides))
         out.append(r)
     overhead = call_overhead_s(basis, impl, pass_, overrides)
+    roles = [role for _, role in counts]
     if entry.priced_by == "op_models":
-        out, hidden_not = ops.price(spec, entry, cfg, out, [role for _, role in counts])
+        out, hidden_not = ops.price(spec, entry, cfg, out, roles)
         overhead += hidden_not
+    elif entry.kind == "graph":
+        overhead += ops.issue_overhead_s(spec, entry, out, roles)
     return out, overhead
