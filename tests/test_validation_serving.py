@@ -149,3 +149,47 @@ def test_gpu_runner_smoke_and_compare(tmp_path):
     assert "saturation_per_s" in out["rows"][0] and "requests_per_s" in out["rows"][1]
     assert set(out["rows"][1]["steps"]) <= {"decode", "prefill", "mixed"}
     assert all("below_measured_saturation" in r for r in out["rows"][1:])
+
+
+@pytest.mark.parametrize("heads, kv_heads, d, block_size, block_n, rows", [
+    (4, 4, 16, 4, 16, 16),    # MHA: tiles of 16 tokens
+    (8, 2, 32, 4, 4, 16),     # GQA 4: tiles of 4 tokens x 4 heads, a key tile of one block
+    (6, 2, 16, 8, 16, 32),    # GQA 3, padded to 4 heads a token
+])
+def test_paged_varlen_kernel_against_float64(heads, kv_heads, d, block_size, block_n, rows):
+    # a prompt, a chunk after a context, decodes (one new token after a context) and padding rows,
+    # each request's blocks scattered over the pool; the kernel (Triton's interpreter) against the
+    # float64 gather-and-masked-softmax reference on fresh seeded inputs
+    from costmodel.validation.paged_attention import (paged_varlen, paged_varlen_reference, varlen_block_q,
+                                                       varlen_tiles)
+
+    g = torch.Generator().manual_seed(heads * 100 + d)
+    qlen, ctx = [9, 5, 1, 1, 3], [0, 7, 12, 1, 30]
+    qstart = np.cumsum([0] + qlen[:-1]).tolist()
+    width = [-(-(c + n) // block_size) for c, n in zip(ctx, qlen)]
+    pool = sum(width) + 3
+    perm = torch.randperm(pool, generator=g)
+    tab = torch.zeros(len(qlen), max(width), dtype=torch.int64)
+    o = 0
+    for i, w in enumerate(width):
+        tab[i, :w] = perm[o:o + w]
+        o += w
+    k = torch.randn(pool * block_size, kv_heads, d, generator=g)
+    v = torch.randn(pool * block_size, kv_heads, d, generator=g)
+    q = torch.randn(sum(qlen) + 4, heads, d, generator=g)
+    bq = varlen_block_q(heads, kv_heads, rows)
+    seq, q0 = varlen_tiles(qlen, bq, -(-q.shape[0] // bq) + len(qlen))  # padded as a graph's grid
+    t = lambda x: torch.tensor(x, dtype=torch.int64)  # noqa: E731
+    got = paged_varlen(q, k, v, tab, t(seq), t(q0), t(qstart), t(qlen), t(ctx), block_size, bq, block_n=block_n)
+    want = paged_varlen_reference(q, k, v, tab, qstart, qlen, ctx, block_size)
+    assert torch.allclose(got.double(), want, atol=2e-5)
+    assert not got[sum(qlen):].any()  # padding rows: in no tile, left as given (zeros)
+
+
+def test_varlen_tiles_cover_every_token_once():
+    from costmodel.validation.paged_attention import varlen_tiles
+
+    seq, q0 = varlen_tiles([5, 1, 8], 4, 7)
+    assert list(zip(seq, q0)) == [(0, 0), (0, 4), (1, 0), (2, 0), (2, 4), (-1, 0), (-1, 0)]
+    with pytest.raises(ValueError, match="tiles: 5 query tiles exceed the grid's 4"):
+        varlen_tiles([5, 1, 8], 4, 4)

@@ -63,19 +63,24 @@ def _paged_decode_kernel(q_ptr, k_ptr, v_ptr, tables_ptr, lens_ptr, out_ptr, sca
              out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
-def paged_decode(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, tables: torch.Tensor,
-                 lens: torch.Tensor, block_size: int, block_n: int = 64) -> torch.Tensor:
-    """q (B, H, d) of one new token per request; k_pool, v_pool (slots, H_kv, d); tables (B, blocks)
-    int32 / int64 block ids; lens (B,) keys per request (>= 1). Returns (B, H, d) in q's dtype."""
-    B, H, d = q.shape
-    Hkv = k_pool.shape[1]
+def _check_shapes(H: int, Hkv: int, d: int, block_size: int, block_n: int) -> int:
+    """What both kernels take; returns the group size H / H_kv."""
     if H % Hkv:
         raise ValueError(f"heads: {H} query heads are not a multiple of {Hkv} K/V heads")
     if d & (d - 1) or d < 16:
         raise ValueError(f"head_dim: {d}; this kernel takes a power of two >= 16")
     if block_n % block_size and block_size % block_n:
         raise ValueError(f"block_n: {block_n} and block_size {block_size} must divide one another")
-    G = H // Hkv
+    return H // Hkv
+
+
+def paged_decode(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, tables: torch.Tensor,
+                 lens: torch.Tensor, block_size: int, block_n: int = 64) -> torch.Tensor:
+    """q (B, H, d) of one new token per request; k_pool, v_pool (slots, H_kv, d); tables (B, blocks)
+    int32 / int64 block ids; lens (B,) keys per request (>= 1). Returns (B, H, d) in q's dtype."""
+    B, H, d = q.shape
+    Hkv = k_pool.shape[1]
+    G = _check_shapes(H, Hkv, d, block_size, block_n)
     out = torch.empty_like(q)
     _paged_decode_kernel[(B, Hkv)](
         q, k_pool, v_pool, tables, lens, out, 1.0 / math.sqrt(d),
@@ -159,13 +164,7 @@ def paged_varlen(q, k_pool, v_pool, tables, tile_seq, tile_q0, qstart, qlen, ctx
     as they are in ``out`` (q's padding). Returns (T, H, d)."""
     T, H, d = q.shape
     Hkv = k_pool.shape[1]
-    if H % Hkv:
-        raise ValueError(f"heads: {H} query heads are not a multiple of {Hkv} K/V heads")
-    if d & (d - 1) or d < 16:
-        raise ValueError(f"head_dim: {d}; this kernel takes a power of two >= 16")
-    if block_n % block_size and block_size % block_n:
-        raise ValueError(f"block_n: {block_n} and block_size {block_size} must divide one another")
-    G = H // Hkv
+    G = _check_shapes(H, Hkv, d, block_size, block_n)
     out = torch.zeros_like(q) if out is None else out
     _paged_varlen_kernel[(tile_seq.shape[0], Hkv)](
         q, k_pool, v_pool, tables, tile_seq, tile_q0, qstart, qlen, ctx, out, 1.0 / math.sqrt(d),
