@@ -73,16 +73,24 @@ class EngineHost(BaseModel):
         """(batches, requests) arrays of steps holding prefill, with one more column: the padding of
         a prefill graph's tokens to ``prefill_token_multiple`` as a request of that many new tokens
         and no context (the padded rows go through every token-wise op and no attention tile)."""
-        new, ctx = np.atleast_2d(new_tokens), np.atleast_2d(context_lens)
-        if self.prefill_launch != "graph" or self.prefill_token_multiple == 1:
-            return new, ctx
-        pad = -new.sum(axis=1, keepdims=True) % self.prefill_token_multiple
-        return np.hstack([new, pad]), np.hstack([ctx, np.zeros_like(pad)])
+        if self.prefill_launch != "graph":
+            return np.atleast_2d(new_tokens), np.atleast_2d(context_lens)
+        return pad_tokens(new_tokens, context_lens, self.prefill_token_multiple)
 
     @property
     def is_ideal(self) -> bool:
         return not any((self.graph_step_s, self.graph_per_request_s, self.prefill_step_s, self.prefill_per_token_s,
                         self.eager_attention_call_s)) and self.prefill_token_multiple == 1
+
+
+def pad_tokens(new_tokens, context_lens, multiple: int):
+    """(batches, requests) arrays with one more column where ``multiple`` > 1: each row's new tokens
+    padded up to a multiple of ``multiple``, as a request of that many new tokens and no context."""
+    new, ctx = np.atleast_2d(new_tokens), np.atleast_2d(context_lens)
+    if multiple == 1:
+        return new, ctx
+    pad = -new.sum(axis=1, keepdims=True) % multiple
+    return np.hstack([new, pad]), np.hstack([ctx, np.zeros_like(pad)])
 
 
 def engine_names() -> list[str]:
@@ -103,4 +111,4 @@ def load_engine(engine: str | EngineHost) -> EngineHost:
         raise ValueError(f"{path}: {field_errors(exc, 'engine')}") from None
 
 
-__all__ = ["EngineHost", "engine_names", "load_engine"]
+__all__ = ["EngineHost", "engine_names", "load_engine", "pad_tokens"]

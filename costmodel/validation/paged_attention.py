@@ -161,7 +161,8 @@ def paged_varlen(q, k_pool, v_pool, tables, tile_seq, tile_q0, qstart, qlen, ctx
     ``qlen[i]`` tokens from row ``qstart[i]``, after ``ctx[i]`` cached ones (its keys: ctx + qlen,
     causal from the bottom right; its K/V already written to the pools); tables (R, blocks); the tile
     map from ``varlen_tiles``. A decode is a request of one new token. Rows no tile covers are left
-    as they are in ``out`` (q's padding). Returns (T, H, d)."""
+    as they are in ``out`` (q's padding). Returns (T, H, d). ``block_n`` keys a tile: a tile choice,
+    not tuned (32 x 128 bf16 K and V tiles beside a 64-row Q tile keep the registers of four warps)."""
     T, H, d = q.shape
     Hkv = k_pool.shape[1]
     G = _check_shapes(H, Hkv, d, block_size, block_n)

@@ -81,31 +81,21 @@ def fit(results: dict, model: str, gpu=None) -> dict:
     return out
 
 
-def _eager_batches(results: dict, model: str):
-    """(new, ctx) arrays of every recorded eager step (decodes at their mean context, as
-    serving_compare predicts them) and the measured forward seconds, time - schedule - prep."""
+def prefill_forward_ratio(results: dict, model: str, gpu, call_s: float, multiple: int = 1) -> np.ndarray:
+    """Predicted / measured forward of each recorded step of ``model`` holding prefill, launched as
+    the results' loop launched it: the measured forward is what ``host_s`` leaves of the step's time;
+    decodes at their mean context (``serving_compare.step_batches``), a graph's tokens padded to
+    ``multiple``."""
+    from costmodel.serving.engine_host import pad_tokens
+    from costmodel.step import predict_batch
     from costmodel.validation.serving_compare import step_batches
 
+    launch = prefill_launch(results)
     steps = [s for r in results["runs"] if r["model"] == model for s in r["steps"] if "prep_s" in s and s["chunks"]]
     new, ctx = step_batches(steps)
-    return new, ctx, np.array([s["time_s"] - s["schedule_s"] - s["prep_s"] for s in steps])
-
-
-def eager_ratio(results: dict, model: str, gpu, call_s: float, multiple: int = 1) -> np.ndarray:
-    """Predicted / measured forward of each recorded step of ``model`` holding prefill, launched as
-    the results' loop launched it (a graph: measured time - schedule - prep - issue, the tokens padded
-    to ``multiple``)."""
-    from costmodel.serving.engine_host import EngineHost
-    from costmodel.step import predict_batch
-
-    new, ctx, meas = _eager_batches(results, model)
-    launch = prefill_launch(results)
-    if launch == "graph":  # the forward of a graph step: what host_s leaves of its time
-        steps = [s for r in results["runs"] if r["model"] == model for s in r["steps"] if "prep_s" in s and s["chunks"]]
-        meas = np.array([s["time_s"] - host_s(s, True) for s in steps])
-        pad = EngineHost(name="pad", description="padding", graph_step_s=0, graph_per_request_s=0, prefill_step_s=0,
-                         prefill_per_token_s=0, prefill_launch="graph", prefill_token_multiple=multiple)
-        new, ctx = pad.pad_prefill(new, ctx)
+    if launch == "graph":
+        new, ctx = pad_tokens(new, ctx, multiple)
+    meas = np.array([s["time_s"] - host_s(s, launch == "graph") for s in steps])
     pred = predict_batch(model, gpu, new_tokens=new, context_lens=ctx, launch=launch,
                          attention_host_per_call_s=call_s).time_s
     return np.asarray(pred) / meas
@@ -113,12 +103,12 @@ def eager_ratio(results: dict, model: str, gpu, call_s: float, multiple: int = 1
 
 def fit_attention_call(results: dict, model: str, gpu, hi_s: float = 2e-3) -> float:
     """Bisection on the median ratio (monotone in the host cost): the per-call seconds that make it 1."""
-    if np.median(eager_ratio(results, model, gpu, 0.0)) >= 1.0:
+    if np.median(prefill_forward_ratio(results, model, gpu, 0.0)) >= 1.0:
         return 0.0
     lo, hi = 0.0, hi_s
     for _ in range(30):
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if np.median(eager_ratio(results, model, gpu, mid)) < 1.0 else (lo, mid)
+        lo, hi = (mid, hi) if np.median(prefill_forward_ratio(results, model, gpu, mid)) < 1.0 else (lo, mid)
     return 0.5 * (lo + hi)
 
 
@@ -156,7 +146,7 @@ def main(argv=None) -> int:
     for m in others:
         h = check(params, results, m)
         call = params.get("eager_attention_call_s", 0.0)
-        with_, without = (eager_ratio(results, m, args.gpu, a, multiple) for a in (call, 0.0))
+        with_, without = (prefill_forward_ratio(results, m, args.gpu, a, multiple) for a in (call, 0.0))
         h["prefill_forward_ratio"] = {"steps": int(with_.size), "p50": float(np.median(with_)),
                                       "p10": float(np.percentile(with_, 10)), "p90": float(np.percentile(with_, 90))}
         if launch == "eager":

@@ -40,7 +40,8 @@ from costmodel.validation.reference_model import apply_rope
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256)
 # token buckets of the graphs of steps holding prefill: padding of at most 15 tokens a step (vLLM's
 # capture sizes stop at 512 tokens, beyond which it runs eager; here every step up to 2048 is a graph)
-PREFILL_BUCKETS = (1, 2, 4, 8) + tuple(range(16, 2049, 16))
+PREFILL_TOKEN_MULTIPLE = 16
+PREFILL_BUCKETS = (1, 2, 4, 8) + tuple(range(PREFILL_TOKEN_MULTIPLE, 2049, PREFILL_TOKEN_MULTIPLE))
 MAX_REQUESTS = 256  # rows of a prefill graph's request tables (the largest batch bucket)
 
 
@@ -338,4 +339,4 @@ class PackedInputs:
         self.device.copy_(self.host, non_blocking=True)
 
 
-__all__ = ["BATCH_BUCKETS", "PackedInputs", "MAX_REQUESTS", "PREFILL_BUCKETS", "PagedModel", "bucket"]
+__all__ = ["BATCH_BUCKETS", "PackedInputs", "MAX_REQUESTS", "PREFILL_BUCKETS", "PREFILL_TOKEN_MULTIPLE", "PagedModel", "bucket"]

@@ -44,18 +44,16 @@ TOY = ModelConfig(name="toy", source="smoke test", vocab_size=128, d_model=64, n
                   tied_embeddings=False, position_embedding="rope", max_seq_len=512)
 
 
-TOKEN_MULTIPLE = 16  # serving_paged.PREFILL_BUCKETS: multiples of 16 from 16 tokens
-
-
 def rate_engine(eager_prefill: bool):
     """The engine whose simulated saturation sets a run's rates: the committed ``torch-loop`` fit,
     launched as this run launches its prefills (the rates need only be near the loop's own)."""
     from costmodel.serving.engine_host import load_engine
+    from costmodel.validation.serving_paged import PREFILL_TOKEN_MULTIPLE
 
     loop = load_engine("torch-loop")
     if eager_prefill:
         return loop.model_copy(update={"prefill_launch": "eager", "prefill_token_multiple": 1})
-    return loop.model_copy(update={"prefill_launch": "graph", "prefill_token_multiple": TOKEN_MULTIPLE,
+    return loop.model_copy(update={"prefill_launch": "graph", "prefill_token_multiple": PREFILL_TOKEN_MULTIPLE,
                                    "prefill_step_s": loop.graph_step_s, "prefill_per_token_s": 0.0})
 
 
@@ -93,7 +91,6 @@ def capture_graphs(paged, max_seqs: int, max_tokens: int, deadline: float) -> in
             paged.step(batch, {-1: [paged.scratch_block] * -(-T // paged.bs)}, {-1: [0] * T}, use_graphs=True)
             n += 1
 
-    n_prefill = n
     for B in [b for b in BATCH_BUCKETS if b <= max_seqs]:
         if time.time() > deadline:
             return n
@@ -135,7 +132,7 @@ def main(argv=None) -> int:
     from costmodel.validation.reference_model import build
     from costmodel.serving.capacity import kv_capacity
     from costmodel.serving.search import saturation_rate
-    from costmodel.validation.serving_paged import PagedModel
+    from costmodel.validation.serving_paged import PREFILL_TOKEN_MULTIPLE, PagedModel
     from costmodel.validation.serving_loop import serve
     from hardware_specs import load_gpu
 
@@ -148,7 +145,7 @@ def main(argv=None) -> int:
                                            "gpu_memory_utilization": MEMORY_UTILIZATION, "prompt_len": PROMPT,
                                            "output_len": OUTPUT, "requests": args.requests,
                                            "prefill_launch": "eager" if args.eager_prefill else "graph",
-                                           "prefill_token_multiple": 1 if args.eager_prefill else TOKEN_MULTIPLE},
+                                           "prefill_token_multiple": 1 if args.eager_prefill else PREFILL_TOKEN_MULTIPLE},
             "runs": [], "skipped": []}
     gpu = load_gpu("h200-sxm-141gb")
     data["kernel_check"] = check_kernel(torch, dev, dtype)
