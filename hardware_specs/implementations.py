@@ -44,16 +44,24 @@ PARAMETERS = {
     "fwd_efficiency": ("1", "share of the matmul unit's peak the forward kernel's main loop attains "
                             "(MMA issue rate of its instruction family, exp and softmax in the same warps)"),
     "bwd_efficiency": ("1", "the same for the backward kernel"),
+    **{f"bwd_efficiency_d{b}": ("1", f"share of the matmul unit's peak the backward kernel variant for head_dim "
+                                     f"<= {b} attains in its main loop") for b in (64, 128, 256)},
     # one share per kernel variant where the catalog's forward says efficiency_by_tile (its head_dim bounds)
     **{f"fwd_efficiency_d{b}": ("1", f"share of the matmul unit's peak the forward kernel variant for head_dim "
                                      f"<= {b} (its own tile and warp count) attains in its main loop") for b in (64, 128, 256)},
+    "block_fixed_s": ("s", "time a fused kernel's block spends outside its main loop that co-resident blocks do not "
+                           "hide (loading its Q tile and first K/V tiles, writing O and the row statistics), per "
+                           "round of blocks on the busiest SM"),
+    "masked_tile_cost": ("1", "extra time of a tile the causal diagonal cuts (the elementwise mask, FlashAttention-2's "
+                              "separate masking loop), as a share of the tile's MMA time"),
     "host_fwd_s": ("s", "host time of one forward call not hidden behind the GPU: dispatch, checks, launches"),
     "host_fwd_bwd_s": ("s", "host time of one forward + backward call (autograd included)"),
 }
 GPU_PARAMETERS = ("dram_latency_s", "l2_latency_s", "kernel_fixed_s", "elementwise_efficiency",
                   "broadcast_efficiency", "rowwise_efficiency", "rowblock_efficiency", "gemv_row_s")
 IMPL_PARAMETERS = ("fwd_efficiency", "fwd_efficiency_d64", "fwd_efficiency_d128", "fwd_efficiency_d256",
-                   "bwd_efficiency", "overlap", "host_fwd_s", "host_fwd_bwd_s")
+                   "bwd_efficiency", "bwd_efficiency_d64", "bwd_efficiency_d128", "bwd_efficiency_d256", "overlap",
+                   "block_fixed_s", "masked_tile_cost", "host_fwd_s", "host_fwd_bwd_s")
 
 
 class Provenance(BaseModel):

@@ -44,8 +44,17 @@ Terms (b = blocks, P = spec.sm_count, k = blocks per SM; each has a unit and a m
    first wave, drain of the last: a kernel with nothing to do still takes microseconds of GPU time)
    and ``launch_s`` of host time per launch; the caller adds a call's host overhead.
 5. **Occupancy** enters through k (``l2.blocks_per_sm``: shared memory, registers, threads).
+6. **A block's own latency** (s): ``block_fixed_s`` per round of blocks on the busiest SM,
+   ceil(ceil(b / P) / k) rounds: what a block spends outside its main loop that co-resident blocks do
+   not hide (a FlashAttention block loads its Q tile and first K/V tiles before any MMA, and writes O
+   and the row statistics after the last). It makes a grid of many short blocks (short sequences)
+   slower per FLOP than one of few long ones at the same block count.
+7. **Masked tiles** (1): a tile the causal boundary cuts runs the main loop plus an elementwise
+   mask over its scores, and FlashAttention-2 takes those key blocks in a separate masking loop;
+   ``masked_tile_cost`` is that extra as a share of the tile's MMA time, charged on the kernel's
+   ``masked_share`` of its matmul FLOPs.
 
-    time = max_r t_r + fixed_s + launch_s
+    time = max_r t_r + rounds x block_fixed_s + fixed_s + launch_s
 
    With ``serial_compute`` the compute units become one resource, max(MMA, rest) + (1 - overlap) x
    min(MMA, rest), rest = exp + other FP32 work: FA2's warps run MMA, then exp, then the softmax
@@ -53,9 +62,13 @@ Terms (b = blocks, P = spec.sm_count, k = blocks per SM; each has a unit and a m
    (FA3, Shah et al. 2024 §3.1), partly: on the H200 cuDNN's d = 64 call at N = 8192, with 2x the exps
    of d = 128 at equal FLOPs, took 1.4x as long, so overlap is fitted per implementation.
 
+Blocks of unequal work (a causal kernel's query blocks see 1 to N / B_c key tiles) multiply the
+per-SM resources' time by the kernel's ``imbalance``: the busiest slot's work when the blocks, in
+launch order, go to whichever slot frees first, over the same grid's with every block at the mean
+(``simulators.implementations.build.tile_imbalance``).
+
 Left out: per-wave max (a compute-bound wave followed by a memory-bound one is charged the max of
-the totals, not the sum of each wave's max); blocks of unequal work (causal tiles) beyond their
-average; overlap of one kernel's tail with the next kernel's start.
+the totals, not the sum of each wave's max); overlap of one kernel's tail with the next kernel's start.
 """
 
 from __future__ import annotations
@@ -87,6 +100,8 @@ class TimingParams:
     memory_efficiency: float = 1.0  # share of the DRAM bandwidth the kernel's access pattern attains, 1
     smem_operands: bool = True  # False: MMA operands bypass the 128 B/clk load path (wgmma reads shared
     # memory through the tensor cores' own port), so shared-memory bandwidth is not a resource
+    block_fixed_s: float = 0.0  # a block's time outside its main loop not hidden by co-resident blocks, s (term 6)
+    masked_tile_cost: float = 0.0  # extra time of a causally cut tile over its MMA time, 1 (term 7)
 
 
 def per_sm_factor(blocks: int, sm_count: int) -> float:
@@ -129,14 +144,15 @@ def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool, params: Ti
     l2_bytes = k.global_read_bytes + k.global_write_bytes
     hbm_bytes = k.hbm_read_bytes + k.hbm_write_bytes
     exp_ops = k.exp_ops if spec.sfu_exp_per_s is not None else 0.0  # no SFU rate: exp left untimed
-    work = Work(matmul_flops=k.matmul_flops * k.pad_rows / p.tensor_efficiency, matmul_unit=unit,
+    mma_flops = k.matmul_flops * (1.0 + k.masked_share * p.masked_tile_cost) * k.pad_rows
+    work = Work(matmul_flops=mma_flops / p.tensor_efficiency, matmul_unit=unit,
                 other_flops=k.other_flops, other_unit="fp32", exp_ops=exp_ops,
                 hbm_bytes=hbm_bytes / p.memory_efficiency,
                 l2_bytes=l2_bytes if spec.l2_bandwidth_Bps is not None else 0.0, smem_bytes=k.smem_bytes)
     rt = roofline_time(spec, work)  # every resource at the whole GPU's rate
     slots = spec.sm_count * k.blocks_per_sm
     share = 1.0 if p.warps_to_saturate is None else (k.threads_per_block / 32) / p.warps_to_saturate
-    factor = wave_factor(k.blocks, spec.sm_count, k.blocks_per_sm, share)
+    factor = wave_factor(k.blocks, spec.sm_count, k.blocks_per_sm, share) * k.imbalance
     times_s = {r: float(t) * (1.0 if r in SHARED_RESOURCES else factor) for r, t in rt.times_s.items()}
     if not p.smem_operands:
         times_s.pop("smem", None)
@@ -152,7 +168,8 @@ def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool, params: Ti
                                                 p.l2_latency_s if p.l2_latency_s is not None else p.dram_latency_s)
     bound = max(times_s, key=times_s.get) if times_s else "none"
     launch_s = (spec.kernel_launch_s if p.launch_s is None else p.launch_s) * k.launches
-    fixed_s = p.kernel_fixed_s * k.launches
+    rounds = math.ceil(math.ceil(k.blocks / spec.sm_count) / max(1, int(k.blocks_per_sm)))
+    fixed_s = p.kernel_fixed_s * k.launches + rounds * p.block_fixed_s
     return KernelResult(
         name=k.name, grid=tuple(int(g) for g in k.grid), schedule=k.schedule, blocks=k.blocks,
         threads_per_block=k.threads_per_block, smem_per_block_bytes=k.smem_per_block_bytes,

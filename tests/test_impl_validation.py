@@ -48,15 +48,19 @@ def test_fit_recovers_known_parameters():
     from hardware_specs.implementations import GPU_PARAMETERS
 
     truth = {("gpu", n): fit.START[n] for n in GPU_PARAMETERS}
-    truth.update({("torch-flash", "fwd_efficiency"): 0.37, ("torch-flash", "host_fwd_s"): 4.1e-5,
-                  ("torch-flash", "bwd_efficiency"): 0.3, ("torch-flash", "host_fwd_bwd_s"): 1e-4,
-                  ("torch-flash", "overlap"): 0.1})
+    truth.update({("torch-flash", "fwd_efficiency_d64"): 0.37, ("torch-flash", "fwd_efficiency_d128"): 0.37,
+                  ("torch-flash", "host_fwd_s"): 4.1e-5, ("torch-flash", "bwd_efficiency"): 0.3,
+                  ("torch-flash", "host_fwd_bwd_s"): 1e-4, ("torch-flash", "overlap"): 0.1,
+                  ("torch-flash", "block_fixed_s"): 1e-6})
     shapes = [("torch-flash", "fwd", dict(batch=b, heads=16, seq_len=n, head_dim=d, dtype="bf16"))
               for b, n, d in ((1, 256, 128), (2, 1024, 64), (4, 4096, 128), (16, 512, 64), (2, 8192, 64))]
     pts = _points(spec, truth, shapes)
-    start = {**truth, ("torch-flash", "fwd_efficiency"): 0.6, ("torch-flash", "host_fwd_s"): 1e-5}
-    got = fit.fit(spec, pts, sweeps=4, iters=24, start=start, fixed=tuple(k for k in truth if k[0] == "gpu"))
-    assert got[("torch-flash", "fwd_efficiency")] == pytest.approx(0.37, rel=0.02)
+    start = {**truth, ("torch-flash", "fwd_efficiency_d64"): 0.6, ("torch-flash", "fwd_efficiency_d128"): 0.6,
+             ("torch-flash", "host_fwd_s"): 1e-5}
+    got = fit.fit(spec, pts, sweeps=4, iters=24, start=start,
+                  fixed=tuple(k for k in truth if k[0] == "gpu") + (("torch-flash", "block_fixed_s"),))
+    assert got[("torch-flash", "fwd_efficiency_d64")] == pytest.approx(0.37, rel=0.02)
+    assert got[("torch-flash", "fwd_efficiency_d128")] == pytest.approx(0.37, rel=0.02)
     assert got[("torch-flash", "host_fwd_s")] == pytest.approx(4.1e-5, rel=0.05)
     assert fit.loss(spec, pts, got) < 1e-4
 
@@ -84,8 +88,13 @@ def test_fitted_parameters_are_physical():
             continue
         fwd = [sec.value(impl, n) for n in ("fwd_efficiency", "fwd_efficiency_d64", "fwd_efficiency_d128",
                                              "fwd_efficiency_d256") if sec.value(impl, n) is not None]
-        assert fwd and all(0 < e <= 1 for e in fwd) and 0 < sec.value(impl, "bwd_efficiency") <= 1
+        bwd = [sec.value(impl, n) for n in ("bwd_efficiency", "bwd_efficiency_d64", "bwd_efficiency_d128",
+                                             "bwd_efficiency_d256") if sec.value(impl, n) is not None]
+        assert fwd and all(0 < e <= 1 for e in fwd) and bwd and all(0 < e <= 1 for e in bwd)
         assert 0 < sec.value(impl, "host_fwd_s") < sec.value(impl, "host_fwd_bwd_s") + 1e-4
+        if IMPLEMENTATIONS[impl].kind == "fused":  # a block's own latency: microseconds, not a kernel's
+            assert 0 < sec.value(impl, "block_fixed_s") < 2e-5
+            assert 0 < sec.value(impl, "masked_tile_cost") <= 4
 
 
 def test_committed_heldout_predictions_are_the_current_model():

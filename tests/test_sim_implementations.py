@@ -112,3 +112,81 @@ def test_ncu_csv_units_and_markers():
     assert ks[1]["dram_read_bytes"] == 1000 and ks[1]["dram_write_bytes"] == 2000 and ks[1]["time_s"] == 2.5e-6
     groups = ncu.split_cases(ks, 3)
     assert [k["name"] for k in groups[0]] == ["flash_fwd_kernel"] and groups[1] == [] and groups[2] is None
+
+
+def _cut_share_by_enumeration(n, l_, br, bc):
+    """Independent count: the bottom-right causal mask built element by element, cut into tiles; a tile
+    is computed if any score in it is visible, cut if it is computed and any in-range score is masked."""
+    import numpy as np
+
+    rows, cols = np.arange(n)[:, None], np.arange(l_)[None, :]
+    visible = cols <= rows + (l_ - n)
+    computed = cut = 0
+    for r0 in range(0, n, br):
+        for c0 in range(0, l_, bc):
+            tile = visible[r0:r0 + br, c0:c0 + bc]
+            if tile.any():
+                computed += 1
+                cut += int(not tile.all())
+    return cut / computed
+
+
+@pytest.mark.parametrize("n,l_,br,bc", [(512, 512, 128, 128), (3000, 3000, 128, 64), (1024, 1024, 64, 128),
+                                        (777, 2048, 128, 128), (1, 4096, 64, 128), (100, 100, 64, 64)])
+def test_masked_share_matches_the_enumerated_mask(n, l_, br, bc):
+    from simulators.implementations.build import masked_share
+
+    assert masked_share(n, l_, br, bc, True) == pytest.approx(_cut_share_by_enumeration(n, l_, br, bc))
+    assert masked_share(n, l_, br, bc, False) == 0.0
+
+
+def test_masked_share_square_causal_by_hand():
+    """N = L = 512, 128 x 128 tiles: 10 of the 16 tiles are computed (4 + 3 + 2 + 1), the 4 on the
+    diagonal are cut."""
+    from simulators.implementations.build import masked_share
+
+    assert masked_share(512, 512, 128, 128, True) == pytest.approx(4 / 10)
+
+
+def test_list_schedule_tail_by_hand():
+    """Blocks of 1, 2, 3, 4 tiles on 2 slots, in order: slot A takes 1, B 2; A (free at 1) takes 3 and
+    ends at 4; B (free at 2) takes 4 and ends at 6. Four blocks of the mean 2.5 would end at 5: 6 / 5."""
+    from simulators.implementations.build import tile_imbalance
+
+    assert tile_imbalance([1, 2, 3, 4], 1, 2) == pytest.approx(1.2)
+    assert tile_imbalance([3, 3, 3], 5, 4) == 1.0
+
+
+@pytest.mark.parametrize("n,l_,br,bc", [(512, 512, 128, 128), (1000, 1000, 64, 128), (700, 1500, 128, 64)])
+def test_causal_block_tiles_match_the_enumerated_mask(n, l_, br, bc):
+    """Forward: key tiles a query block computes; backward: query tiles that see a key block; both
+    counted from the element-wise mask."""
+    import numpy as np
+
+    from simulators.implementations.build import causal_block_tiles
+
+    visible = np.arange(l_)[None, :] <= np.arange(n)[:, None] + (l_ - n)
+    tiles = [[visible[r:r + br, c:c + bc].any() for c in range(0, l_, bc)] for r in range(0, n, br)]
+    assert causal_block_tiles(n, l_, br, bc, "fwd") == [int(sum(row)) for row in tiles]
+    assert causal_block_tiles(n, l_, br, bc, "bwd") == [int(sum(col)) for col in zip(*tiles)]
+
+
+def test_backward_copies_match_nsight_compute_reads():
+    """torch's strided copies around the fused backwards ([NCU]: elementwise_kernel<128, 4> direct_copy):
+    as many as the catalog lists, and each reads what the copied tensor holds (reads are not touched by
+    the dirty-L2 effect), on every committed profiled fwd+bwd call of FlashAttention-2 and CUTLASS."""
+    from hardware_specs import load_gpu
+
+    spec = load_gpu("h200-sxm-141gb-measured")
+    checked = 0
+    for p in records.profiles(records.load(records.RAWS)) + records.profiles(records.load(records.BWD_NCU), None):
+        if p.case.pass_ != "fwd+bwd" or p.case.impl not in ("torch-flash", "torch-efficient"):
+            continue
+        r = simulate_attention(spec, p.case.impl, pass_="fwd+bwd", **records.config_of(p.case))
+        predicted = sorted(k.hbm_read_bytes for k in r.kernels if k.name.startswith("copy_"))
+        measured = sorted(k["dram_read_bytes"] for k in p.kernels
+                          if "elementwise_kernel<128, 4" in k["name"] and "direct_copy" in k["name"])
+        assert len(predicted) == len(measured), p.case.key()
+        assert predicted == pytest.approx(measured, rel=0.02), p.case.key()
+        checked += 1
+    assert checked >= 20

@@ -97,5 +97,6 @@ def test_efficient_forward_efficiency_is_per_kernel_variant():
                       ("torch-efficient", "fwd_efficiency_d128"): 0.3, ("torch-efficient", "overlap"): 0.2})
     assert kernel_params(own, "torch-efficient", "fwd", "mma.sync", variant="d128").tensor_efficiency == 0.3
     assert kernel_params(own, "torch-efficient", "fwd", "mma.sync", variant="d64").tensor_efficiency == 0.5
-    assert run.variant(IMPLEMENTATIONS["torch-flash"], make_config(AttentionConfig, batch=1, heads=1, seq_len=64,
-                                                                   head_dim=128, dtype="bf16")) is None
+    cfg = make_config(AttentionConfig, batch=1, heads=1, seq_len=64, head_dim=128, dtype="bf16")
+    assert run.variant(IMPLEMENTATIONS["torch-cudnn"], cfg) is None  # one forward share
+    assert run.variant(IMPLEMENTATIONS["torch-cudnn"], cfg, "bwd") == "d128"  # a backward share per head_dim

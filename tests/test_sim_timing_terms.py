@@ -110,3 +110,26 @@ def test_occupancy_from_registers():
     assert k.threads_per_block == 128 and k.blocks_per_sm == 65536 // (128 * 255) == 2
     assert k.smem_per_block_bytes == (128 * 128 + 2 * 64 * 128) * 2 == 65536
     assert k.slots == 2 * 132 and k.waves == math.ceil(k.blocks / 264)
+
+
+@pytest.mark.parametrize("blocks,blocks_per_sm,rounds", [(132, 1, 1), (133, 1, 2), (264, 2, 1), (265, 2, 2),
+                                                         (1000, 2, 4), (1, 4, 1)])
+def test_a_blocks_own_latency_is_paid_once_a_round(blocks, blocks_per_sm, rounds):
+    """Term 6: block_fixed_s is charged per round of co-resident blocks on the busiest SM,
+    ceil(ceil(b / 132) / k) rounds, counted here by hand; nothing else moves."""
+    k = kernel(blocks, blocks_per_sm=blocks_per_sm, flops=blocks * 1e9)
+    base = time_kernel(H100, k, "bf16", True)
+    with_block = time_kernel(H100, k, "bf16", True, TimingParams(block_fixed_s=2e-6))
+    assert with_block.time_s - base.time_s == pytest.approx(rounds * 2e-6)
+    assert with_block.times_s == base.times_s
+
+
+def test_a_cut_tile_costs_its_share_more_mma_time():
+    """Term 7: a kernel with 25 % of its MMA FLOPs in causally cut tiles and a masked-tile cost of 0.6
+    spends (1 + 0.25 x 0.6) of its MMA time; without cut tiles the cost changes nothing."""
+    flops = 264 * 1e9
+    t = {(share, cost): time_kernel(H100, kernel(264, flops=flops, masked_share=share), "bf16", True,
+                                    TimingParams(masked_tile_cost=cost)).times_s["bf16_tensor"]
+         for share, cost in ((0.0, 0.0), (0.25, 0.6), (0.0, 0.6))}
+    assert t[(0.25, 0.6)] == pytest.approx(1.15 * t[(0.0, 0.0)])
+    assert t[(0.0, 0.6)] == pytest.approx(t[(0.0, 0.0)])

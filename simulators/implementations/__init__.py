@@ -31,6 +31,12 @@ class FusedPass(BaseModel):
     pack_gqa: bool = False  # decode with H > H_kv: the group's query heads share one block's rows
     combine: str | None = None  # the split-KV reduction kernel
     helpers: list[str] = Field(default_factory=list)  # small kernels of the pass (preprocess, casts)
+    # the flash simulator's helper kernels this backward does not launch (its work is inside the main kernel)
+    no_helpers: list[str] = Field(default_factory=list)
+    # torch's strided copies around the backward (non-vectorized direct_copy, [NCU]): the tensors copied
+    # before the backward kernel and after it, each read and written once (o, do, dq: Q's size; dk, dv: K's)
+    copies_before: list[Literal["o", "do"]] = Field(default_factory=list)
+    copies_after: list[Literal["dq", "dk", "dv"]] = Field(default_factory=list)
     instruction: str | None = None  # overrides the implementation's family for this kernel
     # shared memory a block, by head_dim upper bound, where [NCU] shows the kernel stages K/V in pieces
     # (default: the flash simulator's (B_r + 2 B_c) d elements)

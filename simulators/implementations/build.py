@@ -55,6 +55,63 @@ def pow2_splits(batch_heads: int, sm_slots: int, sm_count: int, n_blocks: int) -
     return s
 
 
+def masked_share(n: int, l_: int, br: int, bc: int, causal: bool) -> float:
+    """Share of a causal kernel's computed (B_r x B_c) tiles that the diagonal cuts, so that some of their
+    scores are masked (bottom-right aligned: query row r sees keys <= r + L - N, as SDPA's is_causal);
+    tiles past a sequence's end are not counted as cut. Tiles wholly masked are skipped, not computed."""
+    if not causal:
+        return 0.0
+    off, key_blocks = l_ - n, math.ceil(l_ / bc)
+    computed = cut = 0
+    for r0 in range(0, n, br):
+        first, last = r0 + off, min(n, r0 + br) - 1 + off  # the last key the block's first and last rows see
+        if last < 0:
+            continue
+        blocks = min(key_blocks, last // bc + 1)
+        whole = min(blocks, (first + 1) // bc) if first >= 0 else 0
+        computed += blocks
+        cut += blocks - whole
+    return cut / computed if computed else 0.0
+
+
+def causal_block_tiles(n: int, l_: int, br: int, bc: int, pass_: str) -> list[int]:
+    """Tiles each block of one head computes under the bottom-right causal mask, in launch order:
+    forward, a block per query block (FA2's grid (m_blocks, B, H), blockIdx.x fastest), the key tiles its
+    rows see; backward, a block per key block ([FA2T] seqk_parallel: grid (n_blocks, B, H)), the query
+    tiles that see it."""
+    off, key_blocks, q_blocks = l_ - n, math.ceil(l_ / bc), math.ceil(n / br)
+    if pass_ == "fwd":
+        return [max(0, min(key_blocks, (min(n, r0 + br) - 1 + off) // bc + 1)) for r0 in range(0, n, br)]
+    # key block j is seen by query block m when its last row's horizon reaches the block's first key
+    return [sum(1 for m in range(q_blocks) if min(n, (m + 1) * br) - 1 + off >= j * bc) for j in range(key_blocks)]
+
+
+LIST_LIMIT = 200_000  # blocks above which the greedy schedule is not walked (tail: half the longest block)
+
+
+def tile_imbalance(head_tiles: list[int], heads: int, slots: int) -> float:
+    """Greedy list schedule of ``heads`` copies of one head's block works (launch order, each block to the
+    slot that frees first, as the GPU's block scheduler hands out a grid) over ``slots`` = SMs x blocks an
+    SM: the busiest slot's work over what the same number of blocks of the mean work would take
+    (ceil(b / slots) x mean). 1 for equal blocks. Above LIST_LIMIT blocks the tail is taken as half the
+    longest block over the mean load of a slot (what the walk gives at the largest grids it ran)."""
+    import heapq
+
+    works = [w for w in head_tiles if w > 0]
+    if not works or max(works) == min(works):
+        return 1.0
+    b, total = heads * len(works), heads * sum(works)
+    mean = total / b
+    equal = math.ceil(b / slots) * mean
+    if b > LIST_LIMIT:
+        return max(1.0, (total / slots + 0.5 * max(works)) / equal)
+    finish = [0.0] * min(slots, b)
+    for _ in range(heads):
+        for w in works:
+            heapq.heapreplace(finish, finish[0] + w)
+    return max(finish) / equal
+
+
 def _sched(spec, tile, regs, stages, persistent, **extra) -> ScheduleConfig:
     br, bc, warps = tile
     return make_config(ScheduleConfig, block_r=br, block_c=bc, threads_per_block=32 * warps, regs_per_thread=regs,
@@ -136,21 +193,51 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
                 _gmem_output(k, run, tile)
             pad = math.ceil(run.seq_len / tile[0]) * tile[0] / run.seq_len
             family = fp.instruction or impl.instruction
+            causal = run.causal and not packed  # a packed group's rows are one query position: none is cut
+            # a persistent kernel hands out its tiles itself: taken as balanced (no list-schedule tail)
+            k.masked_share = masked_share(run.seq_len, run.kv_len, tile[0], tile[1], causal)
+            if causal and not impl.persistent:
+                k.imbalance = tile_imbalance(causal_block_tiles(run.seq_len, run.kv_len, tile[0], tile[1], "fwd"),
+                                             run.batch_heads, spec.sm_count * k.blocks_per_sm)
             out.append((_tag(k, fp.kernel, family, 2 * tile[1] * d * e * fp.stages, pad), "fwd"))
     if pass_ in ("bwd", "fwd+bwd"):
         bp = impl.bwd
         tile = bp.tile(d)
         sch = _sched(spec, tile, bp.regs, bp.stages, impl.persistent)
         counts, _ = flash_kernels(spec, cfg, sch, "flash2", "bwd", "closed")
+        out += [(_copy(spec, cfg, t), "copy") for t in bp.copies_before]
         for k in counts:
+            if k.name in bp.no_helpers:
+                continue
             if k.name == "flash2_bwd":
                 if bp.dram == "compulsory":
                     k = _compulsory_bwd(k, cfg)
+                k.masked_share = masked_share(cfg.seq_len, cfg.kv_len, tile[0], tile[1], cfg.causal)
+                if cfg.causal and not impl.persistent:
+                    k.imbalance = tile_imbalance(causal_block_tiles(cfg.seq_len, cfg.kv_len, tile[0], tile[1], "bwd"),
+                                                 cfg.batch_heads, spec.sm_count * k.blocks_per_sm)
                 out.append((_tag(k, bp.kernel, bp.instruction or impl.instruction, 2 * tile[0] * d * e * bp.stages),
                             "bwd"))
             else:
                 out.append((_tag(k, k.name, "simt", 0.0), "helper"))
+        out += [(_copy(spec, cfg, t), "copy") for t in bp.copies_after]
     return out
+
+
+def _copy(spec, cfg: AttentionConfig, tensor: str) -> KernelCount:
+    """One of torch's strided copies around a fused backward: TensorIterator's non-vectorized
+    ``elementwise_kernel<128, 4>`` direct_copy ([NCU]: 128 threads, 4 elements a thread), the tensor read
+    and written once; o, do and dq have Q's size, dk and dv K's (per K/V head)."""
+    heads = cfg.heads if tensor in ("o", "do", "dq") else cfg.kv_heads
+    rows = cfg.seq_len if tensor in ("o", "do", "dq") else cfg.kv_len
+    elems = cfg.batch * heads * rows * cfg.head_dim
+    nbytes = elems * cfg.element_bytes
+    return KernelCount(name=f"copy_{tensor}", grid=(max(1, math.ceil(elems / 512)),),
+                       schedule=f"strided copy of {tensor}: read and written once", matmul_flops=0.0,
+                       other_flops=0.0, exp_ops=0.0, global_read_bytes=nbytes, global_write_bytes=nbytes,
+                       hbm_read_bytes=nbytes, hbm_write_bytes=nbytes, smem_bytes=0.0, smem_per_block_bytes=0,
+                       threads_per_block=128, blocks_per_sm=blocks_per_sm(spec, 0, 128, 64, None, "copy"),
+                       instruction="simt")
 
 
 def _tensor_elements(cfg: AttentionConfig) -> dict[str, int]:
@@ -209,7 +296,7 @@ def _graph(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
 
 
 def kernels(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list[tuple[KernelCount, str]]:
-    """(kernel, role) pairs of one call; role: fwd | bwd | helper, or for graph steps KIND_PASS with KIND
+    """(kernel, role) pairs of one call; role: fwd | bwd | helper | copy, or for graph steps KIND_PASS with KIND
     gemm | gemv | elementwise | broadcast | rowwise | rowblock and PASS fwd | bwd."""
     if cfg.group > 1 and not impl.gqa:
         raise ValueError(f"kv_heads: {impl.name} has no grouped-query attention (torch: 'No available kernel' "

@@ -90,16 +90,22 @@ def _get(basis: Basis, impl: str, name: str) -> float:
 def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: dict | None = None,
                   variant: str | None = None) -> TimingParams:
     """TimingParams of one kernel of ``impl`` with ``role`` (build.kernels) and instruction ``family``;
-    ``variant`` (``d<bound>``): the forward kernel's tile variant where its efficiency is fitted per variant
+    ``variant`` (``d<bound>``): the fwd or bwd kernel's tile variant where its efficiency is fitted per variant
     (a basis without that parameter, e.g. the per-architecture defaults, uses the implementation's one)."""
     v = dict(overrides or {})
 
     def get(name):
-        if name == "fwd_efficiency" and variant is not None:
-            own = f"fwd_efficiency_{variant}"
+        if name in ("fwd_efficiency", "bwd_efficiency") and variant is not None:
+            own = f"{name}_{variant}"
             if own in v or (impl, own) in basis.values:
                 name = own
         return v[name] if name in v else _get(basis, impl, name)
+
+    def optional(name):  # a term a basis may lack (an older fit, the per-architecture defaults): 0, no term
+        try:
+            return get(name)
+        except KeyError:
+            return 0.0
 
     common = dict(dram_latency_s=get("dram_latency_s"), l2_latency_s=get("l2_latency_s"),
                   kernel_fixed_s=get("kernel_fixed_s"), launch_s=0.0)
@@ -108,7 +114,8 @@ def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: di
         eff = get("fwd_efficiency" if role == "fwd" else "bwd_efficiency")
         return TimingParams(tensor_efficiency=eff * ratio, warps_to_saturate=WARPS_TO_SATURATE.get(family),
                             serial_compute=True, overlap=get("overlap"), memory_efficiency=basis.memory_ratio,
-                            smem_operands=family != "wgmma", **common)
+                            smem_operands=family != "wgmma", block_fixed_s=optional("block_fixed_s"),
+                            masked_tile_cost=optional("masked_tile_cost"), **common)
     if role.startswith("gemv_"):  # bandwidth-bound on its bytes; gemv.py adds its per-row bound
         return TimingParams(memory_efficiency=basis.memory_ratio, **common)
     if role.startswith("gemm_"):

@@ -19,11 +19,13 @@ ASSUMPTIONS = {
 }
 
 
-def variant(entry, cfg) -> str | None:
-    """``d<bound>``: the forward kernel variant of a fused implementation whose efficiency is fitted per tile."""
-    if entry.kind != "fused" or not entry.fwd.efficiency_by_tile:
+def variant(entry, cfg, role: str = "fwd") -> str | None:
+    """``d<bound>``: the forward (``role`` fwd) or backward (bwd) kernel variant of a fused implementation
+    whose efficiency is fitted per tile; None where that pass has one share."""
+    fp = entry.fwd if role == "fwd" else entry.bwd
+    if entry.kind != "fused" or not fp.efficiency_by_tile:
         return None
-    return f"d{entry.fwd.tile_bound(cfg.head_dim)}"
+    return f"d{fp.tile_bound(cfg.head_dim)}"
 
 
 def count(spec, impl: str, cfg, pass_: str):
@@ -39,7 +41,8 @@ def time(spec, impl: str, counts, cfg, pass_: str, basis: Basis | None = None, o
         if entry.priced_by == "op_models" and not role.startswith("rowwise") and not role.startswith("rowblock"):
             out.append(time_kernel(spec, k, cfg.dtype, False))  # counts only: ops.price re-times it
             continue
-        p = kernel_params(basis, impl, role, k.instruction, overrides, variant(entry, cfg) if role == "fwd" else None)
+        p = kernel_params(basis, impl, role, k.instruction, overrides,
+                         variant(entry, cfg, role) if role in ("fwd", "bwd") else None)
         r = time_kernel(spec, k, cfg.dtype, k.instruction != "simt", p)
         if entry.kind == "graph" and role.startswith(("elementwise", "broadcast")):
             r = ops.family_result(spec, entry, cfg, r, role.endswith("_bwd"))

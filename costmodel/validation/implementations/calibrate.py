@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from costmodel.validation.implementations import fit, heldout, records
+from costmodel.validation.implementations import fit, heldout, ncu_view, records
 from hardware_specs import load_gpu
 from hardware_specs.implementations import PARAMETERS
 
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--spread-reps", default="2,3", help="the two calibration runs compared, REP_A,REP_B")
     ap.add_argument("--write-spec", action="store_true")
     ap.add_argument("--out", default=str(records.RAW.parent / "heldout-results.json"))
-    ap.add_argument("--sweeps", type=int, default=2)
+    ap.add_argument("--sweeps", type=int, default=3)
     ap.add_argument("--hold", default="dram_latency_s=4.506e-7,l2_latency_s=4.476e-7",
                     help="GPU-wide parameters held, NAME=VALUE,...: the latencies, which this grid does not "
                          "determine (two runs' fits differed by 29-51 %); default: the values of the fit with the "
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         print(f"fit on calibration run {rep}: {len(pts)} calls", file=sys.stderr)
     pts = gpu_pts + fit.points(spec, cal)
     mean = {k: 0.5 * (fits[rep_a][k] + fits[rep_b][k]) for k in fits[rep_a]}
-    values = fit.fit(spec, pts, sweeps=1, start=mean, fixed=tuple(held))  # both runs, from the two fits' mean
+    values = fit.fit(spec, pts, sweeps=2, start=mean, fixed=tuple(held))  # both runs, from the two fits' mean
     spread = {k: abs(fits[rep_a][k] - fits[rep_b][k]) / (0.5 * (fits[rep_a][k] + fits[rep_b][k])) for k in values
               if k in fits[rep_a] and k in fits[rep_b]}
     sec = section(values, spread, data, len(pts), fit.residuals(spec, pts, values), held)
@@ -136,9 +136,15 @@ def main(argv=None) -> int:
     final = spec.model_copy(update={"implementations": ImplementationsSection.model_validate(sec)})
     held = records.per_case([m for m in ms if m.case.grid == "heldout"])
     t_rows = heldout.time_rows(final, held)
-    d_rows = heldout.dram_rows(final, [p for p in records.profiles(data, ncu_csv) if p.case.grid == "heldout"])
-    # the calibration grid's fwd+bwd DRAM bytes (the points cuDNN's backward bytes were read from)
-    cal_d_rows = heldout.dram_rows(final, records.profiles(records.load(records.BWD_NCU), None))
+    # Nsight Compute's view of a prediction: D, the dirty L2 bytes its write counter misses, fitted on the
+    # calibration grid's profiled calls (its decodes and the fwd+bwd calls cuDNN's backward bytes were read from)
+    cal_prof = ([p for p in records.profiles(data, ncu_csv) if p.case.grid == "calibration"]
+                + records.profiles(records.load(records.BWD_NCU), None))
+    dirty = ncu_view.fit_dirty_bytes([(p.case.impl, heldout.predict(final, p.case), p.dram_bytes) for p in cal_prof])
+    if args.write_spec:
+        ncu_view.write_view(dirty, len(cal_prof), data["meta"]["gpu"])
+    d_rows = heldout.dram_rows(final, [p for p in records.profiles(data, ncu_csv) if p.case.grid == "heldout"], dirty)
+    cal_d_rows = heldout.dram_rows(final, cal_prof, dirty)
     # the two calibration runs predicted by their own fits: how much a re-calibration moves predictions
     moved = []
     for m in [m for m in cal if m.rep == rep_a and m.case.key() in both]:
@@ -148,7 +154,7 @@ def main(argv=None) -> int:
                     "refit_command": "python3 -m costmodel.validation.implementations.calibrate --write-spec"},
            "section": sec, "time": t_rows, "dram": d_rows,
            "time_summary": heldout.summarize(t_rows), "dram_summary": heldout.summarize(d_rows),
-           "calibration_dram_summary": heldout.summarize(cal_d_rows),
+           "ncu_dirty_l2_bytes": dirty, "calibration_dram_summary": heldout.summarize(cal_d_rows),
            "gpu_time_summary": heldout.summarize(d_rows, "gpu_time_rel_error"),
            "calibration_spread": {"runs": [rep_a, rep_b], "calls_in_both_runs": len(both),
                                   "measured_between_runs": drift(cal), "params": {f"{o}.{n}": v for (o, n), v in spread.items()},
@@ -158,7 +164,7 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(heldout.table(out["time_summary"], "held-out time"))
     print(heldout.table(out["dram_summary"], "held-out DRAM bytes"))
-    print(heldout.table(out["calibration_dram_summary"], "calibration fwd+bwd DRAM bytes"))
+    print(heldout.table(out["calibration_dram_summary"], f"calibration DRAM bytes (D = {dirty / 1e6:.1f} MB)"))
     print(json.dumps(out["calibration_spread"], indent=1))
     return 0
 

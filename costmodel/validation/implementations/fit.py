@@ -22,11 +22,13 @@ BOUNDS = {"dram_latency_s": (2e-7, 5e-6), "l2_latency_s": (5e-8, 2e-6), "kernel_
           "elementwise_efficiency": (0.2, 1.0), "broadcast_efficiency": (0.05, 1.0), "rowwise_efficiency": (0.05, 1.0),
           "rowblock_efficiency": (0.05, 1.0), "gemv_row_s": (2e-11, 2e-9), "overlap": (0.01, 1.0), "fwd_efficiency": (0.05, 1.0), "fwd_efficiency_d64": (0.05, 1.0),
           "fwd_efficiency_d128": (0.05, 1.0), "fwd_efficiency_d256": (0.05, 1.0), "bwd_efficiency": (0.05, 1.0),
-          "host_fwd_s": (1e-6, 3e-4), "host_fwd_bwd_s": (1e-6, 1e-3)}
+          "bwd_efficiency_d64": (0.05, 1.0), "bwd_efficiency_d128": (0.05, 1.0), "bwd_efficiency_d256": (0.05, 1.0),
+          "block_fixed_s": (1e-8, 2e-5), "masked_tile_cost": (0.01, 4.0), "host_fwd_s": (1e-6, 3e-4), "host_fwd_bwd_s": (1e-6, 1e-3)}
 START = {"dram_latency_s": 8e-7, "l2_latency_s": 3e-7, "kernel_fixed_s": 3e-6, "elementwise_efficiency": 0.8,
          "broadcast_efficiency": 0.5, "rowwise_efficiency": 0.5, "rowblock_efficiency": 0.25, "gemv_row_s": 2e-10, "overlap": 0.1,
          "fwd_efficiency": 0.5, "fwd_efficiency_d64": 0.5, "fwd_efficiency_d128": 0.5, "fwd_efficiency_d256": 0.5,
-         "bwd_efficiency": 0.4, "host_fwd_s": 2e-5, "host_fwd_bwd_s": 8e-5}
+         "bwd_efficiency": 0.4, "bwd_efficiency_d64": 0.4, "bwd_efficiency_d128": 0.4, "bwd_efficiency_d256": 0.4,
+         "block_fixed_s": 5e-7, "masked_tile_cost": 0.3, "host_fwd_s": 2e-5, "host_fwd_bwd_s": 8e-5}
 GOLDEN = (math.sqrt(5) - 1) / 2
 
 
@@ -120,14 +122,19 @@ def _uses(name: str, p: Point) -> bool:
     if IMPLEMENTATIONS[p.impl].priced_by == "op_models" and not name.startswith("host"):
         return False  # its kernels are priced by the op models' own calibration (ops.py)
     entry = IMPLEMENTATIONS[p.impl]
-    if name == "overlap":
+    if name in ("overlap", "block_fixed_s"):
         return entry.kind == "fused"
-    if name.startswith("fwd_efficiency"):  # one share, or one per tile variant (run.variant)
-        own = run.variant(entry, p.cfg)
-        return name == "fwd_efficiency" if own is None else name == f"fwd_efficiency_{own}"
+    if name == "masked_tile_cost":
+        return entry.kind == "fused" and p.cfg.causal
+    for pass_name in ("fwd", "bwd"):  # one share, or one per tile variant (run.variant)
+        if name.startswith(f"{pass_name}_efficiency"):
+            if pass_name == "bwd" and p.pass_ == "fwd":
+                return False
+            own = run.variant(entry, p.cfg, pass_name)
+            return name == f"{pass_name}_efficiency" if own is None else name == f"{pass_name}_efficiency_{own}"
     if name.startswith("host") and p.gpu_only:
         return False
-    if name == "bwd_efficiency" or name == "host_fwd_bwd_s":
+    if name == "host_fwd_bwd_s":
         return p.pass_ != "fwd"
     if name == "host_fwd_s":
         return p.pass_ == "fwd"

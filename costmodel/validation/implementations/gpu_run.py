@@ -323,7 +323,7 @@ def main(argv=None) -> int:
     if args.smoke or args.no_ncu:
         data["meta"]["wall_s"] = time.time() - t_start
         _write(raw_path, data)
-        log(f"smoke done: {len(data['records'])} timed")
+        log(f"{'smoke ' if args.smoke else ''}done: {len(data['records'])} timed")
         return 0
     import torch
 
