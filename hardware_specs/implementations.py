@@ -52,8 +52,6 @@ PARAMETERS = {
     "block_fixed_s": ("s", "time a fused kernel's block spends outside its main loop that co-resident blocks do not "
                            "hide (loading its Q tile and first K/V tiles, writing O and the row statistics), per "
                            "round of blocks on the busiest SM"),
-    "masked_tile_cost": ("1", "extra time of a tile the causal diagonal cuts (the elementwise mask, FlashAttention-2's "
-                              "separate masking loop), as a share of the tile's MMA time"),
     "host_fwd_s": ("s", "host time of one forward call not hidden behind the GPU: dispatch, checks, launches"),
     "host_fwd_bwd_s": ("s", "host time of one forward + backward call (autograd included)"),
 }
@@ -61,7 +59,7 @@ GPU_PARAMETERS = ("dram_latency_s", "l2_latency_s", "kernel_fixed_s", "elementwi
                   "broadcast_efficiency", "rowwise_efficiency", "rowblock_efficiency", "gemv_row_s")
 IMPL_PARAMETERS = ("fwd_efficiency", "fwd_efficiency_d64", "fwd_efficiency_d128", "fwd_efficiency_d256",
                    "bwd_efficiency", "bwd_efficiency_d64", "bwd_efficiency_d128", "bwd_efficiency_d256", "overlap",
-                   "block_fixed_s", "masked_tile_cost", "host_fwd_s", "host_fwd_bwd_s")
+                   "block_fixed_s", "host_fwd_s", "host_fwd_bwd_s")
 
 
 class Provenance(BaseModel):

@@ -33,7 +33,6 @@ class KernelCount:
     inflight_bytes_per_block: float = 0.0  # global-load bytes a block keeps in flight (Little's law)
     launches: int = 1  # kernels this entry stands for (graph steps launched as several torch kernels)
     pad_rows: float = 1.0  # computed tile rows over useful rows (a 64-row tile holding one decode row: 64)
-    masked_share: float = 0.0  # share of the matmul FLOPs in tiles the causal boundary cuts (masked elementwise)
     imbalance: float = 1.0  # busiest slot's work over the equal-blocks wave's, blocks of unequal work (causal)
 
     @property

@@ -49,10 +49,6 @@ Terms (b = blocks, P = spec.sm_count, k = blocks per SM; each has a unit and a m
    not hide (a FlashAttention block loads its Q tile and first K/V tiles before any MMA, and writes O
    and the row statistics after the last). It makes a grid of many short blocks (short sequences)
    slower per FLOP than one of few long ones at the same block count.
-7. **Masked tiles** (1): a tile the causal boundary cuts runs the main loop plus an elementwise
-   mask over its scores, and FlashAttention-2 takes those key blocks in a separate masking loop;
-   ``masked_tile_cost`` is that extra as a share of the tile's MMA time, charged on the kernel's
-   ``masked_share`` of its matmul FLOPs.
 
     time = max_r t_r + rounds x block_fixed_s + fixed_s + launch_s
 
@@ -101,7 +97,6 @@ class TimingParams:
     smem_operands: bool = True  # False: MMA operands bypass the 128 B/clk load path (wgmma reads shared
     # memory through the tensor cores' own port), so shared-memory bandwidth is not a resource
     block_fixed_s: float = 0.0  # a block's time outside its main loop not hidden by co-resident blocks, s (term 6)
-    masked_tile_cost: float = 0.0  # extra time of a causally cut tile over its MMA time, 1 (term 7)
 
 
 def per_sm_factor(blocks: int, sm_count: int) -> float:
@@ -144,8 +139,7 @@ def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool, params: Ti
     l2_bytes = k.global_read_bytes + k.global_write_bytes
     hbm_bytes = k.hbm_read_bytes + k.hbm_write_bytes
     exp_ops = k.exp_ops if spec.sfu_exp_per_s is not None else 0.0  # no SFU rate: exp left untimed
-    mma_flops = k.matmul_flops * (1.0 + k.masked_share * p.masked_tile_cost) * k.pad_rows
-    work = Work(matmul_flops=mma_flops / p.tensor_efficiency, matmul_unit=unit,
+    work = Work(matmul_flops=k.matmul_flops * k.pad_rows / p.tensor_efficiency, matmul_unit=unit,
                 other_flops=k.other_flops, other_unit="fp32", exp_ops=exp_ops,
                 hbm_bytes=hbm_bytes / p.memory_efficiency,
                 l2_bytes=l2_bytes if spec.l2_bandwidth_Bps is not None else 0.0, smem_bytes=k.smem_bytes)

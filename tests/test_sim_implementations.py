@@ -114,40 +114,6 @@ def test_ncu_csv_units_and_markers():
     assert [k["name"] for k in groups[0]] == ["flash_fwd_kernel"] and groups[1] == [] and groups[2] is None
 
 
-def _cut_share_by_enumeration(n, l_, br, bc):
-    """Independent count: the bottom-right causal mask built element by element, cut into tiles; a tile
-    is computed if any score in it is visible, cut if it is computed and any in-range score is masked."""
-    import numpy as np
-
-    rows, cols = np.arange(n)[:, None], np.arange(l_)[None, :]
-    visible = cols <= rows + (l_ - n)
-    computed = cut = 0
-    for r0 in range(0, n, br):
-        for c0 in range(0, l_, bc):
-            tile = visible[r0:r0 + br, c0:c0 + bc]
-            if tile.any():
-                computed += 1
-                cut += int(not tile.all())
-    return cut / computed
-
-
-@pytest.mark.parametrize("n,l_,br,bc", [(512, 512, 128, 128), (3000, 3000, 128, 64), (1024, 1024, 64, 128),
-                                        (777, 2048, 128, 128), (1, 4096, 64, 128), (100, 100, 64, 64)])
-def test_masked_share_matches_the_enumerated_mask(n, l_, br, bc):
-    from simulators.implementations.build import masked_share
-
-    assert masked_share(n, l_, br, bc, True) == pytest.approx(_cut_share_by_enumeration(n, l_, br, bc))
-    assert masked_share(n, l_, br, bc, False) == 0.0
-
-
-def test_masked_share_square_causal_by_hand():
-    """N = L = 512, 128 x 128 tiles: 10 of the 16 tiles are computed (4 + 3 + 2 + 1), the 4 on the
-    diagonal are cut."""
-    from simulators.implementations.build import masked_share
-
-    assert masked_share(512, 512, 128, 128, True) == pytest.approx(4 / 10)
-
-
 def test_list_schedule_tail_by_hand():
     """Blocks of 1, 2, 3, 4 tiles on 2 slots, in order: slot A takes 1, B 2; A (free at 1) takes 3 and
     ends at 4; B (free at 2) takes 4 and ends at 6. Four blocks of the mean 2.5 would end at 5: 6 / 5."""

@@ -123,13 +123,3 @@ def test_a_blocks_own_latency_is_paid_once_a_round(blocks, blocks_per_sm, rounds
     assert with_block.time_s - base.time_s == pytest.approx(rounds * 2e-6)
     assert with_block.times_s == base.times_s
 
-
-def test_a_cut_tile_costs_its_share_more_mma_time():
-    """Term 7: a kernel with 25 % of its MMA FLOPs in causally cut tiles and a masked-tile cost of 0.6
-    spends (1 + 0.25 x 0.6) of its MMA time; without cut tiles the cost changes nothing."""
-    flops = 264 * 1e9
-    t = {(share, cost): time_kernel(H100, kernel(264, flops=flops, masked_share=share), "bf16", True,
-                                    TimingParams(masked_tile_cost=cost)).times_s["bf16_tensor"]
-         for share, cost in ((0.0, 0.0), (0.25, 0.6), (0.0, 0.6))}
-    assert t[(0.25, 0.6)] == pytest.approx(1.15 * t[(0.0, 0.0)])
-    assert t[(0.0, 0.6)] == pytest.approx(t[(0.0, 0.0)])

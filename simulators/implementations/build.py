@@ -55,25 +55,6 @@ def pow2_splits(batch_heads: int, sm_slots: int, sm_count: int, n_blocks: int) -
     return s
 
 
-def masked_share(n: int, l_: int, br: int, bc: int, causal: bool) -> float:
-    """Share of a causal kernel's computed (B_r x B_c) tiles that the diagonal cuts, so that some of their
-    scores are masked (bottom-right aligned: query row r sees keys <= r + L - N, as SDPA's is_causal);
-    tiles past a sequence's end are not counted as cut. Tiles wholly masked are skipped, not computed."""
-    if not causal:
-        return 0.0
-    off, key_blocks = l_ - n, math.ceil(l_ / bc)
-    computed = cut = 0
-    for r0 in range(0, n, br):
-        first, last = r0 + off, min(n, r0 + br) - 1 + off  # the last key the block's first and last rows see
-        if last < 0:
-            continue
-        blocks = min(key_blocks, last // bc + 1)
-        whole = min(blocks, (first + 1) // bc) if first >= 0 else 0
-        computed += blocks
-        cut += blocks - whole
-    return cut / computed if computed else 0.0
-
-
 def causal_block_tiles(n: int, l_: int, br: int, bc: int, pass_: str) -> list[int]:
     """Tiles each block of one head computes under the bottom-right causal mask, in launch order:
     forward, a block per query block (FA2's grid (m_blocks, B, H), blockIdx.x fastest), the key tiles its
@@ -195,7 +176,6 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             family = fp.instruction or impl.instruction
             causal = run.causal and not packed  # a packed group's rows are one query position: none is cut
             # a persistent kernel hands out its tiles itself: taken as balanced (no list-schedule tail)
-            k.masked_share = masked_share(run.seq_len, run.kv_len, tile[0], tile[1], causal)
             if causal and not impl.persistent:
                 k.imbalance = tile_imbalance(causal_block_tiles(run.seq_len, run.kv_len, tile[0], tile[1], "fwd"),
                                              run.batch_heads, spec.sm_count * k.blocks_per_sm)
@@ -212,7 +192,6 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             if k.name == "flash2_bwd":
                 if bp.dram == "compulsory":
                     k = _compulsory_bwd(k, cfg)
-                k.masked_share = masked_share(cfg.seq_len, cfg.kv_len, tile[0], tile[1], cfg.causal)
                 if cfg.causal and not impl.persistent:
                     k.imbalance = tile_imbalance(causal_block_tiles(cfg.seq_len, cfg.kv_len, tile[0], tile[1], "bwd"),
                                                  cfg.batch_heads, spec.sm_count * k.blocks_per_sm)
