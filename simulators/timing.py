@@ -121,6 +121,11 @@ def wave_factor(blocks: int, sm_count: int, blocks_per_sm: int, block_share: flo
     return busiest_sm_units(blocks, sm_count, blocks_per_sm, block_share) * sm_count / blocks
 
 
+def block_rounds(blocks: int, sm_count: int, blocks_per_sm: int) -> int:
+    """ceil(ceil(b / P) / k): rounds of co-resident blocks the busiest SM runs (terms 2 and 6)."""
+    return math.ceil(math.ceil(blocks / sm_count) / max(1, int(blocks_per_sm)))
+
+
 def littles_law_time_s(global_bytes: float, hbm_bytes: float, blocks: int, sm_count: int, blocks_per_sm: int,
                        inflight_bytes_per_block: float, dram_latency_s: float, l2_latency_s: float) -> float:
     """Term 2: the busiest SM's rounds x a block's global bytes x mean latency / bytes in flight."""
@@ -128,8 +133,7 @@ def littles_law_time_s(global_bytes: float, hbm_bytes: float, blocks: int, sm_co
         return 0.0
     dram_share = min(1.0, hbm_bytes / global_bytes)
     latency_s = dram_share * dram_latency_s + (1.0 - dram_share) * l2_latency_s
-    rounds = math.ceil(math.ceil(blocks / sm_count) / max(1, int(blocks_per_sm)))
-    return rounds * (global_bytes / blocks) * latency_s / inflight_bytes_per_block
+    return block_rounds(blocks, sm_count, blocks_per_sm) * (global_bytes / blocks) * latency_s / inflight_bytes_per_block
 
 
 def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool, params: TimingParams | None = None
@@ -162,8 +166,7 @@ def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool, params: Ti
                                                 p.l2_latency_s if p.l2_latency_s is not None else p.dram_latency_s)
     bound = max(times_s, key=times_s.get) if times_s else "none"
     launch_s = (spec.kernel_launch_s if p.launch_s is None else p.launch_s) * k.launches
-    rounds = math.ceil(math.ceil(k.blocks / spec.sm_count) / max(1, int(k.blocks_per_sm)))
-    fixed_s = p.kernel_fixed_s * k.launches + rounds * p.block_fixed_s
+    fixed_s = p.kernel_fixed_s * k.launches + block_rounds(k.blocks, spec.sm_count, k.blocks_per_sm) * p.block_fixed_s
     return KernelResult(
         name=k.name, grid=tuple(int(g) for g in k.grid), schedule=k.schedule, blocks=k.blocks,
         threads_per_block=k.threads_per_block, smem_per_block_bytes=k.smem_per_block_bytes,

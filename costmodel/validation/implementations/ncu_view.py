@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import statistics
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,7 @@ MEANING = ("bytes a kernel has written that are still dirty in L2 when it ends: 
            "counter misses them (flushed between profiled kernels)")
 
 
+@lru_cache(maxsize=4)
 def dirty_l2_bytes(path: Path = VIEW_FILE) -> float:
     """The fitted D of the committed view file (0 where there is none: every write counted)."""
     if not path.is_file():
@@ -77,3 +79,4 @@ def write_view(value: float, n_calls: int, gpu: str, path: Path = VIEW_FILE) -> 
     tmp.write_text("# written by python3 -m costmodel.validation.implementations.calibrate --write-spec\n"
                    + yaml.safe_dump(body, sort_keys=False, width=110))
     tmp.replace(path)
+    dirty_l2_bytes.cache_clear()
