@@ -49,9 +49,11 @@ PARAMETERS = {
     # one share per kernel variant where the catalog's forward says efficiency_by_tile (its head_dim bounds)
     **{f"fwd_efficiency_d{b}": ("1", f"share of the matmul unit's peak the forward kernel variant for head_dim "
                                      f"<= {b} (its own tile and warp count) attains in its main loop") for b in (64, 128, 256)},
-    "block_fixed_s": ("s", "time a fused kernel's block spends outside its main loop that co-resident blocks do not "
+    "block_fixed_s": ("s", "time a fused forward kernel's block spends outside its main loop that co-resident blocks do not "
                            "hide (loading its Q tile and first K/V tiles, writing O and the row statistics), per "
                            "round of blocks on the busiest SM"),
+    "bwd_block_fixed_s": ("s", "the same for the backward kernel's block (loading its K and V tiles, writing dK and "
+                               "dV), per round of blocks on the busiest SM"),
     "host_fwd_s": ("s", "host time of one forward call not hidden behind the GPU: dispatch, checks, launches"),
     "host_fwd_bwd_s": ("s", "host time of one forward + backward call (autograd included)"),
 }
@@ -59,7 +61,7 @@ GPU_PARAMETERS = ("dram_latency_s", "l2_latency_s", "kernel_fixed_s", "elementwi
                   "broadcast_efficiency", "rowwise_efficiency", "rowblock_efficiency", "gemv_row_s")
 IMPL_PARAMETERS = ("fwd_efficiency", "fwd_efficiency_d64", "fwd_efficiency_d128", "fwd_efficiency_d256",
                    "bwd_efficiency", "bwd_efficiency_d64", "bwd_efficiency_d128", "bwd_efficiency_d256", "overlap",
-                   "block_fixed_s", "host_fwd_s", "host_fwd_bwd_s")
+                   "block_fixed_s", "bwd_block_fixed_s", "host_fwd_s", "host_fwd_bwd_s")
 
 
 class Provenance(BaseModel):

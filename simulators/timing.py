@@ -59,8 +59,9 @@ Terms (b = blocks, P = spec.sm_count, k = blocks per SM; each has a unit and a m
    of d = 128 at equal FLOPs, took 1.4x as long, so overlap is fitted per implementation.
 
 Blocks of unequal work (a causal kernel's query blocks see 1 to N / B_c key tiles) multiply the
-per-SM resources' time by the kernel's ``imbalance``: the busiest slot's work when the blocks, in
-launch order, go to whichever slot frees first, over the same grid's with every block at the mean
+per-SM resources' time by the kernel's ``imbalance``: the end of the schedule in which the blocks, in
+launch order, go to whichever slot frees first and an SM's last blocks share its rate (each drawing at
+most the share c of term 3), over the same grid's with every block at the mean
 (``simulators.implementations.build.tile_imbalance``).
 
 Left out: per-wave max (a compute-bound wave followed by a memory-bound one is charged the max of

@@ -94,6 +94,30 @@ def test_fitted_parameters_are_physical():
         assert 0 < sec.value(impl, "host_fwd_s") < sec.value(impl, "host_fwd_bwd_s") + 1e-4
         if IMPLEMENTATIONS[impl].kind == "fused":  # a block's own latency: microseconds, not a kernel's
             assert 0 < sec.value(impl, "block_fixed_s") < 2e-5
+            assert 0 < sec.value(impl, "bwd_block_fixed_s") < 2e-5
+
+
+def test_forward_and_backward_blocks_have_their_own_latency():
+    """A forward block (Q tile in, O out) and a backward block (K, V tiles in, dK, dV out) are timed with
+    their own block_fixed_s: the role picks the parameter."""
+    from simulators.implementations.params import kernel_params
+
+    basis = timing_basis(load_gpu("h200-sxm-141gb-measured"))
+    v = {"block_fixed_s": 1e-6, "bwd_block_fixed_s": 3e-6}
+    assert kernel_params(basis, "torch-flash", "fwd", "mma.sync", v, variant="d64").block_fixed_s == 1e-6
+    assert kernel_params(basis, "torch-flash", "bwd", "mma.sync", v).block_fixed_s == 3e-6
+
+
+def test_the_two_calibrations_are_disjoint_sets_of_repeats():
+    from costmodel.validation.implementations import calibrate
+
+    assert calibrate.parse_sides("0+2+4,1+3") == ({0, 2, 4}, {1, 3})
+    for bad in ("0+2", "a,1", "1+2,2+3"):
+        with pytest.raises(ValueError, match="--spread-reps"):
+            calibrate.parse_sides(bad)
+    with pytest.raises(SystemExit) as exc:
+        calibrate.main(["--spread-reps", "1,1"])
+    assert exc.value.code == 2
 
 
 def test_committed_heldout_predictions_are_the_current_model():

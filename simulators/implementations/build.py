@@ -15,6 +15,7 @@ from simulators.config import AttentionConfig, ScheduleConfig, make_config
 from simulators.counting import ELEMENTWISE_EXP, ELEMENTWISE_FLOPS
 from simulators.flash import flash_kernels
 from simulators.implementations import FusedPass, Implementation
+from simulators.implementations.params import WARPS_TO_SATURATE
 from simulators.l2 import blocks_per_sm
 from simulators.results import KernelCount
 
@@ -71,26 +72,55 @@ def causal_block_tiles(n: int, l_: int, br: int, bc: int, pass_: str) -> list[in
 LIST_LIMIT = 200_000  # blocks above which the greedy schedule is not walked (tail: half the longest block)
 
 
-def tile_imbalance(head_tiles: list[int], heads: int, slots: int) -> float:
-    """Greedy list schedule of ``heads`` copies of one head's block works (launch order, each block to the
-    slot that frees first, as the GPU's block scheduler hands out a grid) over ``slots`` = SMs x blocks an
-    SM: the busiest slot's work over what the same number of blocks of the mean work would take
-    (ceil(b / slots) x mean). 1 for equal blocks. Above LIST_LIMIT blocks the tail is taken as half the
-    longest block over the mean load of a slot, a low estimate: the walk gives 0.59-0.64 of the longest
-    block at 8k-33k causal blocks (B1 H32 N32768 to B16 H32 N8192), an imbalance of 1.003-1.006 there."""
+def tile_imbalance(head_tiles: list[int], heads: int, sms: int, per_sm: int = 1, share: float = 1.0) -> float:
+    """Greedy list schedule of ``heads`` copies of one head's block works over ``sms`` x ``per_sm`` slots:
+    the kernel's end over that of the same number of blocks of the mean work. 1 for equal blocks.
+
+    While blocks remain, every slot is busy and each block advances at its SM's rate / ``per_sm`` (k
+    co-resident blocks share the SM); the next block in launch order goes to the slot that frees first,
+    as the GPU's block scheduler hands out a grid (slot j on SM j mod P: the first P blocks spread one an
+    SM). Once the last block is placed, an SM's remaining blocks share its rate: m of them draw
+    min(1, m c) of it, c = ``share``, what one block can draw (timing term 3: warps / warps to saturate),
+    so a lone tail block runs up to 1 / (k c) times faster than in the full SM (with c = 1 / k, none).
+    Above LIST_LIMIT blocks the tail is taken as half the longest block over the mean load of a slot, a
+    low estimate: the walk gives 0.59-0.64 of the longest block at 8k-33k causal blocks (B1 H32 N32768 to
+    B16 H32 N8192), an imbalance of 1.003-1.006 there."""
     works = [w for w in head_tiles if w > 0]
     if not works or max(works) == min(works):
         return 1.0
     b, total = heads * len(works), heads * sum(works)
     mean = total / b
-    equal = math.ceil(b / slots) * mean
+    slots = sms * per_sm
     if b > LIST_LIMIT:
-        return max(1.0, (total / slots + 0.5 * max(works)) / equal)
-    finish = [0.0] * min(slots, b)
-    for _ in range(heads):
-        for w in works:
-            heapq.heapreplace(finish, finish[0] + w)
-    return max(finish) / equal
+        return max(1.0, (total / slots + 0.5 * max(works)) / (math.ceil(b / slots) * mean))
+    return _schedule_end([w for _ in range(heads) for w in works], sms, per_sm, share) / _schedule_end(
+        [mean] * b, sms, per_sm, share)
+
+
+def _schedule_end(blocks: list[float], sms: int, per_sm: int, share: float) -> float:
+    """End of the list schedule of tile_imbalance, in units of one block-tile at a full SM's rate / k."""
+    slots = sms * per_sm
+    heap = [(0.0, j) for j in range(min(slots, len(blocks)))]
+    finish = [0.0] * len(heap)
+    t_last = 0.0
+    for w in blocks:
+        t_last, j = heapq.heappop(heap)
+        finish[j] = t_last + w
+        heapq.heappush(heap, (finish[j], j))
+    full = min(1.0, per_sm * share) / per_sm  # a block's rate while its SM holds k blocks
+
+    def speed(m):  # a block's rate with m on its SM, relative to ``full``
+        return min(1.0, m * share) / m / full
+
+    end = t_last
+    for sm in range(min(sms, len(finish))):
+        left = sorted(max(0.0, finish[j] - t_last) for j in range(sm, len(finish), sms))
+        t, done = t_last, 0.0
+        for i, r in enumerate(left):  # processor sharing: the least work left ends first
+            t += (r - done) / speed(len(left) - i)
+            done = r
+        end = max(end, t)
+    return end
 
 
 def _sched(spec, tile, regs, stages, persistent, **extra) -> ScheduleConfig:
@@ -115,6 +145,22 @@ def _gmem_output(k: KernelCount, cfg: AttentionConfig, tile) -> None:
     k.global_write_bytes += int(acc * key_tiles)
     k.hbm_read_bytes += acc
     k.hbm_write_bytes += acc
+
+
+def _absorb_helpers(k: KernelCount, cfg: AttentionConfig, absent: list[str]) -> None:
+    """A backward kernel that does its helpers' work itself moves their DRAM traffic into it: without a
+    preprocess it reads O to form D = rowsum(dO o O) ([MEFF] kKernelComputesDelta); without a cast kernel
+    the last key split of each query block writes dQ in the input dtype ([MEFF] GradQTempStorage counter).
+    [NCU] memory-efficient backward, B32 H32 N512 d64 (impls-raw-3.json): read 482 MB, wrote 317 MB + the
+    dirty share, against Q, K, V, O, dO and the fp32 dQ accumulator read (469 MB) and dK, dV, the
+    accumulator and the bf16 dQ written (336 MB)."""
+    n_elems = cfg.batch_heads * cfg.seq_len * cfg.head_dim
+    extra_r = n_elems * cfg.element_bytes if "bwd_preprocess" in absent else 0
+    extra_w = n_elems * cfg.element_bytes if "bwd_cast_dq" in absent else 0
+    k.global_read_bytes += extra_r
+    k.hbm_read_bytes += extra_r
+    k.global_write_bytes += extra_w
+    k.hbm_write_bytes += extra_w
 
 
 def _compulsory_bwd(k: KernelCount, cfg: AttentionConfig) -> KernelCount:
@@ -175,7 +221,7 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             pad = math.ceil(run.seq_len / tile[0]) * tile[0] / run.seq_len
             family = fp.instruction or impl.instruction
             if not packed:  # a packed group's rows are one query position: its blocks are equal
-                _causal_imbalance(spec, impl, k, run, tile, "fwd")
+                _causal_imbalance(spec, impl, k, run, tile, "fwd", family)
             out.append((_tag(k, fp.kernel, family, 2 * tile[1] * d * e * fp.stages, pad), "fwd"))
     if pass_ in ("bwd", "fwd+bwd"):
         bp = impl.bwd
@@ -189,21 +235,27 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             if k.name == "flash2_bwd":
                 if bp.dram == "compulsory":
                     k = _compulsory_bwd(k, cfg)
-                _causal_imbalance(spec, impl, k, cfg, tile, "bwd")
-                out.append((_tag(k, bp.kernel, bp.instruction or impl.instruction, 2 * tile[0] * d * e * bp.stages),
-                            "bwd"))
+                _absorb_helpers(k, cfg, bp.no_helpers)
+                family = bp.instruction or impl.instruction
+                _causal_imbalance(spec, impl, k, cfg, tile, "bwd", family)
+                out.append((_tag(k, bp.kernel, family, 2 * tile[0] * d * e * bp.stages), "bwd"))
             else:
                 out.append((_tag(k, k.name, "simt", 0.0), "helper"))
         out += [(_copy(spec, cfg, t), "copy") for t in bp.copies_after]
     return out
 
 
-def _causal_imbalance(spec, impl: Implementation, k: KernelCount, cfg: AttentionConfig, tile, pass_: str) -> None:
-    """A causal kernel's list-schedule tail (tile_imbalance) on ``k``; a persistent kernel hands out its
-    tiles itself and is taken as balanced."""
+def _causal_imbalance(spec, impl: Implementation, k: KernelCount, cfg: AttentionConfig, tile, pass_: str,
+                      family: str) -> None:
+    """A causal kernel's list-schedule tail (tile_imbalance) on ``k``, its blocks drawing the share of an SM
+    their warps can issue on instruction ``family``; a persistent kernel hands out its tiles itself and is
+    taken as balanced."""
     if cfg.causal and not impl.persistent:
+        warps = k.threads_per_block / 32
+        saturate = WARPS_TO_SATURATE.get(family)
+        share = min(1.0, warps / saturate) if saturate else 1.0
         k.imbalance = tile_imbalance(causal_block_tiles(cfg.seq_len, cfg.kv_len, tile[0], tile[1], pass_),
-                                     cfg.batch_heads, spec.sm_count * k.blocks_per_sm)
+                                     cfg.batch_heads, spec.sm_count, k.blocks_per_sm, share)
 
 
 # a copied tensor -> the tensor whose size it has (_tensor_elements): gradients have their input's size

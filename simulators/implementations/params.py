@@ -114,7 +114,8 @@ def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: di
         eff = get("fwd_efficiency" if role == "fwd" else "bwd_efficiency")
         return TimingParams(tensor_efficiency=eff * ratio, warps_to_saturate=WARPS_TO_SATURATE.get(family),
                             serial_compute=True, overlap=get("overlap"), memory_efficiency=basis.memory_ratio,
-                            smem_operands=family != "wgmma", block_fixed_s=optional("block_fixed_s"), **common)
+                            smem_operands=family != "wgmma",
+                            block_fixed_s=optional("block_fixed_s" if role == "fwd" else "bwd_block_fixed_s"), **common)
     if role.startswith("gemv_"):  # bandwidth-bound on its bytes; gemv.py adds its per-row bound
         return TimingParams(memory_efficiency=basis.memory_ratio, **common)
     if role.startswith("gemm_"):

@@ -2,10 +2,10 @@
 
     python3 -m costmodel.validation.implementations.calibrate [--raw RAW.json] [--write-spec] [--out RESULTS.json]
 
-Fits three times: on calibration run A alone, on run B alone (minutes later, the same grid:
-``--spread-reps``, default reps 2 and 3, the 04:42 UTC run's two complete passes) and on every
-calibration run together (reps 0-3); the spread between the first two is each parameter's
-``spread``; the third is written.
+Fits three times: on calibration A alone, on calibration B alone (``--spread-reps``: two disjoint sets
+of repeats, default the even and the odd ones, each call the median of its side's repeats) and on every
+repeat together; the spread between the first two is each parameter's ``spread``; the third is
+written.
 ``--write-spec`` puts the ``implementations:`` section into the calibrated H200 spec (replacing
 one there). The results file holds every held-out prediction beside its measurement, so
 ``validate --implementations --repredict`` can re-check it with a later model and no GPU.
@@ -75,6 +75,23 @@ def write_section(sec: dict, path: Path = SPEC_FILE) -> None:
     path.write_text("".join(lines[:start]) + block + "".join(lines[end:]))
 
 
+# the two calibrations: disjoint halves of the committed repeats (records.RAWS), each with both of its
+# runs' prefill (reps 0, 2 against 1, 3; the block-count sweep's 2 against 3) and half the decodes
+DEFAULT_SIDES = "0+2+4+6+8,1+3+5+7"
+
+
+def parse_sides(text: str) -> tuple[set[int], set[int]]:
+    """``A,B`` (each a +-joined list of repeat numbers) -> (reps of A, reps of B), disjoint."""
+    try:
+        a, b = ({int(x) for x in side.split("+")} for side in text.split(","))
+    except ValueError:
+        raise ValueError(f"--spread-reps: {text!r} is not allowed; two +-joined lists of repeat numbers, "
+                         f"comma-separated (e.g. {DEFAULT_SIDES})") from None
+    if a & b:
+        raise ValueError(f"--spread-reps: {text!r}: repeats {sorted(a & b)} are on both sides; they must be disjoint")
+    return a, b
+
+
 def drift(cal: list[records.Measured]) -> dict:
     """How much the measurements themselves moved: per pair of calibration runs, the median and worst
     |t_b / t_a - 1| over the calls both timed."""
@@ -94,7 +111,8 @@ def drift(cal: list[records.Measured]) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--raw", nargs="+", default=[str(p) for p in records.RAWS])
-    ap.add_argument("--spread-reps", default="2,3", help="the two calibration runs compared, REP_A,REP_B")
+    ap.add_argument("--spread-reps", default=DEFAULT_SIDES,
+                    help="the two calibrations compared, A,B, each a +-joined list of repeat numbers")
     ap.add_argument("--write-spec", action="store_true")
     ap.add_argument("--out", default=str(records.RAW.parent / "heldout-results.json"))
     ap.add_argument("--sweeps", type=int, default=3)
@@ -109,25 +127,32 @@ def main(argv=None) -> int:
     spec = spec.model_copy(update={"implementations": None})  # counts do not depend on the fit
     ms = records.measurements(data)
     cal = [m for m in ms if m.case.grid == "calibration"]
-    rep_a, rep_b = (int(x) for x in args.spread_reps.split(","))
-    # the two runs compared on the calls both completed
-    both = {m.case.key() for m in cal if m.rep == rep_a} & {m.case.key() for m in cal if m.rep == rep_b}
+    try:
+        sides = parse_sides(args.spread_reps)
+    except ValueError as exc:
+        ap.error(str(exc))  # exit 2
+    # the two calibrations compared on the calls both completed, each call the median of its side's repeats
+    side_ms = [records.per_case([m for m in cal if m.rep in reps]) for reps in sides]
+    both = {m.case.key() for m in side_ms[0]} & {m.case.key() for m in side_ms[1]}
     # Nsight Compute's kernel durations of the calibration grid's decodes: GPU-side points (no host
     # cost in them), the same in every fit
     ncu_csv = raw_dir / "ncu.csv"
     gpu_pts = fit.points(spec, [p for p in records.profiles(data, ncu_csv) if p.case.grid == "calibration"],
                          gpu_only=True)
     held = {("gpu", k): float(v) for k, v in (kv.split("=") for kv in args.hold.split(",") if kv)}
-    fits = {}
-    for rep in (rep_a, rep_b):
-        pts = gpu_pts + fit.points(spec, [m for m in cal if m.rep == rep and m.case.key() in both])
-        fits[rep] = fit.fit(spec, pts, sweeps=args.sweeps, start=held, fixed=tuple(held))
-        print(f"fit on calibration run {rep}: {len(pts)} calls", file=sys.stderr)
-    pts = gpu_pts + fit.points(spec, cal)
-    mean = {k: 0.5 * (fits[rep_a][k] + fits[rep_b][k]) for k in fits[rep_a]}
+    fits = []
+    for reps, side in zip(sides, side_ms):
+        pts = gpu_pts + fit.points(spec, [m for m in side if m.case.key() in both])
+        fits.append(fit.fit(spec, pts, sweeps=args.sweeps, start=held, fixed=tuple(held)))
+        print(f"fit on calibration {'+'.join(map(str, reps))}: {len(pts)} calls", file=sys.stderr)
+    fit_a, fit_b = fits
+    # every repeat together, each call once at the median of its repeats: the statistic the held-out
+    # calls are compared at (records.per_case), so that a host time that moves between repeats (isolated
+    # decodes: near 60 or near 120 us) is fitted at its typical value, not a mean of two modes
+    pts = gpu_pts + fit.points(spec, records.per_case(cal))
+    mean = {k: 0.5 * (fit_a[k] + fit_b[k]) for k in fit_a}
     values = fit.fit(spec, pts, sweeps=2, start=mean, fixed=tuple(held))  # both runs, from the two fits' mean
-    spread = {k: abs(fits[rep_a][k] - fits[rep_b][k]) / (0.5 * (fits[rep_a][k] + fits[rep_b][k])) for k in values
-              if k in fits[rep_a] and k in fits[rep_b]}
+    spread = {k: abs(fit_a[k] - fit_b[k]) / (0.5 * (fit_a[k] + fit_b[k])) for k in values if k in fit_a and k in fit_b}
     sec = section(values, spread, data, len(pts), fit.residuals(spec, pts, values), held)
     if args.write_spec:
         write_section(sec)
@@ -136,27 +161,28 @@ def main(argv=None) -> int:
     final = spec.model_copy(update={"implementations": ImplementationsSection.model_validate(sec)})
     held = records.per_case([m for m in ms if m.case.grid == "heldout"])
     t_rows = heldout.time_rows(final, held)
-    # Nsight Compute's view of a prediction: D, the dirty L2 bytes its write counter misses, fitted on the
+    # Nsight Compute's view of a prediction: (C, D_max), the dirty L2 its write counter misses, fitted on the
     # calibration grid's profiled calls (its decodes and the fwd+bwd calls cuDNN's backward bytes were read from)
     cal_prof = ([p for p in records.profiles(data, ncu_csv) if p.case.grid == "calibration"]
                 + records.profiles(records.load(records.BWD_NCU), None))
-    dirty = ncu_view.fit_dirty_bytes([(p.case.impl, heldout.predict(final, p.case), p.dram_bytes) for p in cal_prof])
+    dirty = ncu_view.fit_dirty_l2([(p.case.impl, heldout.predict(final, p.case), p.dram_bytes) for p in cal_prof])
     if args.write_spec:
         ncu_view.write_view(dirty, len(cal_prof), data["meta"]["gpu"])
     d_rows = heldout.dram_rows(final, [p for p in records.profiles(data, ncu_csv) if p.case.grid == "heldout"], dirty)
     cal_d_rows = heldout.dram_rows(final, cal_prof, dirty)
     # the two calibration runs predicted by their own fits: how much a re-calibration moves predictions
     moved = []
-    for m in [m for m in cal if m.rep == rep_a and m.case.key() in both]:
+    for m in [m for m in side_ms[0] if m.case.key() in both]:
         p = fit.points(spec, [m])[0]
-        moved.append(fit.predict(spec, p, fits[rep_b]) / fit.predict(spec, p, fits[rep_a]) - 1)
+        moved.append(fit.predict(spec, p, fit_b) / fit.predict(spec, p, fit_a) - 1)
     out = {"meta": {**data["meta"], "fitted": _dt.date.today().isoformat(),
                     "refit_command": "python3 -m costmodel.validation.implementations.calibrate --write-spec"},
            "section": sec, "time": t_rows, "dram": d_rows,
            "time_summary": heldout.summarize(t_rows), "dram_summary": heldout.summarize(d_rows),
-           "ncu_dirty_l2_bytes": dirty, "calibration_dram_summary": heldout.summarize(cal_d_rows),
+           "ncu_dirty_l2": {"resident_bytes": dirty.resident_bytes, "max_dirty_bytes": dirty.max_dirty_bytes},
+           "calibration_dram_summary": heldout.summarize(cal_d_rows),
            "gpu_time_summary": heldout.summarize(d_rows, "gpu_time_rel_error"),
-           "calibration_spread": {"runs": [rep_a, rep_b], "calls_in_both_runs": len(both),
+           "calibration_spread": {"runs": [sorted(r) for r in sides], "calls_in_both_runs": len(both),
                                   "measured_between_runs": drift(cal), "params": {f"{o}.{n}": v for (o, n), v in spread.items()},
                                   "prediction_moved_median": sorted(abs(x) for x in moved)[len(moved) // 2],
                                   "prediction_moved_worst": max(abs(x) for x in moved)},
@@ -164,7 +190,8 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(heldout.table(out["time_summary"], "held-out time"))
     print(heldout.table(out["dram_summary"], "held-out DRAM bytes"))
-    print(heldout.table(out["calibration_dram_summary"], f"calibration DRAM bytes (D = {dirty / 1e6:.1f} MB)"))
+    print(heldout.table(out["calibration_dram_summary"], f"calibration DRAM bytes (C = {dirty.resident_bytes / 1e6:.1f} "
+                                                          f"MB, D_max = {dirty.max_dirty_bytes / 1e6:.1f} MB)"))
     print(json.dumps(out["calibration_spread"], indent=1))
     return 0
 

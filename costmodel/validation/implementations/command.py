@@ -1,8 +1,8 @@
 """``ioaware validate --implementations``: the torch implementations' held-out check.
 
 With ``--repredict RAW.json ...`` (one or more raw files, merged; the committed H200 runs are
-``data/impls-raw.json data/impls-raw-2.json data/impls-raw-4.json``) no GPU is needed: the recorded
-measurements are predicted again by the current model on ``--spec`` (default: the calibrated
+``data/impls-raw.json data/impls-raw-2.json data/impls-raw-4.json data/impls-raw-5.json``) no GPU is
+needed: the recorded measurements are predicted again by the current model on ``--spec`` (default: the calibrated
 H200 spec) and the error table is printed and written to ``--out``. Without it the GPU runner
 measures both grids first (``gpu_run``; ``--max-seconds`` bounds it) and the fit is redone.
 """

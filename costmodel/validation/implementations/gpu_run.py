@@ -5,7 +5,7 @@ calibration grid (twice, for the spread) and the held-out grid, then the Nsight 
         [--phases GRID:PART:REP[@SHARE],... | none] [--no-ncu] [--ncu-set default | calibration-bwd]
 
 ``--phases``: the timed phases in order, each a grid (calibration | heldout), a part (all | decode |
-prefill) and a repeat number, optionally ``@SHARE``: the phase stops at that share of the budget
+prefill | blocks: the calibration grid's block-count sweep, ``grids.block_sweep_shapes``) and a repeat number, optionally ``@SHARE``: the phase stops at that share of the budget
 (default: the budget's end). Default: calibration, held-out, calibration again (the 2026-12-02 run);
 ``none``: no timing. ``--ncu-set calibration-bwd``: Nsight Compute on the calibration grid's fused fwd+bwd
 calls (cuDNN first), the points the backward's DRAM bytes are fitted on, instead of the default subset.
@@ -278,10 +278,17 @@ def parse_phases(text: str) -> list[tuple[str, str, int, float]]:
     for item in text.split(","):
         body, _, share = item.strip().partition("@")
         grid, part, rep = body.split(":")
-        if grid not in ("calibration", "heldout") or part not in ("all", "decode", "prefill"):
-            raise ValueError(f"--phases: {item!r}; GRID is calibration | heldout, PART all | decode | prefill")
+        if grid not in ("calibration", "heldout") or part not in ("all", "decode", "prefill", "blocks"):
+            raise ValueError(f"--phases: {item!r}; GRID is calibration | heldout, PART all | decode | prefill | "
+                             f"blocks (the calibration grid's block-count sweep)")
         out.append((grid, part, int(rep), float(share) if share else 1.0))
     return out
+
+
+def _in_part(c: grids.Case, part: str, smoke: bool) -> bool:
+    if part == "blocks":  # the smoke test's shrunk shapes are no longer the sweep's: its prefill stands in
+        return not c.shape.decode if smoke else c.shape in grids.block_sweep_shapes()
+    return part == "all" or c.shape.decode == (part == "decode")
 
 
 def main(argv=None) -> int:
@@ -315,7 +322,7 @@ def main(argv=None) -> int:
     deadline = t_start + args.budget_s
     for grid, part, rep, share in parse_phases(args.phases):
         case_list = grids.smoke_cases(grid) if args.smoke else grids.cases(grid)
-        case_list = [c for c in case_list if part == "all" or c.shape.decode == (part == "decode")]
+        case_list = [c for c in case_list if _in_part(c, part, args.smoke)]
         log(f"phase {grid}:{part}:{rep}: {len(case_list)} cases")
         time_phase(bench, case_list, rep, t_start + share * args.budget_s, data["records"], log)
         _write(raw_path, data)

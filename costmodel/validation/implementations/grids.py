@@ -6,7 +6,8 @@ hidden size of 2048 (B = 16384 / N, H = 2048 / d), N in {512, 2048, 8192}, d in 
 causal and not; one GQA shape (H 32 / H_kv 8); d = 256 at N = 2048 (H 8, B 8), causal and not;
 decode against caches of 2k and 8k at batch 1 and 16, MHA and GQA 4, and one decode each at
 d = 256 and d = 64 (the d = 256 and d = 64 shapes added 2026-12-02: the first grid had no
-d = 256, so kernels that exist only there, CUTLASS's gmem-output forward, were never fitted). Held-out: other N (non-powers of two among them), GQA 1/4/8, d 64/128/256,
+d = 256, so kernels that exist only there, CUTLASS's gmem-output forward, were never fitted); and a
+block-count sweep (``block_sweep_shapes``). Held-out: other N (non-powers of two among them), GQA 1/4/8, d 64/128/256,
 N up to 32k, decode at batch 1 to 64 against caches of 1k to 32k. Standard (materialising)
 implementations run only where their score matrix S (fp32) stays under ``MAX_SCORE_BYTES``.
 """
@@ -78,6 +79,17 @@ def calibration_shapes() -> list[Shape]:
     out += [_prefill(2048, 256, c) for c in (False, True)]
     out += [_decode(b, 32, hkv, l_, 128) for b in (1, 16) for hkv in (32, 8) for l_ in (2048, 8192)]
     out += [_decode(8, 16, 16, 4096, 256), _decode(16, 32, 8, 2048, 64)]
+    return out + block_sweep_shapes()
+
+
+def block_sweep_shapes() -> list[Shape]:
+    """Prefill shapes whose grids have other block counts than the 16k-token layout's (added 2026-12-02,
+    reps 2 and 3): there every shape of one head_dim has the same blocks per SM, so a block's own latency
+    (rounds x block_fixed_s) and the host time were one constant; here FA2's forward runs 2 rounds
+    (B1 H16 N4096) to 31 (B4 H32 N8192 d64), at N up to 16k."""
+    out = [_prefill(4096, d, c, heads=16, batch=1) for d in (64, 128) for c in (False, True)]
+    out += [_prefill(8192, 64, False, heads=32, batch=4), _prefill(16384, 128, True, heads=16, batch=2)]
+    out += [_prefill(8192, 256, c, heads=8, batch=2) for c in (False, True)]
     return out
 
 

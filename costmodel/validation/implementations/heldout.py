@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 
-from costmodel.validation.implementations.ncu_view import kernel_view
+from costmodel.validation.implementations.ncu_view import DirtyL2, kernel_view
 from costmodel.validation.implementations.records import Measured, Profiled, config_of
 from simulators import simulate_attention
 
@@ -31,11 +31,11 @@ def time_rows(spec, measured: list[Measured]) -> list[dict]:
     return rows
 
 
-def dram_rows(spec, profiled: list[Profiled], dirty_bytes: float | None = None) -> list[dict]:
+def dram_rows(spec, profiled: list[Profiled], dirty: DirtyL2 | None = None) -> list[dict]:
     rows = []
     for p in profiled:
         r = predict(spec, p.case)
-        nbytes, gpu_s = kernel_view(p.case.impl, r, dirty_bytes)  # as Nsight Compute counts (ncu_view.py)
+        nbytes, gpu_s = kernel_view(p.case.impl, r, dirty)  # as Nsight Compute counts (ncu_view.py)
         rows.append({"key": p.case.key(), "impl": p.case.impl, "pass": p.case.pass_, "label": p.case.shape.label(),
                      "measured_bytes": p.dram_bytes, "predicted_bytes": nbytes,
                      "measured_gpu_s": p.gpu_time_s, "predicted_gpu_s": gpu_s,

@@ -15,7 +15,10 @@ RAW = Path(__file__).parent / "data" / "impls-raw.json"
 # reps 2, 3, with the d = 256 shapes). Rep numbers are unique across runs.
 # 2026-12-02 12:44 UTC (impls-raw-4.json): every decode of both grids three more times, reps 4-6, interleaved,
 # and the held-out prefill twice more, reps 4, 5 (the isolated decodes' host time moved up to 2x between reps 2, 3)
-RAWS = (RAW, RAW.parent / "impls-raw-2.json", RAW.parent / "impls-raw-4.json")
+# 2026-12-02 15:44 UTC (impls-raw-5.json): the calibration grid's block-count sweep (grids.block_sweep_shapes),
+# new shapes, as reps 2, 3 so that the two-calibration spread includes them; every decode of both grids twice
+# more, reps 7, 8. "Rep numbers are unique across runs" holds per case.
+RAWS = (RAW, RAW.parent / "impls-raw-2.json", RAW.parent / "impls-raw-4.json", RAW.parent / "impls-raw-5.json")
 # Nsight Compute of the calibration grid's fused fwd+bwd calls (2026-12-02 05:59 UTC, impls11c: gpu_run
 # --phases none --ncu-set calibration-bwd): the backward's DRAM bytes are fitted on these; no timed records
 BWD_NCU = RAW.parent / "impls-raw-3.json"
