@@ -137,6 +137,12 @@ def littles_law_time_s(global_bytes: float, hbm_bytes: float, blocks: int, sm_co
     return block_rounds(blocks, sm_count, blocks_per_sm) * (global_bytes / blocks) * latency_s / inflight_bytes_per_block
 
 
+def block_share(threads_per_block: int, warps_to_saturate: float | None) -> float:
+    """Term 3's c: the share of its SM's tensor rate one block can draw, its warps over the warps the
+    instruction family needs in flight (1 where the family has no such limit)."""
+    return 1.0 if warps_to_saturate is None else (threads_per_block / 32) / warps_to_saturate
+
+
 def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool, params: TimingParams | None = None
                 ) -> KernelResult:
     p = params or TimingParams()
@@ -150,7 +156,7 @@ def time_kernel(spec, k: KernelCount, dtype: str, tensor_cores: bool, params: Ti
                 l2_bytes=l2_bytes if spec.l2_bandwidth_Bps is not None else 0.0, smem_bytes=k.smem_bytes)
     rt = roofline_time(spec, work)  # every resource at the whole GPU's rate
     slots = spec.sm_count * k.blocks_per_sm
-    share = 1.0 if p.warps_to_saturate is None else (k.threads_per_block / 32) / p.warps_to_saturate
+    share = block_share(k.threads_per_block, p.warps_to_saturate)
     factor = wave_factor(k.blocks, spec.sm_count, k.blocks_per_sm, share) * k.imbalance
     times_s = {r: float(t) * (1.0 if r in SHARED_RESOURCES else factor) for r, t in rt.times_s.items()}
     if not p.smem_operands:

@@ -18,6 +18,7 @@ from simulators.implementations import FusedPass, Implementation
 from simulators.implementations.params import WARPS_TO_SATURATE
 from simulators.l2 import blocks_per_sm
 from simulators.results import KernelCount
+from simulators.timing import block_share
 
 MAX_SPLITS = 128  # FA2's cap on split-KV blocks per (batch, head, m-block) ([FA2T] flash_api.cpp)
 
@@ -251,9 +252,7 @@ def _causal_imbalance(spec, impl: Implementation, k: KernelCount, cfg: Attention
     their warps can issue on instruction ``family``; a persistent kernel hands out its tiles itself and is
     taken as balanced."""
     if cfg.causal and not impl.persistent:
-        warps = k.threads_per_block / 32
-        saturate = WARPS_TO_SATURATE.get(family)
-        share = min(1.0, warps / saturate) if saturate else 1.0
+        share = block_share(k.threads_per_block, WARPS_TO_SATURATE.get(family))
         k.imbalance = tile_imbalance(causal_block_tiles(cfg.seq_len, cfg.kv_len, tile[0], tile[1], pass_),
                                      cfg.batch_heads, spec.sm_count, k.blocks_per_sm, share)
 
