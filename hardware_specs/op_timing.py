@@ -68,6 +68,12 @@ class GemmModel(BaseModel):
     batched_write_Bps: float | None = Field(default=None, gt=0)
     batched_tile_s: float | None = Field(default=None, ge=0)
     batched_measured: Fit | None = None
+    # A strided-batched GEMM whose rows of C are not a whole number of 32-byte sectors (the unit of a DRAM
+    # transaction and of an L2 sector, CUDA C++ Best Practices Guide, "Coalesced Access to Global Memory"):
+    # the first and last sector of every row are written partly, and C drains at this bandwidth (B/s)
+    # instead. Fitted on costmodel/validation/attn_ops_grids's bmm_pitch_grid (step_fit_batched); None: off.
+    batched_unaligned_write_Bps: float | None = Field(default=None, gt=0)
+    batched_unaligned_measured: Fit | None = None
     tiles: tuple[tuple[int, int], ...] = DEFAULT_TILES
     split_k: tuple[int, ...] = DEFAULT_SPLIT_K
     # SDPA (fused attention) kernels: fraction of the tensor peak sustained, forward and backward

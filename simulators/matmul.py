@@ -17,7 +17,9 @@ candidate (tm, tn, s):
     time       = max(compute_s, memory_s) + overhead_s  (+ overhead_s for split-K's reduce kernel)
 
 A strided-batched GEMM (batch > 1) with the fitted batched terms (``GemmModel.batched_write_Bps``,
-``batched_tile_s``) writes C at the epilogue's own write bandwidth and pays a fixed latency per tile:
+``batched_tile_s``) writes C at the epilogue's own write bandwidth (``batched_unaligned_write_Bps`` where
+a row of C is not a whole number of 32-byte sectors: N = 3000 bf16 scores, 6000 B rows) and pays a fixed
+latency per tile:
 
     memory_s   = e_in·(M·K + K·N)·batch / (bandwidth_fraction · bandwidth)
                  + e_out·M·N·batch·(split factor) / batched_write_Bps
@@ -36,6 +38,8 @@ import numpy as np
 
 from hardware_specs.op_timing import GemmModel, gemm_model, memory_ops_model
 from hardware_specs.roofline import matmul_unit
+
+SECTOR_BYTES = 32  # a DRAM transaction / L2 sector (CUDA C++ Best Practices Guide, coalesced access)
 
 # Weight-only quantized GEMMs (int8 / int4 weights, 16-bit activations) dequantize on load and
 # multiply in 16-bit: their compute runs on the activation dtype's tensor unit.
@@ -84,6 +88,9 @@ def gemm_time(spec, m, n, k, dtype: str = "bf16", *, batch=1, in_bytes=None, wei
     bw = bwf * mem.bandwidth_Bps
     batched = batch > 1
     write_bw = np.where(batched, model.batched_write_Bps, bw) if model.batched_write_Bps else bw
+    if model.batched_unaligned_write_Bps:  # rows of C not a whole number of sectors (GemmModel)
+        write_bw = np.where(batched & (np.mod(n * e_out, SECTOR_BYTES) != 0), model.batched_unaligned_write_Bps,
+                            write_bw)
     tile_s = np.where(batched, model.batched_tile_s, 0.0) if model.batched_tile_s else 0.0
     best = best_c = best_m = best_b = best_s = None
     for s in model.split_k:

@@ -65,6 +65,18 @@ def test_batched_gemm_writes_c_at_the_epilogue_bandwidth():
     assert gemm_time(spec, n, n, d) == pytest.approx(gemm_time(_spec(), n, n, d))  # batch 1: off
 
 
+def test_rows_of_c_off_the_sector_grid_drain_at_their_own_bandwidth():
+    """N = 3000 bf16 scores: rows of 6000 B, 16 B past a 32-byte sector; N = 3008: 6016 B, whole sectors.
+    Only the misaligned rows' writes go at batched_unaligned_write_Bps; the reads and batch = 1 are unchanged."""
+    spec = _spec(batched_write_Bps=2e12, batched_unaligned_write_Bps=1e12)
+    b, d = 8, 64
+    for n, write_bw in ((3000, 1e12), (3008, 2e12)):
+        t, c, mem, hbm, s = gemm_time(spec, n, n, d, batch=b, detail=True)
+        reads, writes = 2 * (n * d + d * n) * b, 2 * n * n * b
+        assert mem == pytest.approx(reads / 4e12 + writes / write_bw)
+    assert gemm_time(spec, 3000, 3000, d) == pytest.approx(gemm_time(_spec(), 3000, 3000, d))  # batch 1: off
+
+
 def test_batched_gemm_pays_a_fixed_latency_per_tile_and_wave():
     """132 tiles of 128 x 128 fill one wave: one tile's latency on top of the wave's compute; 133 tiles two."""
     spec = _spec(batched_tile_s=1e-6)

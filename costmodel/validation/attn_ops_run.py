@@ -2,7 +2,7 @@
 every section.
 
     python3 -m costmodel.validation.attn_ops_run --out DIR [--budget-s 170] [--smoke]
-        [--sections repeat,bmm,softmax,masked_fill,softmax_rows] [--file attn_ops_h200.json] [--probe]
+        [--sections repeat,bmm,softmax,masked_fill,softmax_rows,bmm_pitch] [--file attn_ops_h200.json] [--probe]
 
 Writes DIR/FILE (default attn_ops_h200.json): {"meta", "families" (repeat and masked_fill rows,
 step_fit.fit_families's format), "bmm", "softmax", "skipped"}. ``--probe``: no timing, each softmax row
@@ -37,8 +37,8 @@ def run_repeat(r: Run):
     r.save()
 
 
-def run_bmm(r: Run):
-    for row in grids.bmm_grid():
+def run_bmm(r: Run, grid=None):
+    for row in grid or grids.bmm_grid():
         if r.left() < r.budget_s * 0.3:
             r.data["skipped"].append(f"bmm from {row}"); break
         bh, m, n, k = row["batch"], row["m"], row["n"], row["k"]
@@ -52,6 +52,10 @@ def run_bmm(r: Run):
         r.data["bmm"].append({**row, "dtype": "bf16", "time_s": t})
         a = b = None
     r.save()
+
+
+def run_bmm_pitch(r: Run):
+    run_bmm(r, grids.bmm_pitch_grid())
 
 
 def _softmax_rows(r: Run, grid, label: str):
@@ -104,7 +108,7 @@ def probe(dev: str) -> None:
 
 
 SECTIONS = {"repeat": run_repeat, "bmm": run_bmm, "softmax": run_softmax, "masked_fill": run_masked_fill,
-            "softmax_rows": run_softmax_rows}
+            "softmax_rows": run_softmax_rows, "bmm_pitch": run_bmm_pitch}
 
 
 def main(argv=None) -> int:

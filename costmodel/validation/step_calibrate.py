@@ -32,6 +32,8 @@ SPEC_FILE = Path(__file__).resolve().parents[2] / "hardware_specs" / "calibrated
 ATTN_OPS = Path(__file__).resolve().parent / "results" / "h200" / "attn_ops" / "attn_ops_h200.json"
 # the second op run (2026-12-02 05:59 UTC, impls11c): masked_fill_ by dtype, more softmax row lengths
 ATTN_OPS_2 = ATTN_OPS.with_name("attn_ops_h200_2.json")
+# the score GEMMs whose rows are not whole 32-byte sectors (2026-12-02 16:48 UTC, attn_ops_run --sections bmm_pitch)
+ATTN_OPS_3 = ATTN_OPS.with_name("attn_ops_h200_3.json")
 
 
 def load_attn_ops(path: Path = ATTN_OPS, *more: Path) -> dict:
@@ -39,7 +41,7 @@ def load_attn_ops(path: Path = ATTN_OPS, *more: Path) -> dict:
     run's under ``runs``; by default both committed runs."""
     import json
 
-    paths = [path, *more] if more or path != ATTN_OPS else [ATTN_OPS, ATTN_OPS_2]
+    paths = [path, *more] if more or path != ATTN_OPS else [ATTN_OPS, ATTN_OPS_2, ATTN_OPS_3]
     files = [json.loads(p.read_text()) for p in paths if p.is_file()]
     out = {**files[0], "meta": {**files[0]["meta"], "runs": [f["meta"] for f in files]}}
     for key in ("families", "bmm", "softmax"):
