@@ -29,7 +29,8 @@ SPEC = "h200-sxm-141gb-measured"
 SPEC_FILE = Path(__import__("hardware_specs").__file__).parent / "calibrated" / f"{SPEC}.yaml"
 METHOD = ("least squares on log(predicted / measured) of torch SDPA (flash, cuDNN, efficient, math) and "
           "eager attention calls, bf16, on the calibration grid of costmodel/validation/implementations/grids.py: "
-          "CUDA-event times of isolated calls and Nsight Compute kernel durations of the decodes ({n} points); "
+          "CUDA-event times of isolated calls (each call once, at the median of its repeats) and Nsight Compute "
+          "kernel durations of the decodes ({n} points); "
           "coordinate descent, golden section in log space")
 
 
