@@ -12,13 +12,13 @@ import datetime as dt
 
 import numpy as np
 
+from costmodel.validation.attn_ops_grids import BMM_N
 from costmodel.validation.step_fit import grid_search
 from hardware_specs.op_timing import Fit, GemmModel
+from simulators.matmul import SECTOR_BYTES, gemm_time
 
 
 def batched_pred(spec, rows, model: GemmModel) -> np.ndarray:
-    from simulators.matmul import gemm_time
-
     m, n, k, b = (np.array([r[x] for r in rows], dtype=float) for x in ("m", "n", "k", "batch"))
     return np.asarray(gemm_time(spec, m, n, k, "bf16", batch=b, model=model))
 
@@ -32,17 +32,18 @@ def batched_errors(spec, rows, model: GemmModel) -> tuple[float, float]:
 def _sector_rows(r) -> bool:
     """A score GEMM whose rows of C are not a whole number of 32-byte sectors (the pitch grid's N = 1000,
     7000; the held-out N = 3000)."""
-    from simulators.matmul import SECTOR_BYTES
-
     return r["op"] == "qk" and (r["n"] * 2) % SECTOR_BYTES != 0
+
+
+def _on_lattice(r) -> bool:
+    """A row of bmm_grid's fit lattice (N a power of two), not of bmm_pitch_grid."""
+    return r["m"] in BMM_N
 
 
 def fit_batched(spec, rows, model: GemmModel, date: dt.date | None = None, gpu: str = "NVIDIA H200") -> GemmModel:
     """The aligned terms on the bmm lattice (N a power of two), then the sector-misaligned write bandwidth on
     the pitch grid's misaligned rows (``fit_unaligned_rows``)."""
-    from costmodel.validation.attn_ops_grids import BMM_N
-
-    lattice = [r for r in rows if r["m"] in BMM_N or r["split"] == "heldout"]
+    lattice = [r for r in rows if _on_lattice(r) or r["split"] == "heldout"]
     model = _fit_aligned(spec, lattice, model, date, gpu)
     return fit_unaligned_rows(spec, rows, model, date, gpu)
 
@@ -51,11 +52,10 @@ def fit_unaligned_rows(spec, rows, model: GemmModel, date: dt.date | None = None
                        ) -> GemmModel:
     """``batched_unaligned_write_Bps``: 1-D grid search (0.5-4 TB/s, 10 GB/s steps) of the least mean squared
     log error over the misaligned fit rows; held out: the lattice's N = 3000 rows (B*H 40)."""
-    from costmodel.validation.attn_ops_grids import BMM_N
-
-    fit = [r for r in rows if r["split"] == "fit" and r["m"] not in BMM_N and _sector_rows(r)]
+    pitch = [r for r in rows if r["split"] == "fit" and not _on_lattice(r)]
+    fit = [r for r in pitch if _sector_rows(r)]
     held = [r for r in rows if r["split"] == "heldout" and _sector_rows(r)]
-    aligned = [r for r in rows if r["split"] == "fit" and r["m"] not in BMM_N and not _sector_rows(r)]
+    aligned = [r for r in pitch if not _sector_rows(r)]
     if not fit:
         return model
 
