@@ -37,6 +37,12 @@ def _standard_kernels(spec, cfg, sch, impl, pass_) -> tuple[list[KernelCount], d
     inter = sch.intermediate_dtype or ("fp32" if impl == "standard-3kernel" else cfg.dtype)
     g = standard.preset_graph(impl, cfg, int(dtype_bytes(inter)), sch.dropout_mask_bytes, sch.gemm_tile,
                               sch.elementwise_block)
+    return graph_kernels(spec, g, sch, pass_), {"intermediate_dtype": inter, "fused": {
+        n: list(g.nodes[n]["members"]) for n in standard.kernels_in_pass(g, pass_)}}
+
+
+def graph_kernels(spec, g, sch, pass_) -> list[KernelCount]:
+    """The kernels of a standard-attention kernel graph (standard.attention_graph, fused or not) in ``pass_``."""
     out = []
     for node in standard.kernels_in_pass(g, pass_):
         attrs = g.nodes[node]
@@ -52,8 +58,7 @@ def _standard_kernels(spec, cfg, sch, impl, pass_) -> tuple[list[KernelCount], d
             matmul_flops=attrs["matmul_flops"], other_flops=attrs["other_flops"], exp_ops=attrs["exp_ops"],
             global_read_bytes=read, global_write_bytes=write, hbm_read_bytes=read, hbm_write_bytes=write,
             smem_bytes=0.0, smem_per_block_bytes=footprint, threads_per_block=threads, blocks_per_sm=bpsm))
-    return out, {"intermediate_dtype": inter, "fused": {n: list(g.nodes[n]["members"])
-                                                        for n in standard.kernels_in_pass(g, pass_)}}
+    return out
 
 
 MAX_FLOPS = 2**60  # dense attention FLOPs of the largest problem simulated (int64 counts stay exact below it)
