@@ -54,6 +54,9 @@ PARAMETERS = {
                            "round of blocks on the busiest SM"),
     "bwd_block_fixed_s": ("s", "the same for the backward kernel's block (loading its K and V tiles, writing dK and "
                                "dV), per round of blocks on the busiest SM"),
+    "decode_block_fixed_s": ("s", "the same for a decode kernel of its own (FA2's split-KV kernel, cuDNN's sm80 decode "
+                                  "kernel): its block's K/V come from DRAM, not from an L2 shared with the head's "
+                                  "other query blocks, and it writes fp32 partials for the combine; per round"),
     "host_fwd_s": ("s", "host time of one forward call not hidden behind the GPU: dispatch, checks, launches"),
     "host_fwd_bwd_s": ("s", "host time of one forward + backward call (autograd included)"),
 }
@@ -61,7 +64,7 @@ GPU_PARAMETERS = ("dram_latency_s", "l2_latency_s", "kernel_fixed_s", "elementwi
                   "broadcast_efficiency", "rowwise_efficiency", "rowblock_efficiency", "gemv_row_s")
 IMPL_PARAMETERS = ("fwd_efficiency", "fwd_efficiency_d64", "fwd_efficiency_d128", "fwd_efficiency_d256",
                    "bwd_efficiency", "bwd_efficiency_d64", "bwd_efficiency_d128", "bwd_efficiency_d256", "overlap",
-                   "block_fixed_s", "bwd_block_fixed_s", "host_fwd_s", "host_fwd_bwd_s")
+                   "block_fixed_s", "bwd_block_fixed_s", "decode_block_fixed_s", "host_fwd_s", "host_fwd_bwd_s")
 
 
 class Provenance(BaseModel):

@@ -48,7 +48,8 @@ Terms (b = blocks, P = spec.sm_count, k = blocks per SM; each has a unit and a m
    ceil(ceil(b / P) / k) rounds: what a block spends outside its main loop that co-resident blocks do
    not hide (a FlashAttention block loads its Q tile and first K/V tiles before any MMA, and writes O
    and the row statistics after the last). It makes a grid of many short blocks (short sequences)
-   slower per FLOP than one of few long ones at the same block count.
+   slower per FLOP than one of few long ones at the same block count. The caller picks the value per
+   kernel: a forward's, a backward's, a decode kernel's (simulators/implementations/params.py).
 
     time = max_r t_r + rounds x block_fixed_s + fixed_s + launch_s
 

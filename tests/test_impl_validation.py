@@ -108,6 +108,29 @@ def test_forward_and_backward_blocks_have_their_own_latency():
     assert kernel_params(basis, "torch-flash", "bwd", "mma.sync", v).block_fixed_s == 3e-6
 
 
+def test_a_decode_kernel_of_its_own_has_its_own_block_latency():
+    """FA2's split-KV kernel and cuDNN's sm80 decode kernel are other kernels than their forwards: role decode,
+    timed with decode_block_fixed_s (the forward's where a basis lacks it). The memory-efficient backend's
+    decode runs its forward kernel (fmha_cutlassF): role fwd."""
+    from simulators.config import AttentionConfig, make_config
+    from simulators.implementations import run
+    from simulators.implementations.params import Basis, kernel_params
+
+    spec = load_gpu("h200-sxm-141gb-measured")
+    dec = make_config(AttentionConfig, batch=1, heads=32, kv_heads=32, seq_len=1, kv_len=8192, head_dim=128,
+                      dtype="bf16")
+    pre = make_config(AttentionConfig, batch=1, heads=32, kv_heads=8, seq_len=2048, head_dim=128, dtype="bf16")
+    roles = {i: [r for _, r in run.count(spec, i, dec, "fwd")] for i in ("torch-flash", "torch-cudnn", "torch-efficient")}
+    assert roles["torch-flash"][0] == roles["torch-cudnn"][0] == "decode" and roles["torch-efficient"] == ["fwd"]
+    assert [r for _, r in run.count(spec, "torch-flash", pre, "fwd")] == ["fwd"]
+    basis = timing_basis(spec)
+    v = {"block_fixed_s": 1e-6, "decode_block_fixed_s": 4e-6}
+    assert kernel_params(basis, "torch-flash", "decode", "mma.sync", v, variant="d128").block_fixed_s == 4e-6
+    bare = Basis("test", {k: x for k, x in basis.values.items() if k[1] != "decode_block_fixed_s"})
+    assert kernel_params(bare, "torch-flash", "decode", "mma.sync", {"block_fixed_s": 1e-6},
+                         variant="d128").block_fixed_s == 1e-6
+
+
 def test_the_two_calibrations_are_disjoint_sets_of_repeats():
     from costmodel.validation.implementations import calibrate
 

@@ -205,7 +205,7 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             counts, _ = flash_kernels(spec, run, sch, "flash-decoding", "fwd", "closed")
             family = dec.instruction or impl.instruction
             pad = math.ceil(run.seq_len / br_s) * br_s / run.seq_len
-            out.append((_tag(counts[0], dec.kernel, family, 2 * bc_s * d * e * dec.stages, pad), "fwd"))
+            out.append((_tag(counts[0], dec.kernel, family, 2 * bc_s * d * e * dec.stages, pad), "decode"))
             for k in counts[1:]:
                 out.append((_tag(k, dec.combine or k.name, "simt", 0.0), "helper"))
         else:
@@ -223,7 +223,8 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             family = fp.instruction or impl.instruction
             if not packed:  # a packed group's rows are one query position: its blocks are equal
                 _causal_imbalance(spec, impl, k, run, tile, "fwd", family)
-            out.append((_tag(k, fp.kernel, family, 2 * tile[1] * d * e * fp.stages, pad), "fwd"))
+            own = fp is impl.decode and fp.kernel != impl.fwd.kernel  # a decode kernel of its own (cuDNN's sm80)
+            out.append((_tag(k, fp.kernel, family, 2 * tile[1] * d * e * fp.stages, pad), "decode" if own else "fwd"))
     if pass_ in ("bwd", "fwd+bwd"):
         bp = impl.bwd
         tile = bp.tile(d)
@@ -331,7 +332,8 @@ def _graph(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
 
 
 def kernels(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list[tuple[KernelCount, str]]:
-    """(kernel, role) pairs of one call; role: fwd | bwd | helper | copy, or for graph steps KIND_PASS with KIND
+    """(kernel, role) pairs of one call; role: fwd | decode (a decode kernel other than the forward's) | bwd |
+    helper | copy, or for graph steps KIND_PASS with KIND
     gemm | gemv | elementwise | broadcast | rowwise | rowblock and PASS fwd | bwd."""
     if cfg.group > 1 and not impl.gqa:
         raise ValueError(f"kv_heads: {impl.name} has no grouped-query attention (torch: 'No available kernel' "

@@ -110,12 +110,15 @@ def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: di
     common = dict(dram_latency_s=get("dram_latency_s"), l2_latency_s=get("l2_latency_s"),
                   kernel_fixed_s=get("kernel_fixed_s"), launch_s=0.0)
     ratio = basis.fp32_ratio if family == "simt" else basis.tensor_ratio
-    if role in ("fwd", "bwd"):
-        eff = get("fwd_efficiency" if role == "fwd" else "bwd_efficiency")
+    if role in ("fwd", "bwd", "decode"):
+        eff = get("bwd_efficiency" if role == "bwd" else "fwd_efficiency")
+        # a decode kernel of its own has its own block latency where the basis has it, else the forward's
+        fixed = {"fwd": "block_fixed_s", "bwd": "bwd_block_fixed_s", "decode": "decode_block_fixed_s"}[role]
+        if role == "decode" and fixed not in v and (impl, fixed) not in basis.values:
+            fixed = "block_fixed_s"
         return TimingParams(tensor_efficiency=eff * ratio, warps_to_saturate=WARPS_TO_SATURATE.get(family),
                             serial_compute=True, overlap=get("overlap"), memory_efficiency=basis.memory_ratio,
-                            smem_operands=family != "wgmma",
-                            block_fixed_s=optional("block_fixed_s" if role == "fwd" else "bwd_block_fixed_s"), **common)
+                            smem_operands=family != "wgmma", block_fixed_s=optional(fixed), **common)
     if role.startswith("gemv_"):  # bandwidth-bound on its bytes; gemv.py adds its per-row bound
         return TimingParams(memory_efficiency=basis.memory_ratio, **common)
     if role.startswith("gemm_"):

@@ -42,7 +42,8 @@ def time(spec, impl: str, counts, cfg, pass_: str, basis: Basis | None = None, o
             out.append(time_kernel(spec, k, cfg.dtype, False))  # counts only: ops.price re-times it
             continue
         p = kernel_params(basis, impl, role, k.instruction, overrides,
-                         variant(entry, cfg, role) if role in ("fwd", "bwd") else None)
+                         variant(entry, cfg, "fwd" if role == "decode" else role)
+                         if role in ("fwd", "bwd", "decode") else None)
         r = time_kernel(spec, k, cfg.dtype, k.instruction != "simt", p)
         if entry.kind == "graph" and role.startswith(("elementwise", "broadcast")):
             r = ops.family_result(spec, entry, cfg, r, role.endswith("_bwd"))

@@ -23,12 +23,14 @@ BOUNDS = {"dram_latency_s": (2e-7, 5e-6), "l2_latency_s": (5e-8, 2e-6), "kernel_
           "rowblock_efficiency": (0.05, 1.0), "gemv_row_s": (2e-11, 2e-9), "overlap": (0.01, 1.0), "fwd_efficiency": (0.05, 1.0), "fwd_efficiency_d64": (0.05, 1.0),
           "fwd_efficiency_d128": (0.05, 1.0), "fwd_efficiency_d256": (0.05, 1.0), "bwd_efficiency": (0.05, 1.0),
           "bwd_efficiency_d64": (0.05, 1.0), "bwd_efficiency_d128": (0.05, 1.0), "bwd_efficiency_d256": (0.05, 1.0),
-          "block_fixed_s": (1e-8, 2e-5), "bwd_block_fixed_s": (1e-8, 2e-5), "host_fwd_s": (1e-6, 3e-4), "host_fwd_bwd_s": (1e-6, 1e-3)}
+          "block_fixed_s": (1e-8, 2e-5), "bwd_block_fixed_s": (1e-8, 2e-5), "host_fwd_s": (1e-6, 3e-4), "host_fwd_bwd_s": (1e-6, 1e-3),
+          "decode_block_fixed_s": (1e-8, 2e-5)}
 START = {"dram_latency_s": 8e-7, "l2_latency_s": 3e-7, "kernel_fixed_s": 3e-6, "elementwise_efficiency": 0.8,
          "broadcast_efficiency": 0.5, "rowwise_efficiency": 0.5, "rowblock_efficiency": 0.25, "gemv_row_s": 2e-10, "overlap": 0.1,
          "fwd_efficiency": 0.5, "fwd_efficiency_d64": 0.5, "fwd_efficiency_d128": 0.5, "fwd_efficiency_d256": 0.5,
          "bwd_efficiency": 0.4, "bwd_efficiency_d64": 0.4, "bwd_efficiency_d128": 0.4, "bwd_efficiency_d256": 0.4,
-         "block_fixed_s": 5e-7, "bwd_block_fixed_s": 5e-7, "host_fwd_s": 2e-5, "host_fwd_bwd_s": 8e-5}
+         "block_fixed_s": 5e-7, "bwd_block_fixed_s": 5e-7, "host_fwd_s": 2e-5, "host_fwd_bwd_s": 8e-5,
+         "decode_block_fixed_s": 5e-7}
 GOLDEN = (math.sqrt(5) - 1) / 2
 
 
@@ -122,7 +124,11 @@ def _uses(name: str, p: Point) -> bool:
     if IMPLEMENTATIONS[p.impl].priced_by == "op_models" and not name.startswith("host"):
         return False  # its kernels are priced by the op models' own calibration (ops.py)
     entry = IMPLEMENTATIONS[p.impl]
-    if name in ("overlap", "block_fixed_s"):
+    if name == "decode_block_fixed_s":
+        return any(role == "decode" for _, role in p.counts)
+    if name == "block_fixed_s":  # the forward kernel's; a decode kernel of its own has decode_block_fixed_s
+        return entry.kind == "fused" and any(role == "fwd" for _, role in p.counts)
+    if name == "overlap":
         return entry.kind == "fused"
     if name == "bwd_block_fixed_s":
         return entry.kind == "fused" and p.pass_ != "fwd"
