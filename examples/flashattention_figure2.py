@@ -25,11 +25,12 @@ from plotly.subplots import make_subplots
 
 from costmodel.plots import save_figure
 from costmodel.validation.implementations import figure2_ratio
+from hardware_specs import load_gpu
 from simulators import simulate_attention
 
 GPU = "a100-sxm4-40gb"
 GPT2_MEDIUM = dict(batch=64, heads=16, seq_len=1024, head_dim=64, dtype="fp16", causal=True, dropout=0.1)
-PAPER = {"standard": (66.6, 40.3, 41.7), "flash": (75.2, 4.4, 7.3)}  # GFLOPs, HBM GB, ms (seed 002)
+PAPER = {"standard": (66.6, 40.3, 41.7), "flash": (75.2, 4.4, 7.3)}  # GFLOPs, HBM GB, ms (seed 003)
 BLOCKS = (64, 128, 256, 512)
 
 
@@ -50,7 +51,7 @@ def run_figure2() -> dict:
 
 def paper_list_gb() -> float:
     """HBM bytes of the paper's standard kernel list (the scale inside the first matmul), in GB."""
-    return figure2_ratio.ratios(GPU)["standard_hbm_bytes"]["paper_list"] / 1e9
+    return figure2_ratio.paper_standard_hbm_bytes(load_gpu(GPU)) / 1e9
 
 
 def run_sweep() -> list[dict]:

@@ -76,7 +76,7 @@ def test_h100_reads_kv_about_once_from_dram_with_128_tiles():
 
 
 def test_flashattention_gpt2_medium_fa_paper_figure2():
-    """FlashAttention paper Figure 2 (seed 002): FA fwd + bwd on GPT-2 medium, 4.4 GB of HBM accesses
+    """FlashAttention paper Figure 2 (seed 003): FA fwd + bwd on GPT-2 medium, 4.4 GB of HBM accesses
     (global memory requests). Algorithm 1 and 4 verbatim, causal tiles skipped: 4.5 GB."""
     r = simulate_attention(A100, "flash1", batch=64, heads=16, seq_len=1024, head_dim=64, dtype="fp16",
                            causal=True, dropout=0.1, pass_="fwd+bwd", fa1_io="paper")

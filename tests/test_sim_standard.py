@@ -64,7 +64,7 @@ def test_gqa_reduces_standard_kv_bytes_by_the_group_factor():
 
 
 def test_standard_attention_gpt2_medium_fa_paper_figure2():
-    """FlashAttention paper Figure 2 (seed 002): standard attention, GPT-2 medium fwd + bwd,
+    """FlashAttention paper Figure 2 (seed 003): standard attention, GPT-2 medium fwd + bwd,
     40.3 GB of HBM reads and writes. Our unfused graph (1-byte dropout mask) moves 44.6 GB."""
     r = simulate_attention(A100, "standard", batch=64, heads=16, seq_len=1024, head_dim=64, dtype="fp16",
                            causal=True, dropout=0.1, pass_="fwd+bwd")
@@ -72,7 +72,7 @@ def test_standard_attention_gpt2_medium_fa_paper_figure2():
 
 
 def test_paper_kernel_list_moves_the_papers_bytes():
-    """Fig. 2 (seed 002): 40.3 GB for standard attention. The kernel list of the paper's Fig. 1 bars (no scale
+    """Fig. 2 (seed 003): 40.3 GB for standard attention. The kernel list of the paper's Fig. 1 bars (no scale
     pass over S) must count that within 1 %; a separate scale pass reads and writes S once more."""
     from costmodel.validation.implementations import figure2_ratio
 

@@ -51,9 +51,10 @@ def bmm_grid() -> list[dict]:
 
 
 def bmm_pitch_grid() -> list[dict]:
-    """Score GEMMs S = Q K^T whose rows of S are not a whole number of 128-byte lines (N x 2 B: N = 1000,
-    2000, 4000, 7000 give 80, 32, 64 and 48 B past the last line; added 2026-12-02): the held-out N = 3000
-    scores (6000 B rows) ran 36-42 % slower than the aligned lattice predicts. Fit points only: bmm_grid's
+    """Score GEMMs S = Q K^T off the power-of-two lattice (rows of N x 2 B; added 2026-12-02): N = 1000 and
+    7000 give rows 16 B past a 32-byte sector (as the held-out N = 3000, 6000 B rows, which ran 36-42 %
+    slower than the aligned lattice predicts), N = 2000 and 4000 rows of whole sectors (simulators/matmul.py
+    SECTOR_BYTES), the grid's aligned check. Fit points only: bmm_grid's
     N = 3000 rows (B*H 40) and the implementations' held-out eager calls check them."""
     out = []
     for bh, n, d in product(BMM_BH, (1000, 2000, 4000, 7000), (64, 128)):

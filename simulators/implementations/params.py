@@ -94,11 +94,12 @@ def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: di
     (a basis without that parameter, e.g. the per-architecture defaults, uses the implementation's one)."""
     v = dict(overrides or {})
 
+    def has(name):
+        return name in v or (impl, name) in basis.values
+
     def get(name):
-        if name in ("fwd_efficiency", "bwd_efficiency") and variant is not None:
-            own = f"{name}_{variant}"
-            if own in v or (impl, own) in basis.values:
-                name = own
+        if name in ("fwd_efficiency", "bwd_efficiency") and variant is not None and has(f"{name}_{variant}"):
+            name = f"{name}_{variant}"
         return v[name] if name in v else _get(basis, impl, name)
 
     def optional(name):  # a term a basis may lack (an older fit, the per-architecture defaults): 0, no term
@@ -114,7 +115,7 @@ def kernel_params(basis: Basis, impl: str, role: str, family: str, overrides: di
         eff = get("bwd_efficiency" if role == "bwd" else "fwd_efficiency")
         # a decode kernel of its own has its own block latency where the basis has it, else the forward's
         fixed = {"fwd": "block_fixed_s", "bwd": "bwd_block_fixed_s", "decode": "decode_block_fixed_s"}[role]
-        if role == "decode" and fixed not in v and (impl, fixed) not in basis.values:
+        if role == "decode" and not has(fixed):
             fixed = "block_fixed_s"
         return TimingParams(tensor_efficiency=eff * ratio, warps_to_saturate=WARPS_TO_SATURATE.get(family),
                             serial_compute=True, overlap=get("overlap"), memory_efficiency=basis.memory_ratio,

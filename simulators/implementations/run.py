@@ -20,9 +20,10 @@ ASSUMPTIONS = {
 
 
 def variant(entry, cfg, role: str = "fwd") -> str | None:
-    """``d<bound>``: the forward (``role`` fwd) or backward (bwd) kernel variant of a fused implementation
-    whose efficiency is fitted per tile; None where that pass has one share."""
-    fp = entry.fwd if role == "fwd" else entry.bwd
+    """``d<bound>``: the forward (``role`` fwd, or decode: a decode kernel takes its forward's share) or
+    backward (bwd) kernel variant of a fused implementation whose efficiency is fitted per tile; None where
+    that pass has one share."""
+    fp = entry.bwd if role == "bwd" else entry.fwd
     if entry.kind != "fused" or not fp.efficiency_by_tile:
         return None
     return f"d{fp.tile_bound(cfg.head_dim)}"
@@ -42,8 +43,7 @@ def time(spec, impl: str, counts, cfg, pass_: str, basis: Basis | None = None, o
             out.append(time_kernel(spec, k, cfg.dtype, False))  # counts only: ops.price re-times it
             continue
         p = kernel_params(basis, impl, role, k.instruction, overrides,
-                         variant(entry, cfg, "fwd" if role == "decode" else role)
-                         if role in ("fwd", "bwd", "decode") else None)
+                         variant(entry, cfg, role) if role in ("fwd", "bwd", "decode") else None)
         r = time_kernel(spec, k, cfg.dtype, k.instruction != "simt", p)
         if entry.kind == "graph" and role.startswith(("elementwise", "broadcast")):
             r = ops.family_result(spec, entry, cfg, r, role.endswith("_bwd"))
