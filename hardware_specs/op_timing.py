@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Output tiles (token rows x output features) that cuBLAS Hopper GEMM kernels use: CUTLASS 3
 # sm90 CTA tiles 64x128, 128x128, 128x256, 256x128 for 16-bit inputs, and the skinny tiles of
@@ -142,6 +142,34 @@ class SoftmaxBlockModel(BaseModel):
     measured: Fit | None = None
 
 
+class SoftmaxMaskedModel(BaseModel):
+    """What torch's softmax pays for a row's -inf entries (the causal eager and math paths' softmax input,
+    masked_fill(triu(1), -inf)) on top of its time on the same rows unmasked
+    (``simulators/memory_ops.softmax_masked_s``): masked elements / rate, a rate per softmax kernel (``warp``:
+    softmax_warp_forward, ``block``: cunn_SoftMaxForwardReg) and dtype (``bf16``: any 16-bit dtype, ``fp32``).
+    [MEASURED 2026-12-03, H200, torch 2.11: attn_ops_h200_4.json] the same (B*H, N, N) rows took 1.19x
+    (block kernel, N 4096-8192) to 1.54x (warp kernel, N 512) as long with their upper triangle -inf; the
+    extra time is proportional to the masked elements (0.77-0.84 T elements/s in bf16), not to the bytes,
+    which are the same. The mechanism is not established; the cost is data-dependent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # "<warp|block>_<bf16|fp32>" -> masked (-inf) elements a second the kernel's extra time drains
+    masked_element_rate_per_s: dict[str, float]
+    measured: Fit | None = None
+
+    @field_validator("masked_element_rate_per_s")
+    @classmethod
+    def _keys(cls, v: dict[str, float]) -> dict[str, float]:
+        allowed = {f"{k}_{d}" for k in ("warp", "block") for d in ("bf16", "fp32")}
+        for key, rate in v.items():
+            if key not in allowed:
+                raise ValueError(f"masked_element_rate_per_s: key {key!r} is not one of {sorted(allowed)}")
+            if not rate > 0:
+                raise ValueError(f"masked_element_rate_per_s[{key!r}]: {rate} must be > 0 (elements/s)")
+        return v
+
+
 class MemoryOpsModel(BaseModel):
     """Memory-bound kernel time: latency + bytes / bandwidth (``simulators/memory_ops.py``)."""
 
@@ -158,6 +186,7 @@ class MemoryOpsModel(BaseModel):
     # uses the fields above.
     families: dict[str, "KernelFamily"] = Field(default_factory=dict)
     softmax_block: SoftmaxBlockModel | None = None  # None: the attention timing model's rowblock rate
+    softmax_masked: SoftmaxMaskedModel | None = None  # None: a masked row costs what an unmasked one does
     launch: LaunchModel
     measured: Fit | None = None
     assumed: str | None = None
@@ -198,6 +227,7 @@ def memory_ops_model(spec) -> MemoryOpsModel:
 
 
 __all__ = [
-    "DEFAULT_SPLIT_K", "DEFAULT_TILES", "Fit", "GemmModel", "KernelFamily", "LaunchModel", "MemoryOpsModel", "SoftmaxBlockModel", "default_gemm",
+    "DEFAULT_SPLIT_K", "DEFAULT_TILES", "Fit", "GemmModel", "KernelFamily", "LaunchModel", "MemoryOpsModel", "SoftmaxBlockModel",
+    "SoftmaxMaskedModel", "default_gemm",
     "default_memory_ops", "gemm_model", "memory_ops_model",
 ]

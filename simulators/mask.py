@@ -54,6 +54,13 @@ def token_mask(band: Band) -> np.ndarray:
     return (k - q >= -band.left) & (k - q <= band.right)
 
 
+def kept_pairs(band: Band) -> int:
+    """(query, key) pairs the band keeps: per query row, the keys of its interval (``row_ranges`` with
+    one-element tiles)."""
+    r = row_ranges(band, 1, 1)
+    return int(np.sum(np.maximum(r["hi"] - r["lo"] + 1, 0)))
+
+
 def tile_sizes(n: int, block: int) -> np.ndarray:
     """Rows in each tile of ``block``; the last one is partial when block does not divide n."""
     t = -(-n // block)

@@ -77,6 +77,18 @@ def softmax_block_time(spec, rows, L: int, element_bytes: int, model=None):
     return waves * (sm.latency_s + bps * L / rate)
 
 
+def softmax_masked_s(spec, masked_elements, kernel: str, element_bytes: int):
+    """GPU seconds torch's softmax ``kernel`` (``warp`` | ``block``) spends beyond its unmasked time on
+    ``masked_elements`` -inf entries of its input: masked / rate (``memory_ops.softmax_masked``, fitted per
+    kernel and dtype); 0 where the spec has no fit or none for that kernel and dtype."""
+    if kernel not in ("warp", "block"):
+        raise ValueError(f"softmax_masked_s: kernel {kernel!r} is not 'warp' or 'block'")
+    sm = memory_ops_model(spec).softmax_masked
+    rate = sm.masked_element_rate_per_s.get(f"{kernel}_{'fp32' if element_bytes >= 4 else 'bf16'}") if sm else None
+    return np.asarray(masked_elements, dtype=np.float64) / rate if rate else np.zeros_like(
+        np.asarray(masked_elements, dtype=np.float64))
+
+
 def half_bandwidth_bytes(spec) -> float:
     """n_1/2: the kernel size at which half the asymptotic bandwidth is reached (Hockney)."""
     mem = memory_ops_model(spec)
@@ -105,4 +117,4 @@ def graph_time(spec, gpu_s, kernels):
 
 
 __all__ = ["eager_time", "graph_time", "half_bandwidth_bytes", "memory_op_time", "softmax_block_time",
-           "softmax_reg_count"]
+           "softmax_masked_s", "softmax_reg_count"]

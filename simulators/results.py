@@ -75,6 +75,7 @@ class KernelResult(Tabular, BaseModel):
     bound: str
     times_s: dict[str, float]  # per resource, per-SM ones scaled by per_sm_factor; time_s = max + launch_s
     fixed_s: float = 0.0  # GPU-side fixed cost per launch (ramp-up and drain), inside time_s
+    masked_s: float = 0.0  # a softmax's extra time on the -inf entries of its input, inside time_s (ops.masked_softmax)
 
 
 class AttentionResult(Tabular, BaseModel):

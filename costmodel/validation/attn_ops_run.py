@@ -2,7 +2,7 @@
 every section.
 
     python3 -m costmodel.validation.attn_ops_run --out DIR [--budget-s 170] [--smoke]
-        [--sections repeat,bmm,softmax,masked_fill,softmax_rows,bmm_pitch] [--file attn_ops_h200.json] [--probe]
+        [--sections repeat,bmm,softmax,masked_fill,softmax_rows,bmm_pitch,softmax_causal] [--file attn_ops_h200.json] [--probe]
 
 Writes DIR/FILE (default attn_ops_h200.json): {"meta", "families" (repeat and masked_fill rows,
 step_fit.fit_families's format), "bmm", "softmax", "skipped"}. ``--probe``: no timing, each softmax row
@@ -77,15 +77,27 @@ def run_softmax(r: Run):
     _softmax_rows(r, grids.softmax_grid(), "softmax")
 
 
+def _out_of_budget(r: Run, share: float, label: str, row: dict) -> bool:
+    """True (the row and those after it skipped, recorded) once less than ``share`` of the budget is left."""
+    if r.left() < r.budget_s * share:
+        r.data["skipped"].append(f"{label} from {row}")
+        return True
+    return False
+
+
+def _causal_scores(r: Run, bh: int, n: int, dtype: str, smoke_n: int):
+    """(B*H, N, N) random scores and the (N, N) causal mask (True above the diagonal): smaller on the CPU."""
+    if r.smoke:
+        bh, n = 2, min(n, smoke_n)
+    s = torch.randn(bh, n, n, device=r.dev, dtype=DT[dtype])
+    return s, torch.ones(n, n, dtype=torch.bool, device=r.dev).triu(1)
+
+
 def run_masked_fill(r: Run):
     for row in grids.masked_fill_grid():
-        if r.left() < r.budget_s * 0.3:
-            r.data["skipped"].append(f"masked_fill from {row}"); break
-        bh, n = row["batch"], row["N"]
-        if r.smoke:
-            bh, n = 2, min(n, 64)
-        s = torch.randn(bh, n, n, device=r.dev, dtype=DT[row["dtype"]])
-        m = torch.ones(n, n, dtype=torch.bool, device=r.dev).triu(1)
+        if _out_of_budget(r, 0.3, "masked_fill", row):
+            break
+        s, m = _causal_scores(r, row["batch"], row["N"], row["dtype"], 64)
         t = r.graph_time(lambda i: s.masked_fill_(m, float("-inf")), _reps(row["bytes"] / 1e12 + 3e-6, 0.004, 3, 200))
         r.data["families"].append({**row, "time_s": t})
         s = m = None
@@ -94,6 +106,26 @@ def run_masked_fill(r: Run):
 
 def run_softmax_rows(r: Run):
     _softmax_rows(r, grids.softmax_rows_grid(), "softmax_rows")
+
+
+def run_softmax_causal(r: Run):
+    """Each row's softmax on causally masked scores between two timings of the same rows unmasked, and
+    the out-of-place masked_fill the eager path runs (clone + masked_fill_)."""
+    for row in grids.softmax_causal_grid():
+        if _out_of_budget(r, 0.05, "softmax_causal", row):
+            break
+        s, m = _causal_scores(r, row["batch"], row["L"], row["dtype"], 256)
+        bh, n, e = s.shape[0], s.shape[-1], grids.REPEAT_DTYPES[row["dtype"]]
+        sc = s.masked_fill(m, float("-inf"))
+        reps = _reps(2 * bh * n * n * e / 2e12 + 3e-6, 0.004, 2, 100)
+        plain = [r.graph_time(lambda i: torch.softmax(s, -1), reps)]
+        causal = r.graph_time(lambda i: torch.softmax(sc, -1), reps)
+        plain.append(r.graph_time(lambda i: torch.softmax(s, -1), reps))
+        oop = r.graph_time(lambda i: s.masked_fill(m, float("-inf")), reps)
+        r.data["softmax_causal"].append({**row, "rows": bh * n, "L": n, "bytes": 2 * bh * n * n * e,
+                                         "time_s": causal, "plain_time_s": plain, "masked_fill_out_of_place_s": oop})
+        s = sc = m = None
+    r.save()
 
 
 def probe(dev: str) -> None:
@@ -108,7 +140,7 @@ def probe(dev: str) -> None:
 
 
 SECTIONS = {"repeat": run_repeat, "bmm": run_bmm, "softmax": run_softmax, "masked_fill": run_masked_fill,
-            "softmax_rows": run_softmax_rows, "bmm_pitch": run_bmm_pitch}
+            "softmax_rows": run_softmax_rows, "bmm_pitch": run_bmm_pitch, "softmax_causal": run_softmax_causal}
 
 
 def main(argv=None) -> int:
@@ -125,7 +157,8 @@ def main(argv=None) -> int:
         return 0
     os.makedirs(args.out, exist_ok=True)
     r = Run(args.out, args.budget_s, args.smoke).start("costmodel.validation.attn_ops_run", args.file,
-                                                       {"families": [], "bmm": [], "softmax": [], "skipped": []})
+                                                       {"families": [], "bmm": [], "softmax": [], "softmax_causal": [],
+                                                        "skipped": []})
     torch.manual_seed(0)
     for fn in (SECTIONS[x] for x in args.sections.split(",")):
         fn(r)

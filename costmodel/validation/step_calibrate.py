@@ -8,7 +8,8 @@ Inputs: ``results/h200/step_run1.json`` (GEMM lattice and held-out projections, 
 measured by ``costmodel.validation.step_run`` (commands and versions in their ``meta``). The model
 runs in those files are not read here. ``results/h200/attn_ops/attn_ops_h200.json`` (``attn_ops_run``:
 repeat_interleave families and the strided-batched score / PV GEMMs of eager attention) adds the
-``repeat_bf16`` / ``repeat_fp32`` families and the batched-GEMM terms. ``results/h200/step_calib_run.json`` (synthetic decoders, no
+``repeat_bf16`` / ``repeat_fp32`` families and the batched-GEMM terms; its later runs (``_2`` .. ``_4``) the
+block softmax, masked_fill_, the unaligned score GEMMs and the softmax of causally masked rows. ``results/h200/step_calib_run.json`` (synthetic decoders, no
 validated preset; ``step_calib_run``) gives the whole-step launch terms (``step_calib_fit``). ``--write`` replaces the two sections of
 ``hardware_specs/calibrated/h200-sxm-141gb-measured.yaml``.
 """
@@ -34,6 +35,8 @@ ATTN_OPS = Path(__file__).resolve().parent / "results" / "h200" / "attn_ops" / "
 ATTN_OPS_2 = ATTN_OPS.with_name("attn_ops_h200_2.json")
 # the score GEMMs whose rows are not whole 32-byte sectors (2026-12-02 16:48 UTC, attn_ops_run --sections bmm_pitch)
 ATTN_OPS_3 = ATTN_OPS.with_name("attn_ops_h200_3.json")
+# softmax on causally masked scores beside the same rows unmasked (2026-12-03 11:44 UTC, --sections softmax_causal)
+ATTN_OPS_4 = ATTN_OPS.with_name("attn_ops_h200_4.json")
 
 
 def load_attn_ops(path: Path = ATTN_OPS, *more: Path) -> dict:
@@ -41,15 +44,15 @@ def load_attn_ops(path: Path = ATTN_OPS, *more: Path) -> dict:
     run's under ``runs``; by default both committed runs."""
     import json
 
-    paths = [path, *more] if more or path != ATTN_OPS else [ATTN_OPS, ATTN_OPS_2, ATTN_OPS_3]
+    paths = [path, *more] if more or path != ATTN_OPS else [ATTN_OPS, ATTN_OPS_2, ATTN_OPS_3, ATTN_OPS_4]
     files = [json.loads(p.read_text()) for p in paths if p.is_file()]
     out = {**files[0], "meta": {**files[0]["meta"], "runs": [f["meta"] for f in files]}}
-    for key in ("families", "bmm", "softmax"):
+    for key in ("families", "bmm", "softmax", "softmax_causal"):
         out[key] = [r for f in files for r in f.get(key, [])]
     return out
 
 
-from costmodel.validation.step_fit_softmax import fit_softmax_block  # noqa: E402
+from costmodel.validation.step_fit_softmax import fit_softmax_block, fit_softmax_masked  # noqa: E402
 
 
 def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured", calib: dict | None = None,
@@ -71,7 +74,8 @@ def fitted_sections(run1: dict, run2: dict, base="h200-sxm-141gb-measured", cali
             for k, v in mem.families.items() if k in errs}
     mem = mem.model_copy(update={"families": fams})
     if attn is not None:  # torch's register block softmax, from the op runs' softmax rows
-        mem = mem.model_copy(update={"softmax_block": fit_softmax_block(spec, attn.get("softmax", []), date, gpu)})
+        mem = mem.model_copy(update={"softmax_block": fit_softmax_block(spec, attn.get("softmax", []), date, gpu),
+                                     "softmax_masked": fit_softmax_masked(attn.get("softmax_causal", []), gpu=gpu)})
     spec = spec.model_copy(update={"memory_ops": mem})
     gemm = fit_gemm(spec, run1["gemm"], date, gpu)
     gemm = fit_unaligned(spec, run2["gemm"], gemm)

@@ -5,6 +5,9 @@ ceil(L / 1024) < 10) on the softmax rows of the eager-attention op runs (``attn_
 Linear least squares: each row's time / waves = latency_s + blocks_per_sm * L / rate, the blocks per SM
 from the registers Nsight Compute reports (two_block_max_reg_cnt), one rate for two blocks an SM and one
 for one.
+
+``fit_softmax_masked``: the extra time of a softmax whose input is causally masked (-inf above the
+diagonal), from the ``softmax_causal`` rows (``attn_ops_grids.softmax_causal_grid``): masked elements / rate.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import datetime as dt
 
 import numpy as np
 
-from hardware_specs.op_timing import Fit, SoftmaxBlockModel
+from hardware_specs.op_timing import Fit, SoftmaxBlockModel, SoftmaxMaskedModel
 
 E = {"bf16": 2, "fp32": 4}
 
@@ -67,4 +70,64 @@ def fit_softmax_block(spec, rows, date: dt.date | None = None, gpu: str = "NVIDI
     return model.model_copy(update={"measured": meas})
 
 
-__all__ = ["errors", "fit_softmax_block", "predict", "reg_rows"]
+def softmax_kernel(L: int, element_bytes: int) -> str:
+    """``warp`` (softmax_warp_forward) or ``block`` (a block a row), torch's forward choice (build._graph)."""
+    return "warp" if L <= 2048 and L * element_bytes <= 8192 else "block"
+
+
+def causal_masked(row) -> float:
+    """-inf elements of a softmax_causal row: B*H matrices of N x N, the upper triangle above the diagonal."""
+    n = row["L"]
+    return row["batch"] * n * (n - 1) / 2
+
+
+def masked_extra(row) -> float:
+    """Measured seconds the masked rows took beyond the same rows unmasked (median of the two timings)."""
+    return row["time_s"] - float(np.median(row["plain_time_s"]))
+
+
+def masked_errors(rows, model: SoftmaxMaskedModel) -> tuple[float, float]:
+    """Median and worst |err| of (unmasked time measured + masked / rate) against the masked rows' time."""
+    e = []
+    for r in rows:
+        key = f"{softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}"
+        pred = float(np.median(r["plain_time_s"])) + causal_masked(r) / model.masked_element_rate_per_s[key]
+        e.append(abs(pred / r["time_s"] - 1))
+    return float(np.median(e)), float(max(e))
+
+
+def fit_softmax_masked(rows, date: dt.date | None = None, gpu: str = "NVIDIA H200") -> SoftmaxMaskedModel | None:
+    """Per (kernel, dtype): extra = masked / rate, least squares relative to each row's masked time, through
+    the origin (no masked element, no extra), on the ``fit`` rows; the ``heldout`` rows only report."""
+    fit = [r for r in rows if r["split"] == "fit"]
+    held = [r for r in rows if r["split"] == "heldout"]
+    groups: dict[str, list] = {}
+    for r in fit:
+        groups.setdefault(f"{softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}", []).append(r)
+    rates = {}
+    for key, rs in sorted(groups.items()):
+        m = np.array([causal_masked(r) for r in rs]) / np.array([r["time_s"] for r in rs])
+        x = np.array([masked_extra(r) for r in rs]) / np.array([r["time_s"] for r in rs])
+        inv = float(m @ x / (m @ m))
+        if inv > 0:
+            rates[key] = 1.0 / inv
+    if not rates:
+        return None
+    model = SoftmaxMaskedModel(masked_element_rate_per_s=rates)
+    fe = masked_errors(fit, model)
+    held = [r for r in held if f"{softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}" in rates]
+    he = masked_errors(held, model) if held else (None, None)
+    meas = Fit(method=("least squares (relative, through the origin) of the extra time of torch.softmax over causally "
+                       "masked (B*H, N, N) scores (masked_fill(triu(1), -inf)) against the same rows unmasked, timed "
+                       "between two unmasked timings, = masked elements / rate, one rate per kernel (warp: L <= 2048 "
+                       "and 8 KiB, block above) and dtype; B*H 24 / 96, N 512-8192, CUDA-graph replays "
+                       "(costmodel.validation.attn_ops_run --sections softmax_causal, results/h200/attn_ops/"
+                       f"attn_ops_h200_4.json); fit median/max |err| of the masked time {fe[0]:.3f}/{fe[1]:.3f}; held "
+                       "out: B*H 40, N 1536 / 3000 / 6144"),
+               date=date or dt.date(2026, 12, 3), gpu=gpu, fit_points=len(fit), heldout_points=len(held),
+               heldout_median_abs_err=he[0], heldout_max_abs_err=he[1])
+    return model.model_copy(update={"measured": meas})
+
+
+__all__ = ["causal_masked", "errors", "fit_softmax_block", "fit_softmax_masked", "masked_errors", "masked_extra",
+           "predict", "reg_rows", "softmax_kernel"]

@@ -13,13 +13,18 @@ its register block kernel (cunn_SoftMaxForwardReg: 2048 < L, ceil(L / 1024) < 10
 (the warp softmax, the backward's) stay on the attention timing model (timing.py with the fitted
 ``rowwise_efficiency`` / ``rowblock_efficiency``), as for the math backend. The call's own host time beyond its kernels' launches (the Python function,
 autograd's entry) is the implementation's fitted ``host_fwd_s`` / ``host_fwd_bwd_s``.
+
+Every graph implementation's forward softmax over a causally masked or windowed score matrix (eager's
+masked_fill, the math backend's -inf bias) is charged its -inf entries' extra time besides
+(``masked_softmax``: ``memory_ops.softmax_masked``, measured against the same rows unmasked).
 """
 
 from __future__ import annotations
 
 from simulators.implementations import GraphStep, Implementation
 from simulators.matmul import gemm_time
-from simulators.memory_ops import eager_time, memory_op_time, softmax_block_time
+from simulators.mask import band_of, kept_pairs
+from simulators.memory_ops import eager_time, memory_op_time, softmax_block_time, softmax_masked_s
 
 BOUND = {"gemm": "gemm model", "elementwise": "memory-op model"}
 # (id(spec), impl, step, pass, config) -> (spec, GPU s): the fit re-times the same calls many times; the
@@ -71,6 +76,26 @@ def family_result(spec, impl: Implementation, cfg, r, backward: bool):
                                 "launch_s": 0.0, "fixed_s": 0.0})
 
 
+def masked_softmax(spec, impl: Implementation, cfg, results: list, roles: list[str]) -> list:
+    """``results`` with each forward softmax over a masked score matrix (causal or windowed: its input
+    holds -inf where the band drops the pair) charged the masked elements' extra time
+    (``memory_ops.softmax_masked_s``, the warp or block kernel as build._graph chose it, at the dtype the
+    step reads); the backward's softmax reads probabilities, 0 there, and is left as it is."""
+    if not (cfg.causal or cfg.window is not None):
+        return results
+    steps = steps_by_name(impl)
+    masked = cfg.batch_heads * (cfg.seq_len * cfg.kv_len - kept_pairs(band_of(cfg)))
+    out = []
+    for r, role in zip(results, roles):
+        step = steps.get((r.name, "fwd"))
+        if role in ("rowwise_fwd", "rowblock_fwd") and step is not None and step.exp and masked > 0:
+            e = max(4 if dt == "fp32" else cfg.element_bytes for dt in step.reads.values())
+            extra = float(softmax_masked_s(spec, masked, "warp" if role == "rowwise_fwd" else "block", e))
+            r = r.model_copy(update={"time_s": r.time_s + extra, "masked_s": extra})
+        out.append(r)
+    return out
+
+
 def host_per_launch_s(spec, step: GraphStep, backward: bool) -> float:
     """Host CPU time to issue one of the step's kernels (``memory_ops.launch``)."""
     from hardware_specs.op_timing import memory_ops_model
@@ -100,9 +125,9 @@ def issue_overhead_s(spec, impl: Implementation, results: list, roles: list[str]
     return max(0.0, wall - sum(gpu))
 
 
-def price(spec, impl: Implementation, cfg, results: list, roles: list[str]) -> tuple[list, float]:
-    """(kernel results, host overhead not hidden) with the op-model steps re-timed; ``results``: the
-    kernels as timing.py timed them (row-wise steps keep that time), ``roles``: build.kernels's."""
+def price(spec, impl: Implementation, cfg, results: list, roles: list[str]) -> list:
+    """The kernel results with the op-model steps re-timed; ``results``: the kernels as timing.py timed
+    them (row-wise steps keep that time), ``roles``: build.kernels's."""
     steps = steps_by_name(impl)
     out = []
     for r, role in zip(results, roles):
@@ -123,4 +148,4 @@ def price(spec, impl: Implementation, cfg, results: list, roles: list[str]) -> t
             r = r.model_copy(update={"time_s": t, "bound": BOUND[step.kind], "times_s": {BOUND[step.kind]: t},
                                      "launch_s": 0.0, "fixed_s": 0.0})
         out.append(r)
-    return out, issue_overhead_s(spec, impl, out, roles)
+    return out

@@ -53,8 +53,8 @@ def time(spec, impl: str, counts, cfg, pass_: str, basis: Basis | None = None, o
     overhead = call_overhead_s(basis, impl, pass_, overrides)
     roles = [role for _, role in counts]
     if entry.priced_by == "op_models":
-        out, hidden_not = ops.price(spec, entry, cfg, out, roles)
-        overhead += hidden_not
-    elif entry.kind == "graph":
+        out = ops.price(spec, entry, cfg, out, roles)
+    if entry.kind == "graph":
+        out = ops.masked_softmax(spec, entry, cfg, out, roles)
         overhead += ops.issue_overhead_s(spec, entry, out, roles)
     return out, overhead

@@ -2,13 +2,14 @@
 calibration grid (twice, for the spread) and the held-out grid, then the Nsight Compute subset.
 
     python3 -m costmodel.validation.implementations.gpu_run --out DIR [--budget-s 330] [--ncu-budget-s 110]
-        [--phases GRID:PART:REP[@SHARE],... | none] [--no-ncu] [--ncu-set default | calibration-bwd]
+        [--phases GRID:PART:REP[@SHARE],... | none] [--no-ncu] [--ncu-set default | calibration-bwd | probe]
 
 ``--phases``: the timed phases in order, each a grid (calibration | heldout), a part (all | decode |
 prefill | blocks: the calibration grid's block-count sweep, ``grids.block_sweep_shapes``) and a repeat number, optionally ``@SHARE``: the phase stops at that share of the budget
 (default: the budget's end). Default: calibration, held-out, calibration again (the 2026-12-02 run);
 ``none``: no timing. ``--ncu-set calibration-bwd``: Nsight Compute on the calibration grid's fused fwd+bwd
-calls (cuDNN first), the points the backward's DRAM bytes are fitted on, instead of the default subset.
+calls (cuDNN first), the points the backward's DRAM bytes are fitted on, instead of the default subset;
+``--ncu-set probe``: grids.ncu_probe_cases, shapes that only diagnose.
 
 Writes DIR/impls-raw.json (rewritten after every phase, so a run stopped on its budget keeps
 what it has) and DIR/ncu.csv. Every input is a view into one pool of random bf16 numbers made
@@ -301,7 +302,7 @@ def main(argv=None) -> int:
     ap.add_argument("--phases", default="calibration:all:0@0.36,heldout:all:0@0.72,calibration:all:1",
                     help="GRID:PART:REP[@SHARE],... (module docstring)")
     ap.add_argument("--no-ncu", action="store_true", help="time only: no Nsight Compute phase")
-    ap.add_argument("--ncu-set", default="default", choices=("default", "calibration-bwd"))
+    ap.add_argument("--ncu-set", default="default", choices=("default", "calibration-bwd", "probe"))
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: catches typos before a GPU call")
     args = ap.parse_args(argv)
     if args.ncu_child:
@@ -335,7 +336,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.cuda.empty_cache()
-    ncu_list = grids.ncu_cases() if args.ncu_set == "default" else grids.ncu_bwd_cases()
+    ncu_list = {"default": grids.ncu_cases, "calibration-bwd": grids.ncu_bwd_cases,
+                "probe": grids.ncu_probe_cases}[args.ncu_set]()
     groups, note = ncu_phase(out_dir, ncu_list, args.ncu_budget_s, log)
     log(note)
     data["ncu"] = [{"case": c.model_dump(), "kernels": g} for c, g in zip(ncu_list, groups)]

@@ -57,7 +57,7 @@ class Case(BaseModel):
     impl: str
     pass_: str
     shape: Shape
-    grid: str  # "calibration" | "heldout"
+    grid: str  # "calibration" | "heldout" | "probe" (grids.ncu_probe_cases)
 
     def key(self) -> str:
         return f"{self.grid}|{self.impl}|{self.pass_}|{self.shape.label()}"
@@ -155,6 +155,22 @@ def ncu_bwd_cases() -> list[Case]:
     order = ("torch-cudnn", "torch-flash", "torch-efficient")
     cal = [c for c in cases("calibration") if c.pass_ == "fwd+bwd" and c.impl in FUSED]
     return sorted(cal, key=lambda c: order.index(c.impl))
+
+
+def ncu_probe_cases() -> list[Case]:
+    """Nsight Compute probes of two DRAM misses of the held-out grid (``gpu_run --ncu-set probe``, grid
+    ``probe``: in neither the calibration nor the held-out results): FlashAttention-2's causal forward at
+    B4 H16 d128 around N = 3000 (read 32 % and wrote 80 % above Q, K, V and O there) and at N = 3072 / 4096,
+    and the memory-efficient backward's d128 kernel at more sequence lengths (its reads pass the operands'
+    by 12 % at N = 512 and 98 % at N = 8192)."""
+    out = [Case(impl="torch-flash", pass_="fwd", shape=_prefill(n, 128, True, 16, 16, 4), grid="probe")
+           for n in (2944, 3000, 3008, 3072, 4096)]
+    out += [Case(impl="torch-flash", pass_="fwd", shape=_prefill(3000, 128, False, 16, 16, 4), grid="probe"),
+            Case(impl="torch-flash", pass_="fwd", shape=_prefill(3000, 64, True, 32, 32, 4), grid="probe")]
+    out += [Case(impl="torch-efficient", pass_="fwd+bwd", shape=_prefill(n, 128, False, 16, 16, b), grid="probe")
+            for n, b in ((1024, 16), (4096, 4), (16384, 1))]
+    out.append(Case(impl="torch-efficient", pass_="fwd+bwd", shape=_prefill(16384, 64, False, 32, 32, 1), grid="probe"))
+    return out
 
 
 def smoke_cases(grid: str) -> list[Case]:
