@@ -150,7 +150,8 @@ class SoftmaxMaskedModel(BaseModel):
     [MEASURED 2026-12-03, H200, torch 2.11: attn_ops_h200_4.json] the same (B*H, N, N) rows took 1.19x
     (block kernel, N 4096-8192) to 1.54x (warp kernel, N 512) as long with their upper triangle -inf; the
     extra time is proportional to the masked elements (0.77-0.84 T elements/s in bf16), not to the bytes,
-    which are the same. The mechanism is not established; the cost is data-dependent."""
+    which are the same; the dtype's most negative finite value and -1e4 cost the same as -inf
+    (attn_ops_h200_5.json): any entry whose exp underflows. The mechanism is not established."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

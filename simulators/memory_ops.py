@@ -50,13 +50,20 @@ def memory_op_time(spec, n_bytes, kernels=1, family: str = "vectorized"):
     return t
 
 
+def forward_softmax_kernel(L: int, element_bytes: int) -> str:
+    """``warp`` (softmax_warp_forward, a warp a row) while L <= 2048 and L * element_bytes <= 8192, else
+    ``block`` (a block a row): torch's forward choice (aten/src/ATen/native/cuda/SoftMax.cu, host_softmax,
+    torch 2.11 as Nsight Compute shows it: softmax_warp_forward<.., 11> at L 1280-2048, cunn_SoftMaxForwardReg
+    from 2304)."""
+    return "warp" if L <= 2048 and L * element_bytes <= 8192 else "block"
+
+
 def softmax_reg_count(L: int, element_bytes: int) -> int | None:
     """reg_cnt of torch's cunn_SoftMaxForwardReg for rows of L elements, or None where torch runs another
-    softmax kernel (aten/src/ATen/native/cuda/SoftMax.cu, host_softmax, torch 2.11 as Nsight Compute shows
-    it: softmax_warp_forward while L <= 2048 and L * element_bytes <= 8192; above, a block of
-    min(L, 1024) threads rounded up to a warp, and the register variant while
-    potential_register_count = ceil(L / block) < 10, else the shared-memory or plain variant)."""
-    if L <= 2048 and L * element_bytes <= 8192:
+    softmax kernel (the warp kernel, ``forward_softmax_kernel``; above it a block of min(L, 1024) threads
+    rounded up to a warp, and the register variant while potential_register_count = ceil(L / block) < 10,
+    else the shared-memory or plain variant)."""
+    if forward_softmax_kernel(L, element_bytes) == "warp":
         return None
     block = min(1024, -(-L // 32) * 32)
     c = -(-L // block)
@@ -116,5 +123,5 @@ def graph_time(spec, gpu_s, kernels):
     return launch.graph_launch_s + np.sum(gpu_s, axis=-1) + launch.graph_per_kernel_s * np.sum(kernels, axis=-1)
 
 
-__all__ = ["eager_time", "graph_time", "half_bandwidth_bytes", "memory_op_time", "softmax_block_time",
+__all__ = ["eager_time", "forward_softmax_kernel", "graph_time", "half_bandwidth_bytes", "memory_op_time", "softmax_block_time",
            "softmax_masked_s", "softmax_reg_count"]

@@ -112,5 +112,13 @@ def softmax_causal_grid() -> list[dict]:
     return [{**row, "masked": "causal"} for row in softmax_grid()]
 
 
-__all__ = ["bmm_grid", "bmm_pitch_grid", "masked_fill_grid", "repeat_grid", "softmax_causal_grid", "softmax_grid",
-           "softmax_rows_grid"]
+def softmax_fill_value_grid() -> list[dict]:
+    """Rows of both softmax kernels and dtypes, and the sizes whose out-of-place masked_fill ran slow
+    (attn_ops_h200_4.json: B*H 40 N 3000, B*H 24 N 8192) beside ones that did not (B*H 24 N 4096)."""
+    pts = [("bf16", 24, 1024), ("bf16", 24, 4096), ("bf16", 24, 8192), ("bf16", 40, 3000), ("fp32", 24, 2048),
+           ("fp32", 40, 3000)]
+    return [{"split": "probe", "dtype": dt, "batch": bh, "L": n} for dt, bh, n in pts]
+
+
+__all__ = ["bmm_grid", "bmm_pitch_grid", "masked_fill_grid", "repeat_grid", "softmax_causal_grid",
+           "softmax_fill_value_grid", "softmax_grid", "softmax_rows_grid"]

@@ -2,7 +2,7 @@
 every section.
 
     python3 -m costmodel.validation.attn_ops_run --out DIR [--budget-s 170] [--smoke]
-        [--sections repeat,bmm,softmax,masked_fill,softmax_rows,bmm_pitch,softmax_causal] [--file attn_ops_h200.json] [--probe]
+        [--sections repeat,bmm,softmax,masked_fill,softmax_rows,bmm_pitch,softmax_causal,softmax_fill_value] [--file attn_ops_h200.json] [--probe]
 
 Writes DIR/FILE (default attn_ops_h200.json): {"meta", "families" (repeat and masked_fill rows,
 step_fit.fit_families's format), "bmm", "softmax", "skipped"}. ``--probe``: no timing, each softmax row
@@ -128,6 +128,28 @@ def run_softmax_causal(r: Run):
     r.save()
 
 
+def run_softmax_fill_value(r: Run):
+    """Which masked value costs: the softmax of the same rows masked with -inf, with the dtype's most
+    negative finite value (what Hugging Face's eager attention masks with) and with -1e4, beside unmasked;
+    and the scores' clone alone (the out-of-place masked_fill's copy)."""
+    for row in grids.softmax_fill_value_grid():
+        if _out_of_budget(r, 0.05, "softmax_fill_value", row):
+            break
+        s, m = _causal_scores(r, row["batch"], row["L"], row["dtype"], 256)
+        e = grids.REPEAT_DTYPES[row["dtype"]]
+        reps = _reps(2 * s.numel() * e / 2e12 + 3e-6, 0.004, 2, 100)
+        out = {"plain": r.graph_time(lambda i: torch.softmax(s, -1), reps)}
+        for name, value in (("-inf", float("-inf")), ("finfo.min", torch.finfo(s.dtype).min), ("-1e4", -1e4)):
+            sv = s.masked_fill(m, value)
+            out[name] = r.graph_time(lambda i: torch.softmax(sv, -1), reps)
+            sv = None
+        out["clone"] = r.graph_time(lambda i: s.clone(), reps)
+        r.data["softmax_fill_value"].append({**row, "rows": s.shape[0] * s.shape[1], "bytes": 2 * s.numel() * e,
+                                             "time_s": out})
+        s = m = None
+    r.save()
+
+
 def probe(dev: str) -> None:
     """One call each (no graphs) of the softmax row lengths and masked_fill dtypes, for Nsight Compute."""
     for dt in DT:
@@ -140,7 +162,8 @@ def probe(dev: str) -> None:
 
 
 SECTIONS = {"repeat": run_repeat, "bmm": run_bmm, "softmax": run_softmax, "masked_fill": run_masked_fill,
-            "softmax_rows": run_softmax_rows, "bmm_pitch": run_bmm_pitch, "softmax_causal": run_softmax_causal}
+            "softmax_rows": run_softmax_rows, "bmm_pitch": run_bmm_pitch, "softmax_causal": run_softmax_causal,
+            "softmax_fill_value": run_softmax_fill_value}
 
 
 def main(argv=None) -> int:
@@ -157,7 +180,7 @@ def main(argv=None) -> int:
         return 0
     os.makedirs(args.out, exist_ok=True)
     r = Run(args.out, args.budget_s, args.smoke).start("costmodel.validation.attn_ops_run", args.file,
-                                                       {"families": [], "bmm": [], "softmax": [], "softmax_causal": [],
+                                                       {"families": [], "bmm": [], "softmax": [], "softmax_causal": [], "softmax_fill_value": [],
                                                         "skipped": []})
     torch.manual_seed(0)
     for fn in (SECTIONS[x] for x in args.sections.split(",")):

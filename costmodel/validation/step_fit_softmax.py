@@ -17,6 +17,7 @@ import datetime as dt
 import numpy as np
 
 from hardware_specs.op_timing import Fit, SoftmaxBlockModel, SoftmaxMaskedModel
+from simulators.memory_ops import forward_softmax_kernel
 
 E = {"bf16": 2, "fp32": 4}
 
@@ -70,11 +71,6 @@ def fit_softmax_block(spec, rows, date: dt.date | None = None, gpu: str = "NVIDI
     return model.model_copy(update={"measured": meas})
 
 
-def softmax_kernel(L: int, element_bytes: int) -> str:
-    """``warp`` (softmax_warp_forward) or ``block`` (a block a row), torch's forward choice (build._graph)."""
-    return "warp" if L <= 2048 and L * element_bytes <= 8192 else "block"
-
-
 def causal_masked(row) -> float:
     """-inf elements of a softmax_causal row: B*H matrices of N x N, the upper triangle above the diagonal."""
     n = row["L"]
@@ -90,7 +86,7 @@ def masked_errors(rows, model: SoftmaxMaskedModel) -> tuple[float, float]:
     """Median and worst |err| of (unmasked time measured + masked / rate) against the masked rows' time."""
     e = []
     for r in rows:
-        key = f"{softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}"
+        key = f"{forward_softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}"
         pred = float(np.median(r["plain_time_s"])) + causal_masked(r) / model.masked_element_rate_per_s[key]
         e.append(abs(pred / r["time_s"] - 1))
     return float(np.median(e)), float(max(e))
@@ -103,7 +99,7 @@ def fit_softmax_masked(rows, date: dt.date | None = None, gpu: str = "NVIDIA H20
     held = [r for r in rows if r["split"] == "heldout"]
     groups: dict[str, list] = {}
     for r in fit:
-        groups.setdefault(f"{softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}", []).append(r)
+        groups.setdefault(f"{forward_softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}", []).append(r)
     rates = {}
     for key, rs in sorted(groups.items()):
         m = np.array([causal_masked(r) for r in rs]) / np.array([r["time_s"] for r in rs])
@@ -115,7 +111,7 @@ def fit_softmax_masked(rows, date: dt.date | None = None, gpu: str = "NVIDIA H20
         return None
     model = SoftmaxMaskedModel(masked_element_rate_per_s=rates)
     fe = masked_errors(fit, model)
-    held = [r for r in held if f"{softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}" in rates]
+    held = [r for r in held if f"{forward_softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}" in rates]
     he = masked_errors(held, model) if held else (None, None)
     meas = Fit(method=("least squares (relative, through the origin) of the extra time of torch.softmax over causally "
                        "masked (B*H, N, N) scores (masked_fill(triu(1), -inf)) against the same rows unmasked, timed "
@@ -130,4 +126,4 @@ def fit_softmax_masked(rows, date: dt.date | None = None, gpu: str = "NVIDIA H20
 
 
 __all__ = ["causal_masked", "errors", "fit_softmax_block", "fit_softmax_masked", "masked_errors", "masked_extra",
-           "predict", "reg_rows", "softmax_kernel"]
+           "predict", "reg_rows"]

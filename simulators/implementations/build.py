@@ -17,6 +17,7 @@ from simulators.flash import flash_kernels
 from simulators.implementations import FusedPass, Implementation
 from simulators.implementations.params import WARPS_TO_SATURATE
 from simulators.l2 import blocks_per_sm
+from simulators.memory_ops import forward_softmax_kernel
 from simulators.results import KernelCount
 from simulators.timing import block_share
 
@@ -317,12 +318,11 @@ def _graph(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
                         hbm_write_bytes=write, smem_bytes=0.0, smem_per_block_bytes=0, threads_per_block=threads,
                         blocks_per_sm=bpsm, instruction=family, launches=step.launches)
         # torch's softmax: a warp a row while the row fits, else a block a row (aten/src/ATen/native/cuda/
-        # SoftMax.cu, host_softmax / host_softmax_backward): forward while L <= 2048 and 8 KiB (torch 2.11,
-        # [NCU] softmax_warp_forward<.., 11> at L 1280-2048, cunn_SoftMaxForwardReg from 2304), backward
-        # while L <= 1024 and 4 KiB; the two run at different rates
-        lim = (2048, 8192) if role == "fwd" else (1024, 4096)
-        warp_rows = cfg.kv_len <= lim[0] and cfg.kv_len * max(cfg.element_bytes, 4 if "fp32" in
-                                                                 step.reads.values() else 0) <= lim[1]
+        # SoftMax.cu, host_softmax / host_softmax_backward): forward as memory_ops.forward_softmax_kernel,
+        # backward while L <= 1024 and 4 KiB; the two run at different rates
+        e = max(cfg.element_bytes, 4 if "fp32" in step.reads.values() else 0)
+        warp_rows = (forward_softmax_kernel(cfg.kv_len, e) == "warp" if role == "fwd"
+                     else cfg.kv_len <= 1024 and cfg.kv_len * e <= 4096)
         # the fp32 product with one query row is a batched GEMV (gemv.py)
         gemm = "gemv" if step.unit == "fp32" and cfg.seq_len == 1 else "gemm"
         kind = {"gemm": gemm, "rowwise": "rowwise" if warp_rows else "rowblock"}.get(

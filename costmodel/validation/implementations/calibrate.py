@@ -172,10 +172,13 @@ def main(argv=None) -> int:
     d_rows = heldout.dram_rows(final, [p for p in records.profiles(data, ncu_csv) if p.case.grid == "heldout"], dirty)
     cal_d_rows = heldout.dram_rows(final, cal_prof, dirty)
     # the two calibration runs predicted by their own fits: how much a re-calibration moves predictions
-    moved = []
+    moved, moved_keys = [], []
     for m in [m for m in side_ms[0] if m.case.key() in both]:
         p = fit.points(spec, [m])[0]
         moved.append(fit.predict(spec, p, fit_b) / fit.predict(spec, p, fit_a) - 1)
+        moved_keys.append(m.case.key())
+    most_moved = sorted(zip(moved, moved_keys), key=lambda x: -abs(x[0]))
+    prefill_moved = [abs(x) for x, k in most_moved if "|decode " not in k]
     out = {"meta": {**data["meta"], "fitted": _dt.date.today().isoformat(),
                     "refit_command": "python3 -m costmodel.validation.implementations.calibrate --write-spec"},
            "section": sec, "time": t_rows, "dram": d_rows,
@@ -186,7 +189,10 @@ def main(argv=None) -> int:
            "calibration_spread": {"runs": [sorted(r) for r in sides], "calls_in_both_runs": len(both),
                                   "measured_between_runs": drift(cal), "params": {f"{o}.{n}": v for (o, n), v in spread.items()},
                                   "prediction_moved_median": sorted(abs(x) for x in moved)[len(moved) // 2],
-                                  "prediction_moved_worst": max(abs(x) for x in moved)},
+                                  "prediction_moved_worst": max(abs(x) for x in moved),
+                                  "prediction_moved_over_2pct": sum(abs(x) > 0.02 for x in moved),
+                                  "prediction_moved_worst_prefill": max(prefill_moved, default=None),
+                                  "prediction_moved_most": [{"key": k, "moved": round(x, 4)} for x, k in most_moved[:12]]},
            "failures": [{"key": c.key(), "error": e} for c, e in records.failures(data)]}
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(heldout.table(out["time_summary"], "held-out time"))
