@@ -58,6 +58,11 @@ def forward_softmax_kernel(L: int, element_bytes: int) -> str:
     return "warp" if L <= 2048 and L * element_bytes <= 8192 else "block"
 
 
+def precision_class(element_bytes: int) -> str:
+    """``fp32`` (4-byte elements and wider) or ``bf16`` (any 16-bit dtype): the key of per-dtype fits."""
+    return "fp32" if element_bytes >= 4 else "bf16"
+
+
 def softmax_reg_count(L: int, element_bytes: int) -> int | None:
     """reg_cnt of torch's cunn_SoftMaxForwardReg for rows of L elements, or None where torch runs another
     softmax kernel (the warp kernel, ``forward_softmax_kernel``; above it a block of min(L, 1024) threads
@@ -91,9 +96,9 @@ def softmax_masked_s(spec, masked_elements, kernel: str, element_bytes: int):
     if kernel not in ("warp", "block"):
         raise ValueError(f"softmax_masked_s: kernel {kernel!r} is not 'warp' or 'block'")
     sm = memory_ops_model(spec).softmax_masked
-    rate = sm.masked_element_rate_per_s.get(f"{kernel}_{'fp32' if element_bytes >= 4 else 'bf16'}") if sm else None
-    return np.asarray(masked_elements, dtype=np.float64) / rate if rate else np.zeros_like(
-        np.asarray(masked_elements, dtype=np.float64))
+    rate = sm.masked_element_rate_per_s.get(f"{kernel}_{precision_class(element_bytes)}") if sm else None
+    masked = np.asarray(masked_elements, dtype=np.float64)
+    return masked / rate if rate else 0.0 * masked
 
 
 def half_bandwidth_bytes(spec) -> float:
@@ -123,5 +128,5 @@ def graph_time(spec, gpu_s, kernels):
     return launch.graph_launch_s + np.sum(gpu_s, axis=-1) + launch.graph_per_kernel_s * np.sum(kernels, axis=-1)
 
 
-__all__ = ["eager_time", "forward_softmax_kernel", "graph_time", "half_bandwidth_bytes", "memory_op_time", "softmax_block_time",
-           "softmax_masked_s", "softmax_reg_count"]
+__all__ = ["eager_time", "forward_softmax_kernel", "graph_time", "half_bandwidth_bytes", "memory_op_time",
+           "precision_class", "softmax_block_time", "softmax_masked_s", "softmax_reg_count"]

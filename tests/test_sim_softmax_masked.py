@@ -96,9 +96,19 @@ def test_fit_recovers_the_rates_it_was_given():
 
 
 def test_committed_fit_holds_on_its_held_out_rows(spec):
-    """B*H 40 at N 1536 / 3000 / 6144 (no fit row has B*H 40 or those N): unmasked time measured + the
-    masked term within 10 % of the masked time, every row."""
+    """B*H 40 at N 1536 / 3000 / 6144 (no fit row has B*H 40 or those N), read from the committed run:
+    the unmasked time measured + B*H*N(N-1)/2 / rate within 10 % of the masked time, every row."""
+    import json
+    from pathlib import Path
+
     sm = spec.memory_ops.softmax_masked
-    assert sm is not None and sm.measured.fit_points >= 12 and sm.measured.heldout_points >= 6
-    assert sm.measured.heldout_max_abs_err < 0.10
     assert set(sm.masked_element_rate_per_s) == {"warp_bf16", "warp_fp32", "block_bf16", "block_fp32"}
+    raw = Path(__file__).parents[1] / "costmodel/validation/results/h200/attn_ops/attn_ops_h200_4.json"
+    rows = [r for r in json.loads(raw.read_text())["softmax_causal"] if r["split"] == "heldout"]
+    assert len(rows) == 6 and {r["batch"] for r in rows} == {40}
+    for r in rows:
+        n, e = r["L"], {"bf16": 2, "fp32": 4}[r["dtype"]]
+        kernel = "warp" if n <= 2048 and n * e <= 8192 else "block"  # torch's host_softmax rule, by hand
+        pred = float(np.median(r["plain_time_s"])) + 40 * n * (n - 1) / 2 / sm.masked_element_rate_per_s[
+            f"{kernel}_{r['dtype']}"]
+        assert abs(pred / r["time_s"] - 1) < 0.10, (r["dtype"], n)

@@ -82,12 +82,16 @@ def masked_extra(row) -> float:
     return row["time_s"] - float(np.median(row["plain_time_s"]))
 
 
+def _rate_key(row) -> str:
+    """The SoftmaxMaskedModel key of a row: the forward kernel torch runs for it and its dtype."""
+    return f"{forward_softmax_kernel(row['L'], E[row['dtype']])}_{row['dtype']}"
+
+
 def masked_errors(rows, model: SoftmaxMaskedModel) -> tuple[float, float]:
     """Median and worst |err| of (unmasked time measured + masked / rate) against the masked rows' time."""
     e = []
     for r in rows:
-        key = f"{forward_softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}"
-        pred = float(np.median(r["plain_time_s"])) + causal_masked(r) / model.masked_element_rate_per_s[key]
+        pred = float(np.median(r["plain_time_s"])) + causal_masked(r) / model.masked_element_rate_per_s[_rate_key(r)]
         e.append(abs(pred / r["time_s"] - 1))
     return float(np.median(e)), float(max(e))
 
@@ -99,7 +103,7 @@ def fit_softmax_masked(rows, date: dt.date | None = None, gpu: str = "NVIDIA H20
     held = [r for r in rows if r["split"] == "heldout"]
     groups: dict[str, list] = {}
     for r in fit:
-        groups.setdefault(f"{forward_softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}", []).append(r)
+        groups.setdefault(_rate_key(r), []).append(r)
     rates = {}
     for key, rs in sorted(groups.items()):
         m = np.array([causal_masked(r) for r in rs]) / np.array([r["time_s"] for r in rs])
@@ -111,7 +115,7 @@ def fit_softmax_masked(rows, date: dt.date | None = None, gpu: str = "NVIDIA H20
         return None
     model = SoftmaxMaskedModel(masked_element_rate_per_s=rates)
     fe = masked_errors(fit, model)
-    held = [r for r in held if f"{forward_softmax_kernel(r['L'], E[r['dtype']])}_{r['dtype']}" in rates]
+    held = [r for r in held if _rate_key(r) in rates]
     he = masked_errors(held, model) if held else (None, None)
     meas = Fit(method=("least squares (relative, through the origin) of the extra time of torch.softmax over causally "
                        "masked (B*H, N, N) scores (masked_fill(triu(1), -inf)) against the same rows unmasked, timed "

@@ -92,6 +92,10 @@ class GraphStep(BaseModel):
     memcpy: bool = False
     mnk: tuple[str, str, str] | None = None
 
+    def read_element_bytes(self, input_bytes: int) -> int:
+        """Bytes an element of the widest tensor the step reads: fp32 4, bool 1, input ``input_bytes``."""
+        return max(({"fp32": 4, "bool": 1}.get(v, input_bytes) for v in self.reads.values()), default=input_bytes)
+
 
 class Implementation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

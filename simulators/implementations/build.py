@@ -320,7 +320,7 @@ def _graph(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
         # torch's softmax: a warp a row while the row fits, else a block a row (aten/src/ATen/native/cuda/
         # SoftMax.cu, host_softmax / host_softmax_backward): forward as memory_ops.forward_softmax_kernel,
         # backward while L <= 1024 and 4 KiB; the two run at different rates
-        e = max(cfg.element_bytes, 4 if "fp32" in step.reads.values() else 0)
+        e = step.read_element_bytes(cfg.element_bytes)
         warp_rows = (forward_softmax_kernel(cfg.kv_len, e) == "warp" if role == "fwd"
                      else cfg.kv_len <= 1024 and cfg.kv_len * e <= 4096)
         # the fp32 product with one query row is a batched GEMV (gemv.py)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from simulators.implementations import GraphStep, Implementation
 from simulators.matmul import gemm_time
 from simulators.mask import band_of, kept_pairs
-from simulators.memory_ops import eager_time, memory_op_time, softmax_block_time, softmax_masked_s
+from simulators.memory_ops import eager_time, memory_op_time, precision_class, softmax_block_time, softmax_masked_s
 
 BOUND = {"gemm": "gemm model", "elementwise": "memory-op model"}
 # (id(spec), impl, step, pass, config) -> (spec, GPU s): the fit re-times the same calls many times; the
@@ -50,9 +50,7 @@ def family_name(step: GraphStep, cfg) -> str | None:
     ``<family>_fp32`` or ``<family>_bf16`` (any 16-bit dtype) by the element size of what the step reads."""
     if step.family not in ("repeat", "masked_fill"):
         return step.family
-    sizes = {"fp32": 4, "bool": 1}
-    e = max((sizes.get(v, cfg.element_bytes) for v in step.reads.values()), default=cfg.element_bytes)
-    return f"{step.family}_fp32" if e >= 4 else f"{step.family}_bf16"
+    return f"{step.family}_{precision_class(step.read_element_bytes(cfg.element_bytes))}"
 
 
 def op_gpu_s(spec, step: GraphStep, k, cfg) -> float:
@@ -89,8 +87,8 @@ def masked_softmax(spec, impl: Implementation, cfg, results: list, roles: list[s
     for r, role in zip(results, roles):
         step = steps.get((r.name, "fwd"))
         if role in ("rowwise_fwd", "rowblock_fwd") and step is not None and step.exp and masked > 0:
-            e = max(4 if dt == "fp32" else cfg.element_bytes for dt in step.reads.values())
-            extra = float(softmax_masked_s(spec, masked, "warp" if role == "rowwise_fwd" else "block", e))
+            extra = float(softmax_masked_s(spec, masked, "warp" if role == "rowwise_fwd" else "block",
+                                           step.read_element_bytes(cfg.element_bytes)))
             r = r.model_copy(update={"time_s": r.time_s + extra, "masked_s": extra})
         out.append(r)
     return out
