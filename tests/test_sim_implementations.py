@@ -195,3 +195,22 @@ def test_efficient_backward_does_its_helpers_work():
         assert v.seen_writes(k.hbm_read_bytes, k.hbm_write_bytes) == pytest.approx(m["dram_write_bytes"], rel=0.06), c.key()
         checked += 1
     assert checked >= 4
+
+
+def test_cudnn_decode_runs_its_sm80_kernel_packed_or_not():
+    """Every profiled cuDNN decode, MHA and GQA, split or not, ran `sdpa_sm80_flash_fprop_wmma` on B*H_kv
+    (x splits) blocks (Nsight Compute); the packed GQA decodes that need no split were once priced as the
+    persistent sm90 prefill kernel, one block an SM."""
+    checked = 0
+    for p in _profiled():
+        c = p.case
+        if c.impl != "torch-cudnn" or c.pass_ != "fwd" or not c.shape.decode:
+            continue
+        seen = next(k for k in p.kernels if "flash_fprop" in k["name"])
+        k = simulate_attention(H200, c.impl, **records.config_of(c)).kernels[0]
+        assert "sm80" in seen["name"] and "sm80" in k.name, c.key()
+        if c.shape.batch * c.shape.kv_heads >= 0.8 * 132:  # no split ([NCU]: 132 SMs): one block a K/V head
+            assert k.blocks == seen["grid_blocks"] == c.shape.batch * c.shape.kv_heads, c.key()
+            assert k.blocks_per_sm == 2, c.key()
+        checked += 1
+    assert checked >= 12

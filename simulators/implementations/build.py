@@ -202,7 +202,7 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
         if splits > 1 and run.seq_len <= 128:
             br_s, bc_s, warps = dec.tile(d)
             sch = _sched(spec, (run.seq_len, bc_s, warps), dec.regs, dec.stages, False, splits=splits,
-                         smem_per_block_bytes=(br_s * d + 2 * bc_s * d) * e)
+                         smem_per_block_bytes=dec.smem_bytes(d) or (br_s * d + 2 * bc_s * d) * e)
             counts, _ = flash_kernels(spec, run, sch, "flash-decoding", "fwd", "closed")
             family = dec.instruction or impl.instruction
             pad = math.ceil(run.seq_len / br_s) * br_s / run.seq_len
@@ -210,11 +210,14 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             for k in counts[1:]:
                 out.append((_tag(k, dec.combine or k.name, "simt", 0.0), "helper"))
         else:
-            fp = impl.decode if (run.seq_len == 1 and impl.decode is not None) else impl.fwd
+            # a decode (one query position; packed, its group's rows) runs the decode entry's kernel
+            fp = impl.decode if (cfg.seq_len == 1 and impl.decode is not None) else impl.fwd
             fp = impl.fwd if fp.splits == "fa2" else fp  # FA2 with one split runs its ordinary forward kernel
             tile = fp.tile(d)
             smem = fp.smem_bytes(d)
-            sch = _sched(spec, tile, fp.regs, fp.stages, impl.persistent,
+            own = fp is impl.decode and fp.kernel != impl.fwd.kernel  # a decode kernel of its own (cuDNN's sm80)
+            # persistent is the implementation's sm90 kernels'; [NCU] cuDNN's sm80 decode kernel runs B*H_kv blocks
+            sch = _sched(spec, tile, fp.regs, fp.stages, impl.persistent and not own,
                          **({"smem_per_block_bytes": smem} if smem else {}))
             counts, _ = flash_kernels(spec, run, sch, "flash2", "fwd", "closed")
             k = counts[0]
@@ -224,7 +227,6 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             family = fp.instruction or impl.instruction
             if not packed:  # a packed group's rows are one query position: its blocks are equal
                 _causal_imbalance(spec, impl, k, run, tile, "fwd", family)
-            own = fp is impl.decode and fp.kernel != impl.fwd.kernel  # a decode kernel of its own (cuDNN's sm80)
             out.append((_tag(k, fp.kernel, family, 2 * tile[1] * d * e * fp.stages, pad), "decode" if own else "fwd"))
     if pass_ in ("bwd", "fwd+bwd"):
         bp = impl.bwd
