@@ -1,7 +1,7 @@
 """Where the isolated call's host time scatters from: the same calls timed under ways of waiting.
 
 The committed decode timings (impls-raw-*.json) of a host-bound call (GPU work 20-70 us) moved
-between 60 and 140 us from one repeat to the next, on the same GPU, in one process. This probe
+between 60 and 140 us from one repeat to the next, on the same kind of GPU, across runs and within one. This probe
 times such calls as gpu_run.Bench.time_case does (events around one call after a synchronize),
 in interleaved rounds, under four ways of waiting for the stop event:
 
@@ -25,11 +25,12 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from costmodel.validation.implementations import grids
-from costmodel.validation.implementations.gpu_run import Bench
+from costmodel.validation.implementations.gpu_run import Bench, event_time_s
 
 CASES = [("torch-cudnn", grids._decode(1, 64, 8, 16384, 128)), ("torch-cudnn", grids._decode(32, 32, 4, 3000, 64)),
          ("torch-cudnn", grids._decode(1, 32, 8, 2048, 128)), ("torch-flash", grids._decode(1, 64, 8, 16384, 128)),
@@ -46,20 +47,7 @@ def _sh(cmd: str) -> str:
 
 
 def time_calls(torch, run, sets, samples: int, spin: bool) -> list[float]:
-    out = []
-    for i in range(samples):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize()
-        start.record()
-        run(sets[i % len(sets)])
-        stop.record()
-        if spin:
-            while not stop.query():
-                pass
-        else:
-            stop.synchronize()
-        out.append(start.elapsed_time(stop) * 1e-3)
-    return out
+    return [event_time_s(torch, lambda i=i: run(sets[i % len(sets)]), spin) for i in range(samples)]
 
 
 def main(argv=None) -> int:
@@ -105,7 +93,7 @@ def main(argv=None) -> int:
             meds = [r["median_s"] for r in rows if r["case"] == case.key() and r["condition"] == cond]
             summary[f"{case.key()} | {cond}"] = {"median_of_rounds_s": statistics.median(meds),
                                                  "min_round_s": min(meds), "max_round_s": max(meds)}
-    meta = {"command": "python3 benchmarks/host_noise.py " + " ".join(argv or []),
+    meta = {"command": "python3 benchmarks/host_noise.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "python": platform.python_version(),
             "cpus_allowed": sorted(all_cpus), "pinned_to": sorted(one),

@@ -38,6 +38,7 @@ class FusedPass(BaseModel):
     copies_before: list[Literal["o", "do"]] = Field(default_factory=list)
     copies_after: list[Literal["dq", "dk", "dv"]] = Field(default_factory=list)
     instruction: str | None = None  # overrides the implementation's family for this kernel
+    persistent: bool | None = None  # overrides the implementation's ``persistent`` for this kernel
     # shared memory a block, by head_dim upper bound, where [NCU] shows the kernel stages K/V in pieces
     # (default: the flash simulator's (B_r + 2 B_c) d elements)
     smem: dict[int, int] = Field(default_factory=dict)
@@ -51,6 +52,9 @@ class FusedPass(BaseModel):
     # the main loop's attained share is fitted per tile variant (fwd_efficiency_d<bound>): each head_dim
     # bound is its own template instantiation (tile, warps), e.g. [MEFF]'s 64x64 / 64x128 / 32x128_gmem
     efficiency_by_tile: bool = False
+
+    def is_persistent(self, impl: "Implementation") -> bool:
+        return impl.persistent if self.persistent is None else self.persistent
 
     def tile_bound(self, head_dim: int) -> int:
         self.tile(head_dim)

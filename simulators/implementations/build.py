@@ -215,9 +215,7 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             fp = impl.fwd if fp.splits == "fa2" else fp  # FA2 with one split runs its ordinary forward kernel
             tile = fp.tile(d)
             smem = fp.smem_bytes(d)
-            own = fp is impl.decode and fp.kernel != impl.fwd.kernel  # a decode kernel of its own (cuDNN's sm80)
-            # persistent is the implementation's sm90 kernels'; [NCU] cuDNN's sm80 decode kernel runs B*H_kv blocks
-            sch = _sched(spec, tile, fp.regs, fp.stages, impl.persistent and not own,
+            sch = _sched(spec, tile, fp.regs, fp.stages, fp.is_persistent(impl),
                          **({"smem_per_block_bytes": smem} if smem else {}))
             counts, _ = flash_kernels(spec, run, sch, "flash2", "fwd", "closed")
             k = counts[0]
@@ -227,11 +225,12 @@ def _fused(spec, impl: Implementation, cfg: AttentionConfig, pass_: str) -> list
             family = fp.instruction or impl.instruction
             if not packed:  # a packed group's rows are one query position: its blocks are equal
                 _causal_imbalance(spec, impl, k, run, tile, "fwd", family)
+            own = fp is impl.decode and fp.kernel != impl.fwd.kernel  # a decode kernel of its own (cuDNN's sm80)
             out.append((_tag(k, fp.kernel, family, 2 * tile[1] * d * e * fp.stages, pad), "decode" if own else "fwd"))
     if pass_ in ("bwd", "fwd+bwd"):
         bp = impl.bwd
         tile = bp.tile(d)
-        sch = _sched(spec, tile, bp.regs, bp.stages, impl.persistent)
+        sch = _sched(spec, tile, bp.regs, bp.stages, bp.is_persistent(impl))
         counts, _ = flash_kernels(spec, cfg, sch, "flash2", "bwd", "closed")
         out += [(_copy(spec, cfg, t), "copy") for t in bp.copies_before]
         for k in counts:

@@ -38,6 +38,22 @@ BACKENDS = {"torch-flash": "FLASH_ATTENTION", "torch-cudnn": "CUDNN_ATTENTION",
             "torch-efficient": "EFFICIENT_ATTENTION", "torch-math": "MATH"}
 
 
+def event_time_s(torch, fn, spin: bool = False) -> float:
+    """One call of ``fn`` alone: CUDA events around it after a synchronize, the host's work inside the
+    time. ``spin``: wait for the stop event by polling it (the core never sleeps) instead of synchronizing."""
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    fn()
+    stop.record()
+    if spin:
+        while not stop.query():
+            pass
+    else:
+        stop.synchronize()
+    return start.elapsed_time(stop) * 1e-3
+
+
 class Bench:
     def __init__(self, device: str = "cuda", pool_elements: int = POOL_ELEMENTS):
         import torch
@@ -152,13 +168,7 @@ class Bench:
                 run(inp)
                 samples.append(time.perf_counter() - t0)
                 continue
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            run(inp)
-            stop.record()
-            stop.synchronize()
-            samples.append(start.elapsed_time(stop) * 1e-3)
+            samples.append(event_time_s(torch, lambda: run(inp)))
         # back to back, no synchronize between calls: the host runs ahead where it can, so this is
         # about the GPU's time per call (what a stream of calls, or a CUDA graph, costs)
         loop = []
